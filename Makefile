@@ -1,0 +1,23 @@
+# The two commands of the course (see README.md):
+#   make course   run every chapter notebook at this machine's profile (PROFILE=auto|smoke|cpu|gpu), outputs in OUT/
+#   make test     run the test suite (smoke-profile notebooks, unit tests, nbdev sync check, browser test)
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PROFILE ?= auto
+OUT ?= outputs
+PYTEST_ARGS ?= -n 2
+
+.PHONY: course test install-course install-dev
+
+install-course:
+	tools/install.sh $(VENV) course
+
+install-dev:
+	tools/install.sh $(VENV) dev --browser
+
+course: install-course
+	$(VENV)/bin/gaussdiff course --profile $(PROFILE) --out $(OUT)
+
+test: install-dev
+	$(PY) -m pytest $(PYTEST_ARGS) tests

@@ -1,0 +1,17 @@
+import os, sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NBS = ROOT / "nbs"
+
+# Tests share the checkout's data/ caches (MNIST, sprites, small GIR fits) so notebooks do not refit per test.
+os.environ.setdefault("GAUSSDIFF_DATA", str(ROOT / "data"))
+
+
+@pytest.fixture
+def tmp_data(tmp_path, monkeypatch):
+    "An empty, private cache folder for tests that write or corrupt caches."
+    monkeypatch.setenv("GAUSSDIFF_DATA", str(tmp_path))
+    return tmp_path
