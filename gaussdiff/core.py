@@ -11,7 +11,7 @@ import torch
 # %% auto #0
 __all__ = ['PROFILES', 'COMMANDS', 'resolve_profile', 'by_profile', 'get_device', 'seed_everything', 'check_images', 'make_grid',
            'show_grid', 'save_grid', 'atomic_path', 'save_torch_atomic', 'save_json', 'repo_root', 'data_dir',
-           'save_fig', 'save_results', 'course_notebooks', 'run_course', 'write_summary', 'main']
+           'save_fig', 'save_results', 'course_notebooks', 'has_parameters_cell', 'run_course', 'write_summary', 'main']
 
 # %% ../nbs/00_core.ipynb #71933f00
 PROFILES = ("smoke", "cpu", "gpu")
@@ -147,6 +147,11 @@ def course_notebooks(nbs_dir) -> list[Path]:
     nbs_dir = Path(nbs_dir)
     return [p for p in [nbs_dir / "index.ipynb"] if p.exists()] + sorted(nbs_dir.glob("[0-9][0-9]_*.ipynb"))
 
+def has_parameters_cell(nb_path) -> bool:
+    "Whether a notebook has a cell tagged `parameters` (papermill injects settings after it)."
+    cells = json.loads(Path(nb_path).read_text())["cells"]
+    return any("parameters" in c.get("metadata", {}).get("tags", []) for c in cells)
+
 def run_course(profile: str = "auto", out="outputs", only: list[str] | None = None, nbs_dir=None) -> Path:
     "Execute the course notebooks with papermill at `profile`; returns the output folder."
     import papermill as pm
@@ -162,8 +167,9 @@ def run_course(profile: str = "auto", out="outputs", only: list[str] | None = No
     for nb in nbs:
         t0 = time.time(); status = "ok"
         print(f"[course] {nb.name} (profile={profile}) ...", flush=True)
+        params = dict(profile=profile, out_dir=str(out)) if has_parameters_cell(nb) else {}
         try:
-            pm.execute_notebook(str(nb), str(out / nb.name), parameters=dict(profile=profile, out_dir=str(out)),
+            pm.execute_notebook(str(nb), str(out / nb.name), parameters=params,
                                 kernel_name="python3", cwd=str(nb.parent), progress_bar=False)
         except Exception as e:  # keep going: one failing chapter should not hide the others' results
             status = f"FAILED: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
