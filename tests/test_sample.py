@@ -1,0 +1,152 @@
+"Samplers of gaussdiff.sample checked against diffusers' DDPMScheduler / DDIMScheduler."
+import math
+
+import pytest
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler
+
+from gaussdiff.sample import clip_x0, ddim_step, ddpm_step, sample, timesteps_for
+
+
+class _Sched:
+    "A schedule with exactly diffusers' alphas_cumprod (so the tests check the samplers, not the schedules)."
+    def __init__(self, ref):
+        self.T = ref.config.num_train_timesteps
+        self.alphas_cumprod = ref.alphas_cumprod.clone()
+
+
+class _Eps(torch.nn.Module):
+    "A fixed, smooth stand-in for a trained ε-network (depends on x and t)."
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor(0.3))
+
+    def forward(self, x, t):
+        return self.w * x + 0.5 * torch.sin(t.float() / 37.0).view(-1, *[1] * (x.ndim - 1)) * torch.cos(3 * x)
+
+
+def _ddpm(T=1000, kind="linear", clip=True, spacing="trailing"):
+    return DDPMScheduler(num_train_timesteps=T, beta_schedule=kind, clip_sample=clip, clip_sample_range=1.0,
+                         variance_type="fixed_small", prediction_type="epsilon", timestep_spacing=spacing)
+
+
+def _ddim(T=1000, kind="linear", clip=True, spacing="trailing"):
+    return DDIMScheduler(num_train_timesteps=T, beta_schedule=kind, clip_sample=clip, clip_sample_range=1.0,
+                         prediction_type="epsilon", set_alpha_to_one=True, steps_offset=0, timestep_spacing=spacing)
+
+
+@pytest.mark.parametrize("spacing", ["leading", "trailing"])
+@pytest.mark.parametrize("T,steps", [(1000, 1000), (1000, 50), (200, 200), (200, 20)])
+def test_timesteps_match_diffusers(T, steps, spacing):
+    ref = _ddim(T, spacing=spacing); ref.set_timesteps(steps)
+    assert timesteps_for(T, steps, spacing) == ref.timesteps.tolist()
+
+
+@pytest.mark.parametrize("kind", ["linear", "squaredcos_cap_v2"])
+@pytest.mark.parametrize("clip", [True, False])
+@pytest.mark.parametrize("t,steps", [(999, 1000), (500, 1000), (1, 1000), (0, 1000), (979, 50), (19, 50)])
+def test_ddpm_step_matches_diffusers(kind, clip, t, steps):
+    ref = _ddpm(kind=kind, clip=clip); ref.set_timesteps(steps)
+    g = torch.Generator().manual_seed(t)
+    x, eps = torch.randn(4, 3, 8, 8, generator=g), torch.randn(4, 3, 8, 8, generator=g)
+    out = ref.step(eps, t, x, generator=torch.Generator().manual_seed(7))
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(7))
+    t_prev = t - 1000 // steps
+    mine, x0 = ddpm_step(x, eps, t, t_prev, ref.alphas_cumprod, noise, 1.0 if clip else None)
+    torch.testing.assert_close(x0, out.pred_original_sample, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(mine, out.prev_sample, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["linear", "squaredcos_cap_v2"])
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("clipped_eps", [False, True])
+@pytest.mark.parametrize("t,steps", [(999, 50), (499, 50), (19, 50), (199, 20)])
+def test_ddim_step_matches_diffusers(kind, eta, clipped_eps, t, steps):
+    ref = _ddim(kind=kind); ref.set_timesteps(steps)
+    g = torch.Generator().manual_seed(t)
+    x, eps, noise = (torch.randn(2, 150, 8, generator=g) for _ in range(3))
+    out = ref.step(eps, t, x, eta=eta, use_clipped_model_output=clipped_eps,
+                   variance_noise=noise if eta > 0 else None)
+    mine, x0 = ddim_step(x, eps, t, t - 1000 // steps, ref.alphas_cumprod, eta, noise, 1.0, clipped_eps)
+    torch.testing.assert_close(x0, out.pred_original_sample, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(mine, out.prev_sample, rtol=1e-4, atol=1e-5)
+
+
+def _diffusers_loop(ref, model, x, steps, generator=None, **step_kw):
+    ref.set_timesteps(steps)
+    for t in ref.timesteps:
+        eps = model(x, torch.full((x.shape[0],), int(t), dtype=torch.long))
+        x = ref.step(eps, int(t), x, generator=generator, **step_kw).prev_sample
+    return x
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("T,steps", [(100, 100), (100, 20)])
+def test_full_ddpm_loop_matches_diffusers(T, steps):
+    model, ref = _Eps(), _ddpm(T, kind="squaredcos_cap_v2")
+    mine = sample(model, _Sched(ref), (3, 1, 8, 8), steps=steps, sampler="ddpm", clip=1.0,
+                  generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    x_T = torch.randn(3, 1, 8, 8, generator=g)
+    theirs = _diffusers_loop(ref, model, x_T, steps, generator=g)
+    torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-4)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_full_ddim_loop_matches_diffusers(eta):
+    model, ref = _Eps(), _ddim(200)
+    mine = sample(model, _Sched(ref), (3, 150, 8), steps=25, sampler="ddim", eta=eta, clip=1.0,
+                  generator=torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(1)
+    x_T = torch.randn(3, 150, 8, generator=g)
+    theirs = _diffusers_loop(ref, model, x_T, 25, generator=g if eta > 0 else None, eta=eta)
+    torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-4)
+
+
+@torch.no_grad()
+def test_ddim_eta1_equals_respaced_ddpm():
+    "DDIM with η=1 and ε re-derived from the clipped x0 is exactly the respaced DDPM posterior."
+    ref = _ddpm(200)
+    abar = ref.alphas_cumprod
+    g = torch.Generator().manual_seed(3)
+    x, eps, z = (torch.randn(2, 5, 8, generator=g) for _ in range(3))
+    a, _ = ddpm_step(x, eps, 150, 140, abar, z, 1.0)
+    b, _ = ddim_step(x, eps, 150, 140, abar, 1.0, z, 1.0, clipped_eps=True)
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@torch.no_grad()
+def test_trajectory_and_determinism():
+    model, ref = _Eps(), _ddpm(50)
+    x, tr = sample(model, _Sched(ref), (2, 4, 8), sampler="ddim", steps=10, return_trajectory=True,
+                   generator=torch.Generator().manual_seed(5))
+    assert tr["x"].shape == (11, 2, 4, 8) and tr["x0"].shape == (11, 2, 4, 8)
+    assert tr["t"][0] == 49 and tr["t"][-1] == -1 and torch.equal(tr["x"][-1], x)
+    again = sample(model, _Sched(ref), (2, 4, 8), sampler="ddim", steps=10, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(x, again)
+
+
+@torch.no_grad()
+def test_cosine_schedule_stays_finite_only_with_clipping():
+    "With ᾱ_T ≈ 1e-8 the unclipped x0 estimate explodes at the first step; clipping bounds it."
+    ref = _ddpm(1000, kind="squaredcos_cap_v2")
+    abar = ref.alphas_cumprod
+    x, eps = torch.randn(1, 64), torch.zeros(1, 64)  # a network that predicts no noise at all
+    _, x0_raw = ddpm_step(x, eps, 999, 998, abar)
+    _, x0_clip = ddpm_step(x, eps, 999, 998, abar, clip=1.0)
+    assert x0_raw.abs().max() > 1e3 and x0_clip.abs().max() <= 1.0
+
+
+def test_per_feature_clip():
+    x0 = torch.tensor([[[-5.0, 5.0, 0.5]]])
+    out = clip_x0(x0, ([-1.0, -2.0, 0.0], [1.0, 2.0, 0.25]))
+    assert out.tolist() == [[[-1.0, 2.0, 0.25]]]
+
+
+def test_bad_arguments():
+    model, ref = _Eps(), _ddpm(50)
+    with pytest.raises(ValueError, match="steps"): timesteps_for(50, 0)
+    with pytest.raises(ValueError, match="exceed"): timesteps_for(50, 51)
+    with pytest.raises(ValueError, match="sampler"): sample(model, _Sched(ref), (1, 4), sampler="euler")
+    with pytest.raises(ValueError, match="eta"): sample(model, _Sched(ref), (1, 4), sampler="ddim", eta=-1)

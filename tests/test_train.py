@@ -1,0 +1,143 @@
+"The model-agnostic trainer: exact resume, EMA against diffusers, LR schedule, checkpoints and bad input."
+import math
+
+import pytest
+import torch
+
+from gaussdiff.core import save_torch_atomic
+from gaussdiff.diffusion import Schedule
+from gaussdiff.train import (EMA, TinyDenoiser, TrainConfig, batch_indices, load_checkpoint, lr_factor,
+                             read_checkpoint, train)
+
+DATA = torch.randn(96, 4, 6, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
+SCHED = Schedule(T=50)
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return TinyDenoiser(shape=(4, 6), hidden=32, t_dim=16)
+
+
+def _cfg(**kw):
+    return TrainConfig(**{**dict(budget_steps=24, batch_size=16, warmup_steps=5, ckpt_every=6, lr=1e-3,
+                                 ema_decay=0.9), **kw})
+
+
+def _run(out, **kw):
+    cfg = kw.pop("cfg", _cfg())
+    return train(_model(), DATA, SCHED, cfg, space="toy", out_dir=out, device="cpu", progress=False, **kw)
+
+
+def _equal_states(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_resume_reproduces_uninterrupted_run_bit_for_bit(tmp_path):
+    ref = _run(tmp_path / "a")
+
+    def crash(step, loss):
+        if step == 15: raise KeyboardInterrupt("simulated crash")
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "b", callback=crash)
+    assert read_checkpoint(tmp_path / "b" / "ckpt.pt")["step"] == 12  # the last checkpoint before the crash
+    res = _run(tmp_path / "b", resume=True)
+    assert res.step == ref.step == 24
+    assert _equal_states(ref.model, res.model) and _equal_states(ref.ema.model, res.ema.model)
+    assert res.history["loss"] == ref.history["loss"] and res.history["lr"] == ref.history["lr"]
+    a, b = (read_checkpoint(p / "ckpt.pt")["optimizer"]["state"] for p in (tmp_path / "a", tmp_path / "b"))
+    assert all(torch.equal(a[k]["exp_avg_sq"], b[k]["exp_avg_sq"]) for k in a)
+
+
+def test_extending_a_step_budget_equals_one_longer_run(tmp_path):
+    ref = _run(tmp_path / "a", cfg=_cfg(budget_steps=20))
+    _run(tmp_path / "b", cfg=_cfg(budget_steps=8))
+    res = _run(tmp_path / "b", cfg=_cfg(budget_steps=20), resume=True)
+    assert _equal_states(ref.model, res.model)
+
+
+def test_training_reduces_the_loss(tmp_path):
+    res = train(_model(), DATA, SCHED, _cfg(budget_steps=150, ckpt_every=1000), space="toy", device="cpu",
+                progress=False)
+    first, last = sum(res.history["loss"][:20]) / 20, sum(res.history["loss"][-20:]) / 20
+    assert last < 0.8 * first
+
+
+def test_wall_clock_budget_stops(tmp_path):
+    res = train(_model(), DATA, SCHED, _cfg(budget_steps=None, budget_minutes=0.5 / 60), space="toy",
+                device="cpu", progress=False)
+    assert res.step >= 1 and 0.5 <= res.elapsed_s < 5
+
+
+def test_ema_matches_diffusers_emamodel():
+    from diffusers.training_utils import EMAModel
+    net = _model()
+    ours, theirs = EMA(net, 0.95), EMAModel(net.parameters(), decay=0.95)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(30):
+        with torch.no_grad():
+            for p in net.parameters(): p.add_(torch.randn(p.shape, generator=g))
+        ours.update(net); theirs.step(net.parameters())
+        assert ours.current_decay() == pytest.approx(theirs.cur_decay_value)
+    for a, b in zip(ours.model.parameters(), theirs.shadow_params):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_lr_schedule_and_batches():
+    assert lr_factor(0, 10) == pytest.approx(0.1) and lr_factor(9, 10) == 1.0 and lr_factor(500, 10) == 1.0
+    assert lr_factor(110, 10, decay_steps=110, min_lr_frac=0.1) == pytest.approx(0.1)
+    assert lr_factor(60, 10, decay_steps=110, min_lr_frac=0.0) == pytest.approx(0.5)
+    epoch = torch.cat([batch_indices(s, 96, 16, seed=3) for s in range(6)])
+    assert sorted(epoch.tolist()) == list(range(96))  # one epoch visits every example once
+    assert torch.equal(batch_indices(7, 96, 16, 3), batch_indices(7, 96, 16, 3))
+    assert not torch.equal(batch_indices(0, 96, 16, 3), batch_indices(6, 96, 16, 3))
+
+
+def test_checkpoint_loads_for_sampling_with_snapshots(tmp_path):
+    res = _run(tmp_path, snapshot_fracs=(0.25, 0.5, 1.0), meta={"dataset": "toy"})
+    assert [s["step"] for s in res.snapshots] == [6, 12, 24]
+    model, schedule, normalizer, meta = load_checkpoint(tmp_path / "ckpt.pt", device="cpu")
+    assert isinstance(model, TinyDenoiser) and not model.training and normalizer is None
+    assert schedule.T == 50 and meta["space"] == "toy" and meta["dataset"] == "toy" and meta["finished"]
+    assert _equal_states(model, res.ema.model)
+    snap, *_ = load_checkpoint(res.snapshots[0]["path"], device="cpu")
+    assert not _equal_states(snap, res.ema.model)
+    with pytest.raises(ValueError, match="space"):
+        load_checkpoint(tmp_path / "ckpt.pt", device="cpu", space="pixel")
+
+
+def test_failed_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    _run(tmp_path, cfg=_cfg(budget_steps=6))
+    before = (tmp_path / "ckpt.pt").read_bytes()
+
+    def broken_save(obj, f, *a, **k):
+        open(f, "wb").write(b"partial")
+        raise OSError("disk full")
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        _run(tmp_path, cfg=_cfg(budget_steps=12), resume=True)
+    assert (tmp_path / "ckpt.pt").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_bad_input(tmp_path):
+    with pytest.raises(ValueError, match="budget"): TrainConfig()
+    with pytest.raises(ValueError, match="budget_minutes"): TrainConfig(budget_minutes=0)
+    with pytest.raises(ValueError, match="budget_steps"): TrainConfig(budget_steps=0)
+    with pytest.raises(FileNotFoundError, match="train one first"): _run(tmp_path / "none", resume=True)
+    with pytest.raises(FileNotFoundError): load_checkpoint(tmp_path / "missing.pt")
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="corrupt"): load_checkpoint(tmp_path / "bad.pt")
+    save_torch_atomic({"hello": 1}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a gaussdiff checkpoint"): read_checkpoint(tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="NaN"):
+        train(_model(), DATA * float("nan"), SCHED, _cfg(), device="cpu", progress=False)
+    _run(tmp_path / "c", cfg=_cfg(budget_steps=6))
+    with pytest.raises(ValueError, match="different run.*space"):
+        train(_model(), DATA, SCHED, _cfg(budget_steps=12), space="pixel", out_dir=tmp_path / "c", resume=True,
+              device="cpu", progress=False)
+    with pytest.raises(ValueError, match="different run.*lr"):
+        _run(tmp_path / "c", cfg=_cfg(budget_steps=12, lr=5e-4), resume=True)
+    with pytest.raises(ValueError, match="model config"):
+        torch.manual_seed(0)
+        train(TinyDenoiser(shape=(4, 6), hidden=64, t_dim=16), DATA, SCHED, _cfg(budget_steps=12),
+              space="toy", out_dir=tmp_path / "c", resume=True, device="cpu", progress=False)
