@@ -37,7 +37,9 @@ def get_device(device: str | torch.device = "auto") -> torch.device:
         if torch.cuda.is_available(): return torch.device("cuda")
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(): return torch.device("mps")
         return torch.device("cpu")
-    d = torch.device(device)  # raises on nonsense like "gpu0"
+    try: d = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from e
     if d.type == "cuda" and not torch.cuda.is_available(): raise ValueError("device 'cuda' asked for, but CUDA is not available")
     if d.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError("device 'mps' asked for, but MPS is not available")
@@ -217,4 +219,5 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try: mod = importlib.import_module(COMMANDS[cmd])
     except ModuleNotFoundError as e: print(f"gaussdiff {cmd}: not available ({e})"); return 2
+    if not hasattr(mod, "cli"): print(f"gaussdiff {cmd}: not available yet ({COMMANDS[cmd]} has no cli)"); return 2
     return mod.cli(rest) or 0
