@@ -1,0 +1,132 @@
+"Unit tests for gaussdiff.core: profiles, devices, seeding, image grids, atomic writes, the CLI."
+import json, os, random
+
+import numpy as np
+import pytest
+import torch
+
+from gaussdiff.core import (PROFILES, atomic_path, by_profile, check_images, data_dir, get_device, main, make_grid,
+                            resolve_profile, save_grid, save_json, save_results, seed_everything)
+
+
+# --- profiles -------------------------------------------------------------------------------------------------
+
+def test_resolve_profile_named_and_auto():
+    for p in PROFILES: assert resolve_profile(p) == p
+    assert resolve_profile("auto") == ("gpu" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="unknown profile"): resolve_profile("fast")
+
+
+def test_by_profile_picks_and_complains():
+    assert by_profile("smoke", smoke=1, cpu=2, gpu=3) == 1
+    assert by_profile("gpu", smoke=1, cpu=2, gpu=3) == 3
+    assert by_profile("auto", smoke=1, cpu=2, gpu=3) == (3 if torch.cuda.is_available() else 2)
+    assert by_profile("cpu", smoke=1, cpu=None, gpu=3) is None  # None is a legitimate choice ("all")
+    with pytest.raises(KeyError, match="cpu"): by_profile("cpu", smoke=1, gpu=3)
+    with pytest.raises(ValueError): by_profile("huge", smoke=1)
+
+
+# --- devices and seeding --------------------------------------------------------------------------------------
+
+def test_get_device_auto_and_cpu():
+    assert get_device("cpu") == torch.device("cpu")
+    assert get_device(torch.device("cpu")) == torch.device("cpu")
+    assert get_device("auto").type in ("cuda", "mps", "cpu")
+
+
+def test_get_device_errors():
+    with pytest.raises(ValueError, match="unknown device"): get_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"): get_device("cuda")
+    if not (torch.backends.mps.is_available()):
+        with pytest.raises(ValueError, match="MPS is not available"): get_device("mps")
+
+
+def _draws():
+    return random.random(), float(np.random.rand()), torch.rand(3).tolist()
+
+
+def test_seed_everything_repeats():
+    g1 = seed_everything(123); a = _draws(); r1 = torch.rand(4, generator=g1)
+    g2 = seed_everything(123); b = _draws(); r2 = torch.rand(4, generator=g2)
+    assert a == b and torch.equal(r1, r2)
+    seed_everything(124)
+    assert _draws() != a
+    for bad in (-1, 1.5, "0"):
+        with pytest.raises(ValueError): seed_everything(bad)
+
+
+# --- image grids ----------------------------------------------------------------------------------------------
+
+def test_make_grid_shape_and_values():
+    x = torch.rand(5, 3, 4, 6)
+    g = make_grid(x, nrow=3, pad=1, pad_value=1.0)
+    assert g.shape == (2 * (4 + 1) + 1, 3 * (6 + 1) + 1, 3) and g.dtype == np.float32
+    # image 4 sits in row 1, column 1 of the grid
+    np.testing.assert_allclose(g[1 + 5:1 + 5 + 4, 1 + 7:1 + 7 + 6], x[4].permute(1, 2, 0).numpy())
+    np.testing.assert_allclose(g[0], 1.0)               # padding
+    np.testing.assert_allclose(g[6:10, 15:22], 1.0)     # the empty sixth slot stays pad_value
+
+
+def test_make_grid_grey_expands_and_nrow_clamps():
+    x = torch.linspace(0, 1, 2 * 3 * 3).reshape(2, 1, 3, 3)
+    g = make_grid(x, nrow=10, pad=0)
+    assert g.shape == (3, 6, 3)
+    np.testing.assert_allclose(g[..., 0], g[..., 2])
+    np.testing.assert_allclose(g[:, 3:, 1], x[1, 0].numpy())
+
+
+@pytest.mark.parametrize("bad, msg", [(torch.rand(2, 2, 4, 4), r"\[B,C,H,W\]"), (torch.rand(0, 3, 4, 4), "empty"),
+                                      (torch.full((1, 1, 2, 2), float("nan")), "NaN"),
+                                      (torch.full((1, 1, 2, 2), 2.0), r"\[0,1\]")])
+def test_check_images_rejects(bad, msg):
+    with pytest.raises(ValueError, match=msg): check_images(bad)
+
+
+def test_save_grid_writes_png(tmp_path):
+    from PIL import Image
+    p = save_grid(torch.rand(4, 3, 8, 8), tmp_path / "g.png", nrow=2, upscale=2)
+    assert Image.open(p).size == (2 * (2 * 9 + 1), 2 * (2 * 9 + 1))
+
+
+# --- atomic writes --------------------------------------------------------------------------------------------
+
+def test_atomic_path_keeps_old_file_when_writer_raises(tmp_path):
+    target = tmp_path / "cache.bin"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half-writ")
+            raise RuntimeError("writer died")
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache.bin"]  # no temp file left behind
+    with atomic_path(target) as tmp: tmp.write_bytes(b"new")
+    assert target.read_bytes() == b"new"
+
+
+def test_save_json_round_trip(tmp_path):
+    obj = {"b": [1, 2.5, None], "a": {"nested": "x"}, "path": tmp_path}
+    p = save_json(obj, tmp_path / "sub" / "r.json")
+    back = json.loads(p.read_text())
+    assert back == {"b": [1, 2.5, None], "a": {"nested": "x"}, "path": str(tmp_path)}
+    assert save_results("x", {"k": 1}, None) is None
+    assert json.loads(save_results("x", {"k": 1}, tmp_path).read_text()) == {"k": 1}
+
+
+def test_data_dir_follows_env(tmp_data):
+    assert data_dir() == tmp_data and os.environ["GAUSSDIFF_DATA"] == str(tmp_data)
+
+
+# --- CLI ------------------------------------------------------------------------------------------------------
+
+def test_main_help_and_unknown(capsys):
+    assert main(["--help"]) == 0
+    assert "usage: gaussdiff" in capsys.readouterr().out
+    assert main([]) == 0
+    assert main(["frobnicate"]) == 2
+    assert "usage: gaussdiff" in capsys.readouterr().out
+
+
+def test_main_course_help(capsys):
+    with pytest.raises(SystemExit) as e: main(["course", "--help"])
+    assert e.value.code == 0 and "--profile" in capsys.readouterr().out

@@ -1,0 +1,212 @@
+"Unit tests for gaussdiff.data: MNIST and Sprites loaders, user paths, the sprite cutter, caches and errors."
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import gaussdiff.data as D
+from gaussdiff.data import CRAWL_CUT_VERSION, atlas_boxes, find_crawl_tiles, load_mnist, load_sprites
+
+
+@pytest.fixture(scope="module")
+def crawl_tiles():
+    "The unpacked atlases (shared checkout data/), so tests with a private cache folder never re-download them."
+    return find_crawl_tiles(verbose=False)
+
+
+@pytest.fixture
+def tmp_tiles(tmp_data, crawl_tiles, monkeypatch):
+    "A private, empty cache folder that still finds the atlases."
+    monkeypatch.setenv("GAUSSDIFF_CRAWL_TILES", str(crawl_tiles))
+    return tmp_data
+
+
+# --- MNIST ----------------------------------------------------------------------------------------------------
+
+def test_mnist_shapes_ranges_labels():
+    x, y = load_mnist(256, verbose=False)
+    assert x.shape == (256, 1, 28, 28) and x.dtype == torch.float32
+    assert y.shape == (256,) and y.dtype == torch.int64
+    assert 0 <= x.min() and x.max() <= 1 and x.max() > 0.9  # real ink, not a blank array
+    assert set(y.unique().tolist()) <= set(range(10))
+    assert len(set(load_mnist(100, verbose=False)[1].tolist())) == 10  # shuffled: every class early on
+
+
+def test_mnist_splits_sizes_and_disjoint():
+    xtr, ytr = load_mnist(split="train", verbose=False)
+    xte, yte = load_mnist(split="test", verbose=False)
+    xall, _ = load_mnist(split="all", verbose=False)
+    assert len(xall) == 5000 and len(ytr) + len(yte) == 5000 and len(yte) == 1000
+    assert torch.bincount(yte, minlength=10).tolist() == [100] * 10  # stratified
+    h = lambda x: {bytes(im) for im in (x * 255).round().to(torch.uint8).reshape(len(x), -1).numpy()}
+    assert not (h(xtr) & h(xte))
+    x5, y5 = load_mnist(5, verbose=False)
+    assert torch.equal(x5, xtr[:5]) and torch.equal(y5, ytr[:5])  # the first n of a fixed order
+
+
+@pytest.mark.parametrize("kw", [dict(n=0), dict(n=-3), dict(n=4001), dict(n=2.5), dict(n=True),
+                                dict(split="valid"), dict(source="kaggle"), dict(n=1001, split="test")])
+def test_mnist_bad_arguments(kw):
+    with pytest.raises(ValueError): load_mnist(verbose=False, **kw)
+
+
+def test_mnist_corrupt_cache_is_rebuilt(tmp_data):
+    (tmp_data / "mnist_5k.npz").write_bytes(b"not a zip file at all")
+    with pytest.warns(UserWarning, match="unreadable"):
+        x, y = load_mnist(10, split="all", verbose=False)
+    assert x.shape == (10, 1, 28, 28)
+    with np.load(tmp_data / "mnist_5k.npz") as z: assert z["x"].shape == (5000, 28, 28)  # rewritten, whole
+    # a readable cache with the wrong contents is not trusted either
+    np.savez(tmp_data / "mnist_5k.npz", x=np.zeros((7, 28, 28), np.uint8), y=np.zeros(7, np.int64))
+    assert len(load_mnist(split="all", verbose=False)[1]) == 5000
+
+
+# --- Sprites: the offline default -----------------------------------------------------------------------------
+
+def test_sprites_default_offline():
+    x = load_sprites(verbose=False)
+    assert x.ndim == 4 and x.shape[1:] == (3, 32, 32) and x.dtype == torch.float32
+    assert len(x) >= 1000
+    assert 0 <= x.min() and x.max() <= 1
+    assert (x.amax(dim=(1, 2, 3)) > 0.3).all()               # no blank sprites
+    corners = x[:, :, [0, 0, -1, -1], [0, -1, 0, -1]]
+    assert (corners == 0).float().mean() > 0.9                # black background, figures centred
+    assert torch.equal(load_sprites(7, verbose=False), x[:7])
+    with pytest.raises(ValueError, match="only"): load_sprites(len(x) + 1, verbose=False)
+    with pytest.raises(ValueError): load_sprites(0, verbose=False)
+
+
+def test_sprites_are_distinct():
+    x = load_sprites(verbose=False)
+    v = torch.nn.functional.avg_pool2d(x, 2).reshape(len(x), -1)
+    d = torch.cdist(v, v) / v.shape[1] ** 0.5
+    d.fill_diagonal_(1.0)
+    assert d.min() >= 0.04 - 1e-3  # the cutter's near-duplicate threshold (RMS on 16x16 pools)
+
+
+def test_sprites_rebuilt_from_atlases_and_corrupt_cache_not_trusted(tmp_tiles):
+    cache = tmp_tiles / "sprites_crawl.npz"
+    x = load_sprites(verbose=False)                       # cut from the atlases into the private folder
+    assert cache.exists() and len(x) >= 1000
+    cache.write_bytes(b"PK\x03\x04 truncated")             # a half-written / corrupt zip
+    with pytest.warns(UserWarning, match="unreadable"):
+        assert torch.equal(load_sprites(verbose=False), x)
+    np.savez(cache, x=np.zeros((3, 32, 32, 3), np.uint8), version=np.array(CRAWL_CUT_VERSION - 1))  # stale cutter
+    assert torch.equal(load_sprites(verbose=False), x)
+    with np.load(cache) as z: assert int(z["version"]) == CRAWL_CUT_VERSION and len(z["x"]) == len(x)
+
+
+def test_data_cli(tmp_tiles, capsys):
+    assert D.cli([]) == 0
+    out = capsys.readouterr().out
+    assert "MNIST: 5000 digits" in out and "Sprites:" in out
+    assert (tmp_tiles / "sprites_crawl.npz").exists() and (tmp_tiles / "mnist_5k.npz").exists()
+
+
+def test_missing_tiles_without_fetch(tmp_data, monkeypatch):
+    monkeypatch.setenv("GAUSSDIFF_CRAWL_TILES", str(tmp_data / "nowhere"))
+    monkeypatch.setattr(D, "CRAWL_SUBDIR", D.Path("no/such/tiles"))
+    with pytest.raises(FileNotFoundError, match="apt-get download"): find_crawl_tiles(fetch=False)
+
+
+# --- the cutter on a synthetic atlas --------------------------------------------------------------------------
+
+def _ellipse(h, w, cy, cx, ry, rx):
+    yy, xx = np.mgrid[:h, :w]
+    return ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
+
+
+def test_atlas_boxes_splits_touching_tiles():
+    alpha = np.zeros((64, 80), bool)
+    yy, xx = np.mgrid[:32, :60]
+    alpha[:32, :60] |= np.abs(yy - 15.5) / 16 + np.abs(xx - 11.5) / 12 <= 1  # tile A (a diamond): columns 0-23
+    alpha[:32, :60] |= _ellipse(32, 60, 15.5, 38.5, 15.5, 15)   # tile B: columns 24-53, touching A in the middle
+    alpha[32:60, 5:25] = _ellipse(28, 20, 13.5, 9.5, 14, 10)    # tile C in the next band, touching A from below
+    boxes = sorted(atlas_boxes(alpha))
+    assert len(boxes) == 3
+    (a, b, c) = boxes
+    assert c == (32, 60, 5, 25)                        # the band cut falls exactly between the bands
+    # A's one-pixel tip touches B: the cut lands on the tip, within a column of the true boundary at x=24
+    assert a[2] == 0 and b[3] == 54 and a[3] == b[2] and abs(a[3] - 24) <= 1
+    assert a[:2] == (1, 31) and b[:2] == (1, 31)
+
+
+def test_cut_filters_and_dedup():
+    blob = np.zeros((20, 20, 4), np.uint8)
+    blob[..., 3] = 255 * _ellipse(20, 20, 9.5, 9.5, 9.5, 9.5); blob[..., 0] = 200
+    assert D._reject_reason(blob) is None
+    line = np.zeros((20, 20, 4), np.uint8); line[np.arange(20), np.arange(20)] = 255
+    assert D._reject_reason(line) in ("thin", "small")
+    dark = blob.copy(); dark[..., :3] = 5
+    assert D._reject_reason(dark) == "dark"
+    square = np.full((20, 20, 4), 255, np.uint8)
+    assert D._reject_reason(square) == "cut"
+    x = np.stack([D._centre_box(blob)] * 2 + [D._centre_box(blob[:, :12])])
+    assert x.shape == (3, 32, 32, 3) and x[0, 0, 0].tolist() == [0, 0, 0]
+    assert D._near_duplicates(x).tolist() == [True, False, True]
+
+
+# --- Sprites from a user's path -------------------------------------------------------------------------------
+
+def test_sprites_from_png_folder(tmp_path):
+    d = tmp_path / "pngs"; (d / "sub").mkdir(parents=True)
+    red = np.zeros((16, 16, 3), np.uint8); red[..., 0] = 255
+    Image.fromarray(red).save(d / "a_red16.png")
+    rgba = np.zeros((7, 10, 4), np.uint8); rgba[..., 1] = 255; rgba[:, :5, 3] = 255  # left half opaque green
+    Image.fromarray(rgba).save(d / "b_odd.png")
+    Image.fromarray(np.full((50, 40), 128, np.uint8)).save(d / "sub" / "c_grey.png")
+    (d / "notes.txt").write_text("ignored")
+    x = load_sprites(path=d, verbose=False)
+    assert x.shape == (3, 3, 32, 32) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
+    assert torch.equal(x[0, 0], torch.ones(32, 32)) and x[0, 1:].abs().max() == 0   # 16 -> 32 nearest, exact
+    assert x[1, 0].max() == 0 and x[1, 1].max() == 1 and x[1, 1].min() == 0          # alpha onto black, padded
+    assert torch.allclose(x[2], torch.full_like(x[2], 128 / 255), atol=1 / 255) or x[2].min() == 0  # grey, padded
+    assert (x[2, 0] == x[2, 1]).all() and (x[2, 1] == x[2, 2]).all()
+
+
+def test_sprites_from_npy_uint8_nhwc(tmp_path):
+    a = np.random.default_rng(0).integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)
+    np.save(tmp_path / "s.npy", a)
+    x = load_sprites(path=tmp_path / "s.npy", verbose=False)
+    assert x.shape == (5, 3, 32, 32)
+    assert torch.equal((x[:, :, ::2, ::2] * 255).round().to(torch.uint8), torch.from_numpy(a).permute(0, 3, 1, 2))
+
+
+def test_sprites_from_npz_float_nchw_and_grey(tmp_path):
+    f = np.random.default_rng(1).random((4, 3, 32, 32)).astype(np.float32)
+    np.savez(tmp_path / "s.npz", images=f)
+    x = load_sprites(path=tmp_path / "s.npz", verbose=False)
+    assert x.shape == (4, 3, 32, 32) and (x - torch.from_numpy(f)).abs().max() <= 0.5 / 255 + 1e-6
+    g = np.random.default_rng(2).random((3, 28, 28))
+    np.save(tmp_path / "g.npy", g)
+    xg = load_sprites(2, path=tmp_path / "g.npy", verbose=False)
+    assert xg.shape == (2, 3, 32, 32) and torch.equal(xg[:, 0], xg[:, 1]) and torch.equal(xg[:, 1], xg[:, 2])
+
+
+@pytest.mark.parametrize("arr, msg", [
+    (np.zeros((2, 32, 32, 5), np.uint8), "channel"),
+    (np.zeros((32, 32), np.uint8), "expected"),
+    (np.zeros((2, 2, 3, 32, 32), np.uint8), "expected"),
+    (np.full((2, 8, 8, 3), np.nan, np.float32), "NaN"),
+    (np.full((2, 8, 8, 3), 1.5, np.float32), r"\[0,1\]"),
+    (np.full((2, 8, 8, 3), -0.1, np.float64), r"\[0,1\]"),
+    (np.zeros((2, 8, 8, 3), np.int64), "dtype"),
+    (np.zeros((0, 8, 8, 3), np.uint8), "no images"),
+])
+def test_sprite_arrays_rejected(tmp_path, arr, msg):
+    np.save(tmp_path / "bad.npy", arr)
+    with pytest.raises(ValueError, match=msg): load_sprites(path=tmp_path / "bad.npy", verbose=False)
+
+
+def test_sprite_path_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"): load_sprites(path=tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no image files"): load_sprites(path=tmp_path / "empty")
+    (tmp_path / "x.csv").write_text("1,2")
+    with pytest.raises(ValueError, match="folder of images"): load_sprites(path=tmp_path / "x.csv")
+    (tmp_path / "broken").mkdir(); (tmp_path / "broken" / "a.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="cannot read image"): load_sprites(path=tmp_path / "broken")
+    np.savez(tmp_path / "none.npz")
+    with pytest.raises(ValueError, match="no arrays"): load_sprites(path=tmp_path / "none.npz")
+    np.save(tmp_path / "ok.npy", np.zeros((3, 8, 8), np.uint8))
+    with pytest.raises(ValueError, match="only 3"): load_sprites(4, path=tmp_path / "ok.npy")
