@@ -150,3 +150,61 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="exceed"): timesteps_for(50, 51)
     with pytest.raises(ValueError, match="sampler"): sample(model, _Sched(ref), (1, 4), sampler="euler")
     with pytest.raises(ValueError, match="eta"): sample(model, _Sched(ref), (1, 4), sampler="ddim", eta=-1)
+
+
+def _gir(n=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    s = torch.rand(n, 8, generator=g)
+    s[:, 2:5] = torch.randn(n, 3, generator=g) * 0.5 - 2
+    return s
+
+
+def _sigma(s):
+    L = torch.zeros(*s.shape[:-1], 2, 2)
+    L[..., 0, 0], L[..., 1, 0], L[..., 1, 1] = s[..., 2].exp(), s[..., 3], s[..., 4].exp()
+    return L @ L.transpose(-1, -2)
+
+
+def test_edit_splats_geometry():
+    from gaussdiff.sample import edit_splats
+    s = _gir()
+    torch.testing.assert_close(edit_splats(s, rotate=360.0), s, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(edit_splats(s), s)
+    shifted = edit_splats(s, shift=(0.1, -0.2))
+    torch.testing.assert_close(shifted[:, :2] - s[:, :2], torch.tensor([[0.1, -0.2]]).expand(5, 2))
+    scaled = edit_splats(s, scale=2.0)
+    torch.testing.assert_close(_sigma(scaled), 4 * _sigma(s), rtol=1e-4, atol=1e-7)
+    # an axis-aligned splat, wide along x, to the right of the centre: rotating 90° (counter-clockwise on screen,
+    # y pointing down) moves it above the centre and makes it tall
+    one = torch.tensor([[0.7, 0.5, math.log(0.2), 0.0, math.log(0.05), 1, 1, 1.0]])
+    r = edit_splats(one, rotate=90.0, centre=(0.5, 0.5))
+    torch.testing.assert_close(r[0, :2], torch.tensor([0.5, 0.3]), rtol=0, atol=1e-6)
+    torch.testing.assert_close(_sigma(r)[0], torch.diag(torch.tensor([0.05 ** 2, 0.2 ** 2])), rtol=1e-4, atol=1e-8)
+
+
+def test_edit_splats_selection_and_colour():
+    from gaussdiff.sample import edit_splats, select_splats
+    s = _gir(8)
+    s[:, 0] = torch.linspace(0.05, 0.95, 8)
+    mask = select_splats(s, box=(0.0, 0.0, 0.5, 1.0))
+    assert mask.tolist() == [True] * 4 + [False] * 4
+    red = edit_splats(s, mask, colour=(1, 0, 0))
+    torch.testing.assert_close(red[4:], s[4:])
+    assert (red[:4, 6:8] == 0).all()
+    torch.testing.assert_close(red[:4, 5:8].mean(-1), s[:4, 5:8].mean(-1))  # brightness kept
+    with pytest.raises(ValueError, match="scale"): edit_splats(s, scale=0)
+    with pytest.raises(ValueError, match="N,8"): edit_splats(s[:, :5])
+
+
+def test_decode_pixels_crops_padding_and_gif(tmp_path):
+    from PIL import Image
+    from gaussdiff.sample import decode, save_gif, trajectory_frames
+    x = torch.zeros(2, 1, 32, 32); x[:, :, 2:30, 2:30] = 1.0
+    img = decode(x, {"space": "pixel", "image_size": [28, 28]})
+    assert img.shape == (2, 1, 28, 28) and (img == 1).all()
+    model, ref = _Eps(), _ddpm(20)
+    _, tr = sample(model, _Sched(ref), (3, 1, 32, 32), return_trajectory=True, clip=1.0)
+    frames, ts = trajectory_frames(tr, {"space": "pixel", "image_size": [28, 28]}, n_frames=5)
+    assert frames.shape == (5, 3, 1, 28, 28) and ts[0] == 19 and ts[-1] == -1
+    p = save_gif(frames, tmp_path / "a.gif", nrow=3)
+    with Image.open(p) as im: assert im.n_frames == 5
