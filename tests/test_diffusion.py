@@ -4,7 +4,10 @@ import math
 import pytest
 import torch
 
-from gaussdiff.diffusion import GIRNormalizer, Schedule, cosine_betas, linear_betas
+from gaussdiff.diffusion import (GIRNormalizer, Schedule, cache_normalizer, cosine_betas, decode_gir, linear_betas,
+                                 load_normalizer, model_to_pixels, noise_explorer, normalizer_path, pixels_to_model,
+                                 renderable, store_normalizer)
+from gaussdiff.splats import cholesky_factor, covariance, make_splats, render
 
 diffusers = pytest.importorskip("diffusers")
 DDPMScheduler = diffusers.DDPMScheduler
@@ -165,6 +168,34 @@ def test_normalizer_state_roundtrip(tmp_path):
     assert torch.equal(n.normalize(x), m.normalize(x))
 
 
+def test_normalizer_stored_beside_the_cache(tmp_path):
+    cache = tmp_path / "gir" / "mnist_train.pt"; cache.parent.mkdir()
+    gir = dict(splats=raw_gir(), settings={"split": "train"})
+    with pytest.raises(FileNotFoundError, match="has no normalisation statistics.*store_normalizer"):
+        load_normalizer(cache, gir)
+    with pytest.raises(FileNotFoundError):
+        cache_normalizer(cache, gir, create=False)
+    n = cache_normalizer(cache, gir)                      # computed from the training split, stored beside
+    assert normalizer_path(cache).exists() and normalizer_path(cache).parent == cache.parent
+    m = load_normalizer(cache, gir)
+    assert torch.equal(m.mean, n.mean) and torch.equal(m.std, n.std)
+    torch.testing.assert_close(m.mean, gir["splats"].reshape(-1, 8).mean(0), atol=1e-6, rtol=1e-6)
+    # the cache was re-encoded: stale statistics are refused, and recomputed on request
+    gir2 = dict(splats=raw_gir(seed=3), settings={"split": "train"})
+    with pytest.raises(ValueError, match="other splats"):
+        load_normalizer(cache, gir2)
+    assert not torch.equal(cache_normalizer(cache, gir2).mean, n.mean)
+    # a corrupt stats file is reported
+    normalizer_path(cache).write_text("{not json")
+    with pytest.raises(ValueError, match="corrupt"):
+        load_normalizer(cache)
+
+
+def test_normalizer_refuses_test_split(tmp_path):
+    with pytest.raises(ValueError, match="training split.*split='test'"):
+        store_normalizer(tmp_path / "mnist_test.pt", dict(splats=raw_gir(), settings={"split": "test"}))
+
+
 def test_normalizer_constant_feature_is_floored():
     x = raw_gir(); x[..., 5:8] = 0.5  # a constant colour: std 0 would divide by zero
     n = GIRNormalizer.fit(x)
@@ -185,3 +216,63 @@ def test_normalizer_bad_input():
         GIRNormalizer.from_state_dict({"mean": torch.zeros(8)})
     with pytest.raises(ValueError, match="positive"):
         GIRNormalizer(torch.zeros(8), torch.zeros(8))
+
+
+# ---- decoding noised GIRs ----
+
+def test_decode_is_total_for_any_finite_vector():
+    "Any finite z decodes to finite images in [0,1] with positive-definite covariances."
+    n = GIRNormalizer.fit(raw_gir())
+    g = torch.Generator().manual_seed(0)
+    for z in [torch.randn(3, 150, 8, generator=g) * s for s in (1, 10, 1e3, 1e30)] + [torch.full((1, 150, 8), -3e38)]:
+        img = decode_gir(z, n, (28, 28), 3)
+        assert img.shape == (len(z), 3, 28, 28) and torch.isfinite(img).all() and 0 <= img.min() and img.max() <= 1
+        L = cholesky_factor(renderable(n.denormalize(z)))
+        assert (L.diagonal(dim1=-2, dim2=-1) > 0).all() and torch.isfinite(covariance(renderable(n.denormalize(z)))).all()
+    with pytest.raises(ValueError, match="NaN"):
+        decode_gir(torch.full((1, 150, 8), math.nan), n)
+
+
+def test_decode_of_clean_gir_is_the_render_and_noise_changes_it():
+    g = torch.Generator().manual_seed(0)
+    sp = make_splats(torch.rand(2, 150, 2, generator=g), 0.03, colour=torch.rand(2, 150, 3, generator=g) * 0.5)
+    n = GIRNormalizer.fit(sp)
+    assert torch.equal(renderable(sp), sp)  # real splats are never clamped
+    torch.testing.assert_close(decode_gir(n.normalize(sp), n, (32, 32), 3), render(sp, (32, 32), 3), atol=1e-5, rtol=1e-5)
+    s = Schedule(1000, "linear")
+    z_t = s.q_sample(n.normalize(sp), torch.tensor([500, 500]), generator=g)
+    assert (decode_gir(z_t, n, (32, 32), 3) - render(sp, (32, 32), 3)).abs().mean() > 0.01
+
+
+def test_pixel_scaling_roundtrip():
+    x = torch.rand(2, 3, 8, 8)
+    assert pixels_to_model(x).min() >= -1 and pixels_to_model(x).max() <= 1
+    torch.testing.assert_close(model_to_pixels(pixels_to_model(x)), x)
+    assert model_to_pixels(torch.tensor([-5.0, 5.0])).tolist() == [0.0, 1.0]
+
+
+# ---- the widget, headless ----
+
+def find(widget, cls):
+    "The descendant widget carrying a CSS class."
+    if cls in getattr(widget, "_dom_classes", ()): return widget
+    for c in getattr(widget, "children", ()):
+        if (hit := find(c, cls)) is not None: return hit
+
+
+def test_noise_explorer_redraws_when_t_schedule_or_image_change():
+    pytest.importorskip("ipywidgets")
+    sp = raw_gir(B=2); n = GIRNormalizer.fit(sp)
+    ex = {"mnist": dict(images=torch.rand(2, 1, 28, 28), z=n.normalize(sp), normalizer=n)}
+    box = noise_explorer(ex, T=100)
+    t, gir, pix = find(box, "gaussdiff-t"), find(box, "gaussdiff-gir"), find(box, "gaussdiff-pixels")
+    assert t.max == 99 and gir.value[:4] == pix.value[:4] == b"\x89PNG"
+    before = (gir.value, pix.value)
+    t.value = 80
+    assert gir.value != before[0] and pix.value != before[1]
+    at80 = gir.value
+    t.value = 0; t.value = 80
+    assert gir.value == at80  # fixed noise per image: the same t shows the same frame
+    kind = [w for w in box.children[0].children if getattr(w, "description", "") == "schedule"][0]
+    kind.value = "cosine"
+    assert gir.value != at80
