@@ -1,0 +1,153 @@
+"Fitter chapter: hand-written SSIM vs pytorch-msssim, the fast renderer vs splats.render, fit_splats, GIR caches, CLI."
+import json
+
+import pytest
+import torch
+
+from gaussdiff.fit import (DEFAULT_LR, FitResult, cli, dssim, encode_dataset, fit_splats, gir_path, init_splats,
+                           load_gir, psnr, render_fast, ssim)
+from gaussdiff.splats import make_splats, render
+
+
+def realistic_splats(b, n, seed=0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    s = torch.cat([torch.rand(b, n, 2, generator=g), torch.randn(b, n, 3, generator=g) * 0.3 - 3.0,
+                   torch.rand(b, n, 3, generator=g)], -1)
+    s[..., 3] *= 0.1
+    return s.to(dtype)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from gaussdiff.data import load_mnist
+    return load_mnist(16, verbose=False)
+
+
+@pytest.mark.parametrize("c, size", [(1, (28, 28)), (3, (32, 32)), (3, (20, 27))])
+def test_ssim_matches_pytorch_msssim(c, size):
+    from pytorch_msssim import ssim as ref_ssim
+    g = torch.Generator().manual_seed(c)
+    a = torch.rand(4, c, *size, generator=g)
+    b = (a + 0.2 * torch.randn(a.shape, generator=g)).clamp(0, 1)
+    ref = ref_ssim(a, b, data_range=1.0, size_average=False)
+    assert torch.allclose(ssim(a, b), ref, atol=1e-5)
+    assert torch.allclose(dssim(a, a), torch.zeros(4), atol=1e-6)
+
+
+def test_psnr():
+    a = torch.zeros(2, 1, 4, 4); b = torch.full((2, 1, 4, 4), 0.1)
+    assert torch.allclose(psnr(a, b), torch.full((2,), 20.0), atol=1e-4)
+
+
+def test_render_fast_matches_render_values_and_gradients():
+    s = realistic_splats(3, 40)
+    for c in (1, 3):
+        assert (render_fast(s, (28, 28), c) - render(s, (28, 28), c, clamp=False)).abs().max() < 1e-3
+        assert (render_fast(s, (20, 31), c) - render(s, (20, 31), c, clamp=False)).abs().max() < 1e-3
+    # gradients of the hand-fused backward equal autograd through the reference renderer (float64)
+    sd = realistic_splats(2, 10, seed=1, dtype=torch.float64)
+    w = torch.randn(2, 3, 12, 14, dtype=torch.float64)
+    p1 = sd.clone().requires_grad_(True); (render_fast(p1, (12, 14)) * w).sum().backward()
+    p2 = sd.clone().requires_grad_(True); (render(p2, (12, 14), clamp=False) * w).sum().backward()
+    assert torch.allclose(p1.grad, p2.grad, rtol=1e-5, atol=1e-6)   # exact but for the exp(-30) floor
+
+
+def test_init_splats_start_on_ink(digits):
+    x = digits[0][:4]
+    s = init_splats(x, 150, torch.Generator().manual_seed(0))
+    assert s.shape == (4, 150, 8)
+    col = (s[..., 0] * 28).long().clamp(0, 27); row = (s[..., 1] * 28).long().clamp(0, 27)
+    ink = x[torch.arange(4)[:, None], 0, row, col]
+    assert (ink > 0.1).float().mean() > 0.8
+    assert (s[..., 5] == s[..., 6]).all() and (s[..., 6] == s[..., 7]).all()
+
+
+def test_fit_mnist_quality_shapes_and_grey(digits):
+    x = digits[0][:8]
+    r = fit_splats(x, 150, progress=False)
+    assert isinstance(r, FitResult)
+    assert r.splats.shape == (8, 150, 8) and r.splats.dtype == torch.float32 and r.splats.device.type == "cpu"
+    assert torch.isfinite(r.splats).all() and r.psnr.shape == (8,)
+    assert r.psnr.mean() > 30.1 and r.psnr.min() > 26
+    assert torch.equal(r.splats[..., 5], r.splats[..., 6]) and torch.equal(r.splats[..., 6], r.splats[..., 7])
+    # the reported PSNR is the exact renderer's, clamped, against the input
+    assert torch.allclose(r.psnr, psnr(render(r.splats, (28, 28), channels=1), x), atol=1e-4)
+    assert r.settings["n_splats"] == 150 and r.settings["lr"] == DEFAULT_LR
+
+
+def test_fit_does_not_depend_on_chunking(digits):
+    x = digits[0][:6]
+    a = fit_splats(x, 30, 5, chunk=6, workers=1, progress=False)
+    b = fit_splats(x, 30, 5, chunk=2, workers=2, progress=False)
+    assert torch.allclose(a.splats, b.splats, atol=1e-4)
+
+
+def test_fit_rgb_recovers_a_splat_image():
+    truth = realistic_splats(2, 20, seed=3)
+    x = render(truth, (32, 32))
+    r = fit_splats(x, 40, 150, progress=False)
+    assert r.psnr.mean() > 22
+    r0 = fit_splats(x, 40, 0, progress=False)          # steps=0: the initialisation itself, still valid
+    assert r0.psnr.mean() < r.psnr.mean() - 5 and torch.isfinite(r0.splats).all()
+
+
+def test_fit_never_returns_nan(digits):
+    r = fit_splats(digits[0][:4], 20, 10, lr=dict(position=1e3, log_scale=1e3, shear=1e3, colour=1e3), progress=False)
+    assert torch.isfinite(r.splats).all() and torch.isfinite(r.psnr).all()
+
+
+@pytest.mark.parametrize("bad, kw, match", [
+    (torch.full((2, 1, 8, 8), float("nan")), {}, "NaN"),
+    (torch.rand(8, 8, 8, 8), {}, "C in"),
+    (torch.rand(1, 2, 12, 12), {}, "C in"),
+    (torch.rand(8), {}, "shape"),
+    (torch.rand(1, 1, 12, 12) * 3, {}, r"\[0,1\]"),
+    (torch.rand(0, 1, 12, 12), {}, "empty"),
+    (torch.rand(1, 1, 12, 12), {"n_splats": 0}, "n_splats"),
+    (torch.rand(1, 1, 12, 12), {"steps": -1}, "steps"),
+    (torch.rand(1, 1, 8, 8), {}, "at least 11"),
+])
+def test_bad_input(bad, kw, match):
+    with pytest.raises(ValueError, match=match): fit_splats(bad, progress=False, **kw)
+
+
+def test_encode_load_and_resume(tmp_data, monkeypatch):
+    import gaussdiff.fit as fit
+    path = encode_dataset("mnist", n=8, n_splats=12, steps=3, block=4, progress=False, verbose=False)
+    assert path == gir_path("mnist", 8, 12, "train", 3) and path.parent == tmp_data / "gir" and path.exists()
+    gir = load_gir(path)
+    assert gir["splats"].shape == (8, 12, 8) and gir["psnr"].shape == (8,) and len(gir["labels"]) == 8
+    assert tuple(gir["image_size"]) == (28, 28) and gir["channels"] == 1 and gir["settings"]["steps"] == 3
+    sub = load_gir("mnist", n=5, n_splats=12, steps=3)
+    assert torch.equal(sub["splats"], gir["splats"][:5]) and len(sub["labels"]) == 5
+    # interrupted after the first block: the next call resumes from the partial file and fits only the rest
+    real, calls = fit.fit_splats, []
+    def flaky(x, *a, **k):
+        calls.append(len(x))
+        if len(calls) == 2: raise KeyboardInterrupt
+        return real(x, *a, **k)
+    monkeypatch.setattr(fit, "fit_splats", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        encode_dataset("mnist", n=8, n_splats=12, steps=4, block=4, progress=False, verbose=False)
+    assert not gir_path("mnist", 8, 12, "train", 4).exists()
+    p2 = encode_dataset("mnist", n=8, n_splats=12, steps=4, block=4, progress=False, verbose=False)
+    assert calls == [4, 4, 4] and load_gir(p2)["splats"].shape == (8, 12, 8)
+    assert not list((tmp_data / "gir").glob("*.partial.pt"))
+
+
+def test_load_gir_errors(tmp_data):
+    with pytest.raises(FileNotFoundError, match="encode_dataset"): load_gir("mnist", n=3, n_splats=7)
+    with pytest.raises(FileNotFoundError): load_gir(tmp_data / "nope.pt")
+    bad = tmp_data / "gir" / "bad.pt"; bad.parent.mkdir(parents=True, exist_ok=True); bad.write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match="corrupt"): load_gir(bad)
+    torch.save({"splats": torch.zeros(2, 3, 8)}, bad)
+    with pytest.raises(ValueError, match="lacks"): load_gir(bad)
+    with pytest.raises(ValueError, match="unknown data set"): encode_dataset("cifar", n=2)
+
+
+def test_cli_bench_prints_json(capsys):
+    assert cli(["--bench", "--n", "8", "--steps", "2", "--n-splats", "10"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    for k in ("images_per_s", "mean_psnr", "device", "n_splats", "steps", "load_avg_before", "settings"):
+        assert k in out
+    assert out["n_images"] == 8 and out["steps"] == 2 and out["images_per_s"] > 0
