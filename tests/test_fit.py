@@ -9,6 +9,14 @@ from gaussdiff.fit import (DEFAULT_LR, FitResult, cli, dssim, encode_dataset, fi
 from gaussdiff.splats import make_splats, render
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    "Small tensors: one thread is as fast, and immune to OpenMP stalls when the machine is shared."
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def realistic_splats(b, n, seed=0, dtype=torch.float32):
     g = torch.Generator().manual_seed(seed)
     s = torch.cat([torch.rand(b, n, 2, generator=g), torch.randn(b, n, 3, generator=g) * 0.3 - 3.0,
