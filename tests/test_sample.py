@@ -208,3 +208,42 @@ def test_decode_pixels_crops_padding_and_gif(tmp_path):
     assert frames.shape == (5, 3, 1, 28, 28) and ts[0] == 19 and ts[-1] == -1
     p = save_gif(frames, tmp_path / "a.gif", nrow=3)
     with Image.open(p) as im: assert im.n_frames == 5
+
+
+def _pixel_ckpt(tmp_path):
+    "A tiny pixel-space checkpoint (MLP denoiser on 1×8×8 'images' shown as 6×6 crops) for CLI tests."
+    from gaussdiff.diffusion import Schedule
+    from gaussdiff.train import TinyDenoiser, TrainConfig, train
+    torch.manual_seed(0)
+    data = torch.rand(32, 1, 8, 8) * 2 - 1
+    meta = dict(dataset="toy", image_size=[6, 6], channels=1, sample_shape=[1, 8, 8], x0_clip=1.0)
+    train(TinyDenoiser(shape=(1, 8, 8), hidden=32, t_dim=16), data, Schedule(T=20), TrainConfig(budget_steps=3),
+          space="pixel", out_dir=tmp_path, meta=meta, device="cpu", progress=False)
+    return tmp_path / "ckpt.pt"
+
+
+def test_sample_cli_writes_grid_and_gif(tmp_path, capsys):
+    import json
+    from PIL import Image
+    from gaussdiff.sample import cli
+    ck = _pixel_ckpt(tmp_path)
+    rc = cli(["--ckpt", str(ck), "--sampler", "ddim", "--steps", "5", "--n", "10", "--out", str(tmp_path / "g.png"),
+              "--gif", str(tmp_path / "g.gif"), "--device", "cpu"])
+    assert rc == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["steps"] == 5 and report["space"] == "pixel"
+    with Image.open(tmp_path / "g.png") as im: assert im.size[0] > 6 * 8
+    with Image.open(tmp_path / "g.gif") as im: assert im.n_frames > 2
+
+
+def test_sample_cli_bad_input(tmp_path, capsys):
+    from gaussdiff.sample import cli
+    assert cli(["--ckpt", str(tmp_path / "missing.pt")]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+    (tmp_path / "bad.pt").write_bytes(b"garbage")
+    assert cli(["--ckpt", str(tmp_path / "bad.pt")]) == 2
+    assert "corrupt" in capsys.readouterr().err
+    ck = _pixel_ckpt(tmp_path / "run")
+    assert cli(["--ckpt", str(ck), "--steps", "0", "--out", str(tmp_path / "x.png")]) == 2
+    assert "steps must be" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()

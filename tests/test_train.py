@@ -141,3 +141,20 @@ def test_bad_input(tmp_path):
         torch.manual_seed(0)
         train(TinyDenoiser(shape=(4, 6), hidden=64, t_dim=16), DATA, SCHED, _cfg(budget_steps=12),
               space="toy", out_dir=tmp_path / "c", resume=True, device="cpu", progress=False)
+
+
+def test_pixel_training_data_pads_mnist_to_32():
+    from gaussdiff.train import training_data
+    x, norm, meta = training_data("pixel", "mnist", n=8, verbose=False)
+    assert x.shape == (8, 1, 32, 32) and norm is None and meta["image_size"] == [28, 28]
+    assert x.min() >= -1 and x.max() <= 1 and (x[:, :, :2] == -1).all() and (x[:, :, :, -2:] == -1).all()
+    assert meta["sample_shape"] == [1, 32, 32] and meta["x0_clip"] == 1.0
+
+
+def test_recipe_gives_both_spaces_the_same_training_config():
+    from gaussdiff.train import recipe
+    for profile in ("smoke", "cpu", "gpu"):
+        g, p = recipe("gir", "mnist", profile), recipe("pixel", "mnist", profile)
+        assert g["cfg"] == p["cfg"] and (g["T"], p["T"]) == (200, 1000)
+    with pytest.raises(ValueError, match="space"): recipe("latent")
+    with pytest.raises(ValueError, match="dataset"): recipe("gir", "cifar")
