@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from gaussdiff.fit import (DEFAULT_LR, FitResult, cli, dssim, encode_dataset, fit_splats, gir_path, init_splats,
+from gaussdiff.fit import (DEFAULT_LR, FitResult, relocate_weak_splats, cli, dssim, encode_dataset, fit_splats, gir_path, init_splats,
                            load_gir, psnr, render_fast, ssim)
 from gaussdiff.splats import make_splats, render
 
@@ -97,6 +97,16 @@ def test_fit_rgb_recovers_a_splat_image():
     assert r.psnr.mean() > 22
     r0 = fit_splats(x, 40, 0, progress=False)          # steps=0: the initialisation itself, still valid
     assert r0.psnr.mean() < r.psnr.mean() - 5 and torch.isfinite(r0.splats).all()
+
+
+def test_relocation_moves_weakest_splats_to_the_error():
+    x = torch.zeros(1, 1, 16, 16); x[0, 0, 3, 12] = 1.0                  # one bright pixel, nothing rendered yet
+    p = torch.cat([torch.full((1, 4, 2), 0.5), torch.full((1, 4, 3), -3.0), torch.tensor([0.9, 0.0, 0.5, 0.2])[None, :, None].expand(1, 4, 3)], -1)
+    m, v = torch.ones_like(p), torch.ones_like(p)
+    moved = relocate_weak_splats(p, m, v, x, torch.zeros_like(x), frac=0.25)
+    assert moved.tolist() == [[1]]                                          # the splat with zero colour
+    assert torch.allclose(p[0, 1, :2], torch.tensor([12.5 / 16, 3.5 / 16])) and torch.allclose(p[0, 1, 5:], torch.full((3,), 0.9))
+    assert (m[0, 1] == 0).all() and (m[0, 0] == 1).all()
 
 
 def test_fit_never_returns_nan(digits):
