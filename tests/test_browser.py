@@ -29,9 +29,14 @@ def free_port() -> int:
 
 def smoke_copy(src: Path, dst: Path) -> Path:
     "The notebook with papermill's smoke parameters injected (not executed): the browser runs it."
-    import papermill as pm
+    import nbformat, papermill as pm
+    from jupyter_client.kernelspec import KernelSpecManager
     pm.execute_notebook(str(src), str(dst), parameters=dict(profile="smoke"), prepare_only=True,
                         kernel_name="python3", progress_bar=False)
+    nb = nbformat.read(dst, as_version=4)   # the installed kernel's exact spec, so Lab starts it without asking
+    spec = KernelSpecManager().get_kernel_spec("python3")
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": spec.display_name, "language": spec.language}
+    nbformat.write(nb, dst)
     return dst
 
 
@@ -65,12 +70,22 @@ def lab(tmp_path):
         wait_for_server(f"http://127.0.0.1:{port}/api/status?token={token}", proc, log)
         yield dict(url=f"http://127.0.0.1:{port}/lab/tree/{nb.name}?token={token}", log=log)
     finally:
-        # the server's own process group holds it and the kernels it started
+        # SIGTERM: the server shuts its kernels down and exits; SIGKILL its process group if it hangs
         try: os.killpg(proc.pid, signal.SIGTERM)
         except ProcessLookupError: pass
-        try: proc.wait(15)
+        try: proc.wait(20)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL); proc.wait(5)
+        kill_leftover_kernels(tmp_path / "run")
+
+
+def kill_leftover_kernels(runtime_dir: Path):
+    "Kernels run in their own sessions; kill any still alive whose connection file lies in our runtime dir."
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if str(runtime_dir) in cmdline.read_bytes().decode(errors="ignore"):
+                os.kill(int(cmdline.parent.name), signal.SIGKILL)
+        except (OSError, ValueError): pass
 
 
 IMAGE_BYTES_JS = """async (el) => {
@@ -82,14 +97,37 @@ def image_bytes(page, selector: str) -> bytes:
     return base64.b64decode(page.eval_on_selector(selector, IMAGE_BYTES_JS))
 
 
+def accept_kernel_dialog(page, wait_ms: int = 2000):
+    "If Lab asks which kernel to use, take the one it proposes (python3)."
+    dialog = page.locator(".jp-Dialog")
+    try: dialog.first.wait_for(state="visible", timeout=wait_ms)
+    except playwright_sync.TimeoutError: return
+    if "Select Kernel" in dialog.first.inner_text():
+        dialog.first.locator("button", has_text="Select").first.click()
+        dialog.first.wait_for(state="hidden", timeout=10_000)
+
+
 def run_all_cells(page):
     page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
     page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
 
 
-ALL_CELLS_DONE_JS = """() => {
+NOTEBOOK_STATE_JS = """() => {
     const p = [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')].map(e => e.textContent.trim());
-    return p.length > 0 && p.every(s => /^\\[\\d+\\]:$/.test(s)); }"""
+    const err = [...document.querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')]
+        .map(e => e.textContent).filter(t => /Error|Traceback/.test(t));
+    return {done: p.length > 0 && p.every(s => /^\\[\\d+\\]:$/.test(s)), errors: err}; }"""
+
+
+def wait_until_all_cells_ran(page, timeout: float = 120):
+    "Poll the notebook until every code cell has an execution number; fail fast with the traceback on an error."
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        state = page.evaluate(NOTEBOOK_STATE_JS)
+        if state["errors"]: raise AssertionError("a notebook cell failed in the browser:\n" + state["errors"][0][-3000:])
+        if state["done"]: return
+        time.sleep(0.5)
+    raise TimeoutError(f"the notebook did not finish running within {timeout}s")
 
 
 def test_noise_slider_redraws_images_in_a_real_browser(lab, tmp_path):
@@ -102,10 +140,9 @@ def test_noise_slider_redraws_images_in_a_real_browser(lab, tmp_path):
             # the notebook is open and its kernel has started
             page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=60_000)
             page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+            accept_kernel_dialog(page)
             run_all_cells(page)
-            page.wait_for_function(ALL_CELLS_DONE_JS, timeout=120_000, polling=500)
-            errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] >> text=Traceback")
-            assert errors.count() == 0, errors.first.inner_text()
+            wait_until_all_cells_ran(page)
 
             slider, gir, pix = ".gaussdiff-t", "img.gaussdiff-gir", "img.gaussdiff-pixels"
             page.locator(gir).first.scroll_into_view_if_needed()
