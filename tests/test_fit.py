@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from gaussdiff.fit import (DEFAULT_LR, FitResult, relocate_weak_splats, cli, dssim, encode_dataset, fit_splats, gir_path, init_splats,
+from gaussdiff.fit import (DEFAULT_LR, FitResult, relocate_weak_splats, render_window, cli, dssim, encode_dataset, fit_splats, gir_path, init_splats,
                            load_gir, psnr, render_fast, ssim)
 from gaussdiff.splats import make_splats, render
 
@@ -58,6 +58,26 @@ def test_render_fast_matches_render_values_and_gradients():
     p1 = sd.clone().requires_grad_(True); (render_fast(p1, (12, 14)) * w).sum().backward()
     p2 = sd.clone().requires_grad_(True); (render(p2, (12, 14), clamp=False) * w).sum().backward()
     assert torch.allclose(p1.grad, p2.grad, rtol=1e-5, atol=1e-6)   # exact but for the exp(-30) floor
+
+
+def test_render_window_matches_render_for_small_splats():
+    s = realistic_splats(3, 40)
+    s[..., 2] = s[..., 4] = torch.log(torch.tensor(0.6 / 28)); s[..., 3] = 0.005
+    s[0, 0, :2] = torch.tensor([0.01, 0.99])                                # a splat at the border: window clipped
+    for c in (1, 3):
+        assert (render_window(s, (28, 28), c) - render(s, (28, 28), c, clamp=False)).abs().max() < 1e-4
+    sd = s[:1, :8].double().requires_grad_(True)
+    (render_window(sd, (12, 12), 3) * torch.arange(432.0, dtype=torch.float64).view(1, 3, 12, 12)).sum().backward()
+    ref = s[:1, :8].double().requires_grad_(True)
+    (render(ref, (12, 12), clamp=False) * torch.arange(432.0, dtype=torch.float64).view(1, 3, 12, 12)).sum().backward()
+    assert torch.allclose(sd.grad, ref.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_dense_and_window_fits_both_reach_quality(digits):
+    x = digits[0][:4]
+    for window in (None, 7):
+        r = fit_splats(x, 150, window=window, progress=False)
+        assert r.psnr.mean() > 30.1, window
 
 
 def test_init_splats_start_on_ink(digits):
