@@ -189,3 +189,14 @@ def test_cli_bench_prints_json(capsys):
     for k in ("images_per_s", "mean_psnr", "device", "n_splats", "steps", "load_avg_before", "settings"):
         assert k in out
     assert out["n_images"] == 8 and out["steps"] == 2 and out["images_per_s"] > 0
+
+
+def test_cli_encode_and_smoke_profile(tmp_data, capsys):
+    assert cli(["--dataset", "mnist", "--n", "4", "--n-splats", "6", "--steps", "2"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n"] == 4 and out["path"].endswith("mnist_train_n4_N6_s2_seed0.pt")
+    p = encode_dataset("mnist", n=3, n_splats=6, profile="smoke", progress=False, verbose=False)
+    assert p.name == "mnist_train_n3_N6_s15_seed0.pt" and load_gir(p)["settings"]["steps"] == 15
+    # a smaller request is served from a larger cache of the same settings, without refitting
+    p2 = encode_dataset("mnist", n=2, n_splats=6, steps=2, progress=False, verbose=False)
+    assert torch.equal(load_gir(p2)["splats"], load_gir(out["path"])["splats"][:2])
