@@ -158,3 +158,25 @@ def test_recipe_gives_both_spaces_the_same_training_config():
         assert g["cfg"] == p["cfg"] and (g["T"], p["T"]) == (200, 1000)
     with pytest.raises(ValueError, match="space"): recipe("latent")
     with pytest.raises(ValueError, match="dataset"): recipe("gir", "cifar")
+
+
+def test_train_cli_trains_resumes_and_refuses_the_other_space(tmp_path, capsys):
+    import json
+    from gaussdiff.train import cli
+    out = str(tmp_path / "run")
+    base = ["--profile", "smoke", "--n", "8", "--out", out, "--device", "cpu"]
+    assert cli(["--space", "pixel", "--budget-steps", "2", *base]) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == 2
+    assert cli(["--space", "pixel", "--budget-steps", "3", "--resume", *base]) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == 3
+    assert cli(["--space", "gir", "--budget-steps", "4", "--resume", *base]) == 2
+    assert "different run" in capsys.readouterr().err
+    assert cli(["--space", "pixel", "--budget-minutes", "0", *base]) == 2
+    assert "budget_minutes must be > 0" in capsys.readouterr().err
+    assert read_checkpoint(tmp_path / "run" / "ckpt.pt")["step"] == 3  # failed calls left the checkpoint alone
+
+
+def test_pixel_training_data_for_sprites_is_rgb_32():
+    from gaussdiff.train import training_data
+    x, _, meta = training_data("pixel", "sprites", n=4, verbose=False)
+    assert x.shape == (4, 3, 32, 32) and meta["image_size"] == [32, 32] and meta["channels"] == 3
