@@ -247,3 +247,15 @@ def test_sample_cli_bad_input(tmp_path, capsys):
     assert cli(["--ckpt", str(ck), "--steps", "0", "--out", str(tmp_path / "x.png")]) == 2
     assert "steps must be" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_edit_widget_builds_and_rerenders():
+    pytest.importorskip("ipywidgets")
+    import matplotlib
+    matplotlib.use("Agg")
+    from gaussdiff.sample import edit_widget
+    w = edit_widget(_gir(12), size=(16, 16))
+    controls = w.children[0].children
+    assert len(controls) == 8
+    controls[2].value = 0.1  # shift x: triggers a re-render without error
+    with pytest.raises(ValueError, match="one GIR"): edit_widget(_gir(3)[None])
