@@ -204,3 +204,20 @@ def test_variant_dirs():
     assert M.variant_dir("pixel", None, "mnist", "cpu") == run_dir("pixel", "mnist", "cpu")
     assert M.variant_dir("gir", "film", "mnist", "cpu") == run_dir("gir", "mnist", "cpu")
     assert M.variant_dir("gir", "adaLN-Zero", "mnist", "smoke").name == "mnist-gir-adaLN-Zero-smoke"
+
+
+def test_adaln_zero_variant_is_trained_once_then_loaded(tmp_data):
+    budget = {"budget_minutes": None, "budget_steps": 3}
+    model, sched, norm, meta = M.load_or_train_variant("gir", "adaLN-Zero", "mnist", "smoke", budget=budget, device="cpu")
+    path = M.variant_dir("gir", "adaLN-Zero", "mnist", "smoke") / "ckpt.pt"
+    assert path.exists() and str(path).startswith(str(tmp_data))
+    assert model.config["conditioning"] == "adaLN-Zero" and meta["step"] == 3 and norm is not None
+    stamp = path.stat().st_mtime_ns
+    again = M.load_or_train_variant("gir", "adaLN-Zero", "mnist", "smoke", budget=budget, device="cpu")
+    assert path.stat().st_mtime_ns == stamp  # loaded, not retrained
+    sd, sd2 = model.state_dict(), again[0].state_dict()
+    assert all(torch.equal(sd[k], sd2[k]) for k in sd)
+    M.load_or_train_variant("gir", "adaLN-Zero", "mnist", "smoke", budget={"budget_minutes": None, "budget_steps": 4},
+                            device="cpu")
+    from gaussdiff.train import read_checkpoint
+    assert read_checkpoint(path)["config"]["budget_steps"] == 4  # another budget: retrained
