@@ -15,3 +15,9 @@ def tmp_data(tmp_path, monkeypatch):
     "An empty, private cache folder for tests that write or corrupt caches."
     monkeypatch.setenv("GAUSSDIFF_DATA", str(tmp_path))
     return tmp_path
+
+
+def pytest_configure(config):
+    # tst_flags in settings.ini name the same flags for notebook cells
+    config.addinivalue_line("markers", "slow: takes tens of seconds (e.g. the real-browser test); still runs in CI")
+    config.addinivalue_line("markers", "gpu: needs CUDA; skipped where none is available")

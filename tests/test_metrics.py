@@ -73,7 +73,7 @@ def test_kid_subsets_seeded():
 
 
 def test_precision_recall_matches_prdc():
-    prdc = pytest.importorskip("prdc")
+    import prdc  # a dev requirement: the reference implementation (Naeem et al.)
     g = torch.Generator().manual_seed(0)
     real = torch.randn(120, 5, generator=g, dtype=torch.float64)
     fake = 0.7 * torch.randn(100, 5, generator=g, dtype=torch.float64) + 0.5
