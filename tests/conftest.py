@@ -10,6 +10,15 @@ NBS = ROOT / "nbs"
 os.environ.setdefault("GAUSSDIFF_DATA", str(ROOT / "data"))
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    "Small tensors: one thread is as fast, and immune to OpenMP stalls when the machine is shared (pytest -n 2)."
+    import torch
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def tmp_data(tmp_path, monkeypatch):
     "An empty, private cache folder for tests that write or corrupt caches."

@@ -9,12 +9,7 @@ from gaussdiff.fit import (DEFAULT_LR, FitResult, relocate_weak_splats, render_w
 from gaussdiff.splats import make_splats, render
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    "Small tensors: one thread is as fast, and immune to OpenMP stalls when the machine is shared."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def realistic_splats(b, n, seed=0, dtype=torch.float32):
