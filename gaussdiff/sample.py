@@ -115,12 +115,12 @@ def default_clip(meta: dict):
 
 def decode(x: torch.Tensor, meta: dict, normalizer=None) -> torch.Tensor:
     "Samples in the model's space -> images `[B,C,H,W]` in [0,1] on the CPU."
+    from gaussdiff.diffusion import decode_gir, model_to_pixels
     x = x.detach().float().cpu()
     if meta["space"] == "gir":
-        from gaussdiff.splats import render
         if normalizer is None: raise ValueError("decoding GIR samples needs the checkpoint's normalizer")
-        return render(normalizer.denormalize(x), size=tuple(meta["image_size"]), channels=meta["channels"]).clamp(0, 1)
-    img = ((x + 1) / 2).clamp(0, 1)
+        return decode_gir(x, normalizer, size=tuple(meta["image_size"]), channels=meta["channels"]).clamp(0, 1)
+    img = model_to_pixels(x)
     h, w = meta["image_size"]
     if img.shape[-2:] != (h, w):  # MNIST was padded 28 -> 32 for the U-Net: cut the centre back out
         top, left = (img.shape[-2] - h) // 2, (img.shape[-1] - w) // 2
