@@ -1,0 +1,144 @@
+"gaussdiff.bench: Table 2 as JSON. Structure and loose bounds only: timings on a shared CI machine are not asserted tightly."
+import json
+
+import pytest
+import torch
+
+from gaussdiff import bench as B
+from gaussdiff.transformer import GaussianTransformer, count_flops, count_params
+from gaussdiff.unet import PixelUNet
+
+
+@pytest.fixture
+def one_thread():
+    "Time on one torch thread (a busy 2-core machine makes multi-threaded CPU kernels erratic); restore afterwards."
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def res():
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    try: return B.bench_models("smoke", "cpu", batch=2, repeats=2, warmup=1, e2e_steps=3, progress=False)
+    finally: torch.set_num_threads(n)
+
+
+def test_schema_and_machine(res):
+    for k in ("device", "device_name", "torch", "threads", "batch", "preset", "modes", "flop_convention", "timing",
+              "models", "rows", "skipped", "ratios", "end_to_end", "summary", "paper", "wall_s"):
+        assert k in res, k
+    assert res["device"] == "cpu" and res["torch"] == torch.__version__ and res["threads"] >= 1
+    assert res["paper"]["total_speedup"] == 22 and res["paper"]["gt"]["gflops"] == 4.0
+    json.loads(json.dumps(res))  # JSON-ready
+
+
+def test_rows_values(res):
+    rows = {(r["model"], r["mode"]): r for r in res["rows"]}
+    assert set(rows) == {("gt", "fp32"), ("unet", "fp32")}  # the CPU runs fp32 only
+    gt, unet = rows["gt", "fp32"], rows["unet", "fp32"]
+    assert gt["steps"] == 200 and unet["steps"] == 1000
+    for r in (gt, unet):
+        assert r["ms_per_step"] > 0 and r["ms_min"] <= r["ms_per_step"] and len(r["ms_all"]) == 2
+        assert r["total_s"] == pytest.approx(r["ms_per_step"] * r["steps"] / 1e3, rel=1e-3)
+        assert r["ddim_total_s"] and all(v == pytest.approx(r["ms_per_step"] * int(k) / 1e3, rel=1e-3) for k, v in r["ddim_total_s"].items())
+        assert r["tflops_achieved"] > 0 and r["batch"] == 2
+    ratio = res["summary"]["total_ratio"]["fp32"]
+    assert ratio == pytest.approx(unet["total_s"] / gt["total_s"], rel=1e-2)
+    assert res["summary"]["per_step_ratio"]["fp32"] == pytest.approx(unet["ms_per_step"] / gt["ms_per_step"], rel=1e-2)
+    assert res["summary"]["meets_paper_22x"] == (ratio >= 22)
+    paper_pair = [r for r in res["ratios"] if r["gt"] == "ddpm 200" and r["unet"] == "ddpm 1000"]
+    assert len(paper_pair) == 1 and paper_pair[0]["ratio"] == pytest.approx(ratio, rel=1e-3)
+    assert any(r["gt"] == "ddim 25" for r in res["ratios"]) and any(r["unet"] == "ddim 50" for r in res["ratios"])
+
+
+def test_skipped_modes_have_reasons(res):
+    if torch.cuda.is_available(): pytest.skip("CPU-only expectation")
+    skipped = {(s["model"], s["mode"]) for s in res["skipped"]}
+    assert skipped == {(k, m) for k in ("gt", "unet") for m in B.MODES if m != "fp32"}
+    assert all("CUDA" in s["reason"] for s in res["skipped"])
+
+
+def test_flops_match_count_flops(res):
+    for kind, m, x in [("gt", GaussianTransformer.smoke(), torch.randn(1, 150, 8)), ("unet", PixelUNet.smoke(), torch.randn(1, 3, 32, 32))]:
+        info = res["models"][kind]
+        assert info["params"] == count_params(m)
+        assert info["gflops"] == pytest.approx(count_flops(m.eval(), x, torch.zeros(1, dtype=torch.long)) / 1e9, rel=1e-3)
+        assert info["gflops"] == pytest.approx(info["gflops_analytic"], rel=1e-3)
+
+
+def test_paper_preset_counts():
+    "The paper presets counted on the meta device (instant): 55.3M / 15.6 GFLOPs and 35.7M / 12.4 GFLOPs."
+    gt, unet = B.model_flops("gt", "paper"), B.model_flops("unet", "paper")
+    assert gt["params"] / 1e6 == pytest.approx(55.3, abs=0.1) and gt["gflops"] == pytest.approx(15.56, abs=0.05)
+    assert unet["params"] / 1e6 == pytest.approx(35.7, abs=0.1) and unet["gflops"] == pytest.approx(12.4, abs=0.1)
+
+
+def test_end_to_end_rows(res):
+    e2e = res["end_to_end"]
+    assert {(e["model"], e["sampler"]) for e in e2e} == {("gt", "ddpm"), ("gt", "ddim"), ("unet", "ddpm"), ("unet", "ddim")}
+    for e in e2e:
+        assert e["steps_run"] == 3 and e["extrapolated"] and e["measured_s"] > 0
+        assert e["total_s"] == pytest.approx(e["measured_s"] / 3 * e["steps"], rel=1e-2)
+        assert e["measured_over_predicted"] > 0
+
+
+def test_per_step_times_steps_predicts_sampling(one_thread):
+    "Loose: sampling 20 steps costs about 20 forward steps (the sampler's update is cheap), within 10×."
+    for kind in ("gt", "unet"):
+        m = B.build_model(kind, "smoke")
+        x, t = B.example_inputs(kind, 2)
+        ms = B.time_step(m, x, t, repeats=5, warmup=2)["ms"]
+        e = B.end_to_end(m, kind, 2, "ddpm", steps=20)
+        assert not e["extrapolated"] and e["steps_run"] == 20
+        assert 0.1 < (e["measured_s"] * 1e3) / (ms * 20) < 10, (kind, ms, e)
+
+
+def test_table2(res):
+    rows = B.table2(res)
+    assert len(rows) == 4 and {r["model"] for r in rows} == set(B.NAMES.values())
+    paper = [r for r in rows if r["source"].startswith("paper")]
+    assert {r["ms_per_step"] for r in paper} == {1.2, 5.4} and max(r["ratio"] for r in paper) == pytest.approx(22.5)
+    ours = [r for r in rows if r["source"].startswith("ours")]
+    assert max(r["ratio"] for r in ours) == pytest.approx(res["summary"]["total_ratio"]["fp32"], rel=2e-2)
+    with pytest.raises(ValueError, match="not measured"): B.table2(res, "bf16-autocast")
+
+
+def test_cli_json_stdout_and_file(tmp_path, capsys, one_thread):
+    out = tmp_path / "sub" / "bench.json"
+    rc = B.cli(["--preset", "smoke", "--device", "cpu", "--batch", "2", "--repeats", "1", "--warmup", "0",
+                "--e2e-steps", "1", "--threads", "1", "--quiet", "--json", str(out)])
+    cap = capsys.readouterr()
+    assert rc == 0
+    printed, written = json.loads(cap.out), json.loads(out.read_text())   # stdout is only the JSON
+    assert printed == written and written["preset"] == "smoke" and written["threads"] == 1
+    assert written["command_wall_s"] > 0 and "--json" in written["command"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["bench.json"]  # atomic: no temporary file left
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cli_cuda_without_cuda(capsys):
+    rc = B.cli(["--device", "cuda", "--preset", "smoke", "--quiet"])
+    cap = capsys.readouterr()
+    assert rc == 2 and cap.out == "" and "CUDA is not available" in cap.err and "Traceback" not in cap.err
+
+
+@pytest.mark.parametrize("args, msg", [(["--preset", "huge"], "unknown preset"), (["--batch", "0"], "batch"),
+                                       (["--modes", "fp64"], "unknown mode"), (["--repeats", "0"], "repeats"),
+                                       (["--device", "tpu"], "unknown device"), (["--threads", "0"], "threads"),
+                                       (["--batch", "two"], "invalid int")])
+def test_cli_bad_args(args, msg, capsys):
+    assert B.cli(["--quiet", *args]) == 2
+    assert msg in capsys.readouterr().err
+
+
+def test_api_errors():
+    m = B.build_model("gt", "smoke"); x, t = B.example_inputs("gt", 2)
+    with pytest.raises(ValueError, match="repeats"): B.time_step(m, x, t, repeats=0)
+    with pytest.raises(ValueError, match="unknown mode"): B.time_step(m, x, t, mode="fp8")
+    with pytest.raises(ValueError, match="unknown model"): B.build_model("vae", "smoke")
+    with pytest.raises(ValueError, match="unknown preset"): B.bench_models("large", "cpu")
+    with pytest.raises(ValueError, match="batch"): B.bench_models("smoke", "cpu", batch=0)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA option"): B.time_step(m, x, t, mode="tf32")
+        assert B.skip_reason("fp32", "cpu") is None and "CUDA" in B.skip_reason("compile", "cpu")
