@@ -42,7 +42,7 @@ def test_rows_values(res):
         assert r["ms_per_step"] > 0 and r["ms_min"] <= r["ms_per_step"] and len(r["ms_all"]) == 2
         assert r["total_s"] == pytest.approx(r["ms_per_step"] * r["steps"] / 1e3, rel=1e-3)
         assert r["ddim_total_s"] and all(v == pytest.approx(r["ms_per_step"] * int(k) / 1e3, rel=1e-3) for k, v in r["ddim_total_s"].items())
-        assert r["tflops_achieved"] > 0 and r["batch"] == 2
+        assert r["tflops_achieved"] > 0 and r["batch"] == 2 and r["dtype"] == "float32"
     ratio = res["summary"]["total_ratio"]["fp32"]
     assert ratio == pytest.approx(unet["total_s"] / gt["total_s"], rel=1e-2)
     assert res["summary"]["per_step_ratio"]["fp32"] == pytest.approx(unet["ms_per_step"] / gt["ms_per_step"], rel=1e-2)
