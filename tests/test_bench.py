@@ -9,19 +9,11 @@ from gaussdiff.transformer import GaussianTransformer, count_flops, count_params
 from gaussdiff.unet import PixelUNet
 
 
-@pytest.fixture
-def one_thread():
-    "Time on one torch thread (a busy 2-core machine makes multi-threaded CPU kernels erratic); restore afterwards."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
+# Timings run on one torch thread (conftest's one_torch_thread): a busy 2-core machine makes multi-threaded CPU
+# kernels erratic.
 @pytest.fixture(scope="module")
-def res():
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    try: return B.bench_models("smoke", "cpu", batch=2, repeats=2, warmup=1, e2e_steps=3, progress=False)
-    finally: torch.set_num_threads(n)
+def res(one_torch_thread):
+    return B.bench_models("smoke", "cpu", batch=2, repeats=2, warmup=1, e2e_steps=3, progress=False)
 
 
 def test_schema_and_machine(res):
@@ -83,7 +75,7 @@ def test_end_to_end_rows(res):
         assert e["measured_over_predicted"] > 0
 
 
-def test_per_step_times_steps_predicts_sampling(one_thread):
+def test_per_step_times_steps_predicts_sampling(one_torch_thread):
     "Loose: sampling 20 steps costs about 20 forward steps (the sampler's update is cheap), within 10×."
     for kind in ("gt", "unet"):
         m = B.build_model(kind, "smoke")
@@ -104,7 +96,7 @@ def test_table2(res):
     with pytest.raises(ValueError, match="not measured"): B.table2(res, "bf16-autocast")
 
 
-def test_cli_json_stdout_and_file(tmp_path, capsys, one_thread):
+def test_cli_json_stdout_and_file(tmp_path, capsys, one_torch_thread):
     out = tmp_path / "sub" / "bench.json"
     rc = B.cli(["--preset", "smoke", "--device", "cpu", "--batch", "2", "--repeats", "1", "--warmup", "0",
                 "--e2e-steps", "1", "--threads", "1", "--quiet", "--json", str(out)])
