@@ -4,11 +4,11 @@
 
 # %% ../nbs/10_timing.ipynb #8ea903f6
 from __future__ import annotations
-import argparse, contextlib, functools, json, os, platform, statistics, sys, time
+import argparse, contextlib, functools, json, os, statistics, sys, time
 
 import torch
 
-from .core import get_device, save_json
+from .core import device_name, get_device, save_json
 from .diffusion import Schedule
 from .sample import sample
 from .transformer import GaussianTransformer, count_flops, count_params, transformer_flops
@@ -176,11 +176,6 @@ def _ratios(gt: dict, unet: dict) -> list[dict]:
                  unet_s=unet["ms_per_step"] * uk / 1e3, ratio=(unet["ms_per_step"] * uk) / (gt["ms_per_step"] * k))
             for s, k in pairs for us, uk in upairs]
 
-def _device_name(device) -> str:
-    if device.type == "cuda": return torch.cuda.get_device_name(device)
-    try: return next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except Exception: return platform.processor() or platform.machine() or device.type
-
 def bench_models(preset: str = "paper", device="auto", batch: int = 32, modes="auto", repeats: int | None = None,
                  warmup: int | None = None, e2e_steps: int | None = -1, n_splats: int = 150, channels: int = 3,
                  seed: int = 0, progress: bool = True) -> dict:
@@ -200,7 +195,7 @@ def bench_models(preset: str = "paper", device="auto", batch: int = 32, modes="a
     if not mode_list: raise ValueError("no modes given")
     reasons = {m: skip_reason(m, dev) for m in mode_list}  # raises on unknown modes
     t_start, load0 = time.perf_counter(), os.getloadavg() if hasattr(os, "getloadavg") else None
-    res = dict(preset=preset, device=str(dev), device_name=_device_name(dev), torch=torch.__version__,
+    res = dict(preset=preset, device=str(dev), device_name=device_name(dev), torch=torch.__version__,
                cuda=torch.version.cuda if cuda else None, threads=torch.get_num_threads(), cpu_count=os.cpu_count(),
                batch=batch, n_splats=n_splats, channels=channels, warmup=warmup, repeats=repeats,
                modes={m: MODES[m] for m in mode_list}, flop_convention=FLOP_CONVENTION,

@@ -2,16 +2,17 @@
 
 # %% ../nbs/00_core.ipynb #81d0ccbb
 from __future__ import annotations
-import contextlib, json, os, random, sys, tempfile, time
+import contextlib, json, os, platform, random, sys, tempfile, time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['PROFILES', 'COMMANDS', 'resolve_profile', 'by_profile', 'get_device', 'seed_everything', 'check_images', 'make_grid',
-           'show_grid', 'save_grid', 'atomic_path', 'save_torch_atomic', 'save_json', 'repo_root', 'data_dir',
-           'save_fig', 'save_results', 'course_notebooks', 'has_parameters_cell', 'run_course', 'write_summary', 'main']
+__all__ = ['PROFILES', 'COMMANDS', 'resolve_profile', 'by_profile', 'get_device', 'device_name', 'seed_everything',
+           'check_images', 'make_grid', 'show_grid', 'save_grid', 'atomic_path', 'save_torch_atomic', 'save_json',
+           'repo_root', 'data_dir', 'save_fig', 'save_results', 'course_notebooks', 'has_parameters_cell', 'run_course',
+           'write_summary', 'main']
 
 # %% ../nbs/00_core.ipynb #71933f00
 PROFILES = ("smoke", "cpu", "gpu")
@@ -44,6 +45,13 @@ def get_device(device: str | torch.device = "auto") -> torch.device:
     if d.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError("device 'mps' asked for, but MPS is not available")
     return d
+
+def device_name(device: str | torch.device) -> str:
+    "A readable name for benchmark records: the GPU's model on CUDA, else the CPU's model."
+    device = torch.device(device)
+    if device.type == "cuda": return torch.cuda.get_device_name(device)
+    try: return next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except OSError: return platform.processor() or platform.machine() or device.type
 
 def seed_everything(seed: int = 0) -> torch.Generator:
     "Seed Python, NumPy and torch (all devices); returns a CPU `torch.Generator` seeded the same."

@@ -4,14 +4,14 @@
 
 # %% ../nbs/03_fit.ipynb #ec571984
 from __future__ import annotations
-import argparse, json, math, os, platform, sys, time
+import argparse, json, math, os, sys, time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from .core import atomic_path, check_images, data_dir, get_device, save_torch_atomic
+from .core import atomic_path, check_images, data_dir, device_name, get_device, save_torch_atomic
 from .splats import COL, COV, N_FEATURES, POS, check_splats, render
 
 # %% auto #0
@@ -434,10 +434,6 @@ def load_gir(path_or_name, n: int | None = None, n_splats: int = 150, split: str
     return gir
 
 # %% ../nbs/03_fit.ipynb #11968bb2
-def _cpu_name() -> str:
-    try: return next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except Exception: return platform.processor() or platform.machine()
-
 def benchmark(dataset: str = "mnist", n: int = 256, n_splats: int = 150, steps: int | None = None, device="auto",
               threads: int | None = None, seed: int = 0, repeats: int = 1) -> dict:
     "Time `fit_splats` on `n` images of a data set (default settings); a JSON-ready dict with images/s and PSNR."
@@ -461,7 +457,7 @@ def benchmark(dataset: str = "mnist", n: int = 256, n_splats: int = 150, steps: 
                 cpu_seconds=round(min(cpu), 3), images_per_cpu_s=round(len(x) / max(min(cpu), 1e-9), 2),
                 mean_psnr=round(r.psnr.mean().item(), 3), min_psnr=round(r.psnr.min().item(), 3),
                 median_psnr=round(r.psnr.median().item(), 3), device=str(dev),
-                device_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name(),
+                device_name=device_name(dev),
                 torch_threads=torch.get_num_threads(), cpu_count=os.cpu_count(), torch=torch.__version__,
                 load_avg_before=load_before, load_avg_after=os.getloadavg() if hasattr(os, "getloadavg") else None,
                 settings=r.settings)

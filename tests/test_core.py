@@ -130,3 +130,13 @@ def test_main_help_and_unknown(capsys):
 def test_main_course_help(capsys):
     with pytest.raises(SystemExit) as e: main(["course", "--help"])
     assert e.value.code == 0 and "--profile" in capsys.readouterr().out
+
+
+def test_device_name_is_the_cpu_model_on_cpu():
+    from gaussdiff.core import device_name
+    name = device_name("cpu")
+    assert isinstance(name, str) and name and name != "cuda"
+    from pathlib import Path
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists() and "model name" in cpuinfo.read_text():
+        assert name in cpuinfo.read_text()
