@@ -14,9 +14,10 @@ from .core import save_json
 from .splats import COV, FEATURE_GROUPS, check_splats, render
 
 # %% auto #0
-__all__ = ['SCHEDULE_KINDS', 'LOG_SCALE_RANGE', 'SHEAR_LIMIT', 'VALUE_LIMIT', 'linear_betas', 'cosine_betas', 'Schedule',
-           'GIRNormalizer', 'normalizer_path', 'store_normalizer', 'load_normalizer', 'cache_normalizer', 'renderable',
-           'decode_gir', 'pixels_to_model', 'model_to_pixels', 'noise_explorer']
+__all__ = ['SCHEDULE_KINDS', 'LOG_SCALE_RANGE', 'SHEAR_LIMIT', 'VALUE_LIMIT', 'GIR_FEATURES', 'SHAPE_V_LIMIT', 'SHAPE_SIZE_RANGE',
+           'linear_betas', 'cosine_betas', 'Schedule', 'GIRNormalizer', 'normalizer_path', 'store_normalizer',
+           'load_normalizer', 'cache_normalizer', 'renderable', 'gir_to_splats', 'decode_gir', 'pixels_to_model',
+           'model_to_pixels', 'to_shape_features', 'from_shape_features', 'noise_explorer']
 
 # %% ../nbs/04_noise.ipynb #b5ba7ac6
 SCHEDULE_KINDS = ("linear", "cosine")
@@ -210,10 +211,21 @@ def renderable(splats: torch.Tensor) -> torch.Tensor:
     return torch.cat([pos.clamp(-VALUE_LIMIT, VALUE_LIMIT), a.clamp(*LOG_SCALE_RANGE), b.clamp(-SHEAR_LIMIT, SHEAR_LIMIT),
                       c.clamp(*LOG_SCALE_RANGE), col.clamp(-VALUE_LIMIT, VALUE_LIMIT)], -1)
 
-def decode_gir(z: torch.Tensor, normalizer: GIRNormalizer, size=(28, 28), channels: int = 1) -> torch.Tensor:
-    "Normalised GIR `[B,N,8]` (clean, noised or generated) -> images `[B,C,H,W]` in [0,1]; total for any finite z."
+GIR_FEATURES = ("cholesky", "shape")  # how a GIR's covariance is written in the vector the model diffuses
+
+def gir_to_splats(g: torch.Tensor, features: str = "cholesky") -> torch.Tensor:
+    "Denormalised GIR in `features` form -> Cholesky splats `[...,8]` (identity for 'cholesky')."
+    if features == "cholesky": return g
+    if features == "shape": return from_shape_features(g)
+    raise ValueError(f"features must be one of {GIR_FEATURES}, got {features!r}")
+
+def decode_gir(z: torch.Tensor, normalizer: GIRNormalizer, size=(28, 28), channels: int = 1,
+               features: str = "cholesky") -> torch.Tensor:
+    """Normalised GIR `[B,N,8]` (clean, noised or generated) -> images `[B,C,H,W]` in [0,1]; total for any finite z.
+    `features` says how the covariance is written in `z` ('cholesky' (a,b,c) or 'shape', see `to_shape_features`)."""
+    if features not in GIR_FEATURES: raise ValueError(f"features must be one of {GIR_FEATURES}, got {features!r}")
     z = check_splats(z, "z")
-    return render(renderable(normalizer.denormalize(z)), size=size, channels=channels)
+    return render(renderable(gir_to_splats(normalizer.denormalize(z), features)), size=size, channels=channels)
 
 def pixels_to_model(x: torch.Tensor) -> torch.Tensor:
     "Images in [0,1] -> [-1,1], the scale pixel-space DDPM noises (unit-scale data, like the normalised GIR)."
@@ -222,6 +234,49 @@ def pixels_to_model(x: torch.Tensor) -> torch.Tensor:
 def model_to_pixels(x: torch.Tensor) -> torch.Tensor:
     "Pixel-model values -> displayable images in [0,1] (clamped)."
     return ((x + 1) / 2).clamp(0, 1)
+
+# %% ../nbs/04_noise.ipynb #73d024be
+SHAPE_V_LIMIT = 12.0            # log axis ratio cap in from_shape_features (ratio e^12 ~ 1.6e5): never binds for fitted splats
+SHAPE_SIZE_RANGE = (-30.0, 30.0)
+
+def _check_last8(x, name):
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim < 1 or x.shape[-1] != 8:
+        raise ValueError(f"{name} must be a floating-point tensor [...,8]")
+    if not torch.isfinite(x).all(): raise ValueError(f"{name} contains NaN or inf")
+    return x
+
+def to_shape_features(splats: torch.Tensor) -> torch.Tensor:
+    """GIR `[...,8]` -> the same layout with (a, b, c) replaced by shape features (log size, v cos2θ, v sin2θ),
+    log size = ¼(log λ1 + log λ2), v = ½ log(λ1/λ2) >= 0, θ the major axis angle. Float64 inside, input dtype out."""
+    g = _check_last8(splats, "splats").double()
+    a, b, c = g[..., 2], g[..., 3], g[..., 4]
+    size = (a + c) / 2                                   # det Σ = exp(2a + 2c) exactly
+    # Σ scaled to unit determinant: [[e^(a-c), b e^-c], [b e^-c, b² e^-(a+c) + e^(c-a)]], eigenvalues e^v and e^-v
+    sxx, sxy = (a - c).exp(), b * (-c).exp()
+    syy = b ** 2 * (-(a + c)).exp() + (c - a).exp()
+    disc = torch.hypot((sxx - syy) / 2, sxy)
+    v = ((sxx + syy) / 2 + disc).log()
+    th2 = torch.atan2(2 * sxy, sxx - syy)
+    out = g.clone()
+    out[..., 2], out[..., 3], out[..., 4] = size, v * th2.cos(), v * th2.sin()
+    return out.to(splats.dtype)
+
+def from_shape_features(f: torch.Tensor) -> torch.Tensor:
+    "Inverse of `to_shape_features`: valid Cholesky splats `[...,8]` for *any* finite input (float64 inside)."
+    from gaussdiff.splats import covariance_to_cov_params
+    g = _check_last8(f, "f").double()
+    size = g[..., 2].clamp(*SHAPE_SIZE_RANGE)
+    p, q = g[..., 3], g[..., 4]
+    v = torch.hypot(p, q).clamp(max=SHAPE_V_LIMIT)
+    th = torch.atan2(q, p) / 2
+    l1, l2 = v.exp(), (-v).exp()                          # unit-determinant Σ0; Σ = e^(2 size) Σ0
+    co, si = th.cos(), th.sin()
+    sxx, syy, sxy = l1 * co ** 2 + l2 * si ** 2, l1 * si ** 2 + l2 * co ** 2, (l1 - l2) * co * si
+    S0 = torch.stack([torch.stack([sxx, sxy], -1), torch.stack([sxy, syy], -1)], -2)
+    abc = covariance_to_cov_params(S0)                    # L0 with L0 L0^T = Σ0; L = e^size L0
+    out = g.clone()
+    out[..., 2], out[..., 3], out[..., 4] = abc[..., 0] + size, abc[..., 1] * size.exp(), abc[..., 2] + size
+    return out.to(f.dtype)
 
 # %% ../nbs/04_noise.ipynb #f4ee302b
 def _png(img: torch.Tensor, upscale: int = 6) -> bytes:

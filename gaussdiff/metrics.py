@@ -356,7 +356,8 @@ def gir_reconstructions(dataset: str = "mnist", limit: int | None = None, profil
     from gaussdiff.train import recipe, training_data
     from gaussdiff.sample import decode
     r = recipe("gir", dataset, profile)
-    x, norm, meta = training_data("gir", dataset, r["n"], r["n_splats"], r["profile"], verbose=False)
+    x, norm, meta = training_data("gir", dataset, r["n"], r["n_splats"], r["profile"], verbose=False,
+                                  gir_features=r["gir_features"])  # decode() converts the features back
     x = x[:limit]
     rendered = torch.cat([decode(x[i:i + chunk], dict(meta, space="gir"), norm) for i in range(0, len(x), chunk)])
     if dataset == "mnist":
@@ -402,12 +403,16 @@ def load_or_train_variant(space: str, conditioning: str | None = None, dataset: 
             want = _plain(dataclasses.asdict(cfg))
             arch = {**r.get("model_kw", {}), "conditioning": conditioning}
             if ck.get("finished") and _plain(ck["config"]) == want and all(
-                    _plain(ck["model_config"].get(k)) == _plain(v) for k, v in arch.items()):
+                    _plain(ck["model_config"].get(k)) == _plain(v) for k, v in arch.items()) and \
+                    ck.get("schedule") == {"T": r["T"], "kind": r["schedule"]} and \
+                    ck["meta"].get("gir_features", "cholesky") == r["gir_features"]:
                 return T.load_checkpoint(path, device)
+            print(f"[metrics] not reusing the cached run at {path}: it differs from the recipe; training it again")
         except ValueError as e:
             print(f"[metrics] ignoring cached run at {path}: {e}")
     from gaussdiff.diffusion import Schedule
-    x, norm, meta = T.training_data(space, dataset, r["n"], r["n_splats"], r["profile"], verbose=False)
+    x, norm, meta = T.training_data(space, dataset, r["n"], r["n_splats"], r["profile"], verbose=False,
+                                    gir_features=r["gir_features"])
     seed_everything(seed)  # the same initial-weight seed as chapter 07's runs
     model = T.make_model(space, r["profile"], r["T"], **{**r.get("model_kw", {}), "conditioning": conditioning})
     meta.update(profile=r["profile"], n_params=sum(p.numel() for p in model.parameters()))

@@ -12,7 +12,7 @@ from .core import atomic_path, by_profile, get_device, resolve_profile, save_fig
 from .train import load_checkpoint
 
 # %% auto #0
-__all__ = ['timesteps_for', 'clip_x0', 'ddpm_step', 'ddim_step', 'sample', 'default_clip', 'decode', 'generate',
+__all__ = ['timesteps_for', 'clip_x0', 'ddpm_step', 'ddim_step', 'sample', 'default_clip', 'decode', 'gir_splats', 'generate',
            'trajectory_frames', 'save_gif', 'select_splats', 'edit_splats', 'edit_widget', 'cli']
 
 # %% ../nbs/08_sample.ipynb #7b979a2b
@@ -119,7 +119,8 @@ def decode(x: torch.Tensor, meta: dict, normalizer=None) -> torch.Tensor:
     x = x.detach().float().cpu()
     if meta["space"] == "gir":
         if normalizer is None: raise ValueError("decoding GIR samples needs the checkpoint's normalizer")
-        return decode_gir(x, normalizer, size=tuple(meta["image_size"]), channels=meta["channels"]).clamp(0, 1)
+        return decode_gir(x, normalizer, size=tuple(meta["image_size"]), channels=meta["channels"],
+                          features=meta.get("gir_features", "cholesky")).clamp(0, 1)
     img = model_to_pixels(x)
     h, w = meta["image_size"]
     if img.shape[-2:] != (h, w):  # MNIST was padded 28 -> 32 for the U-Net: cut the centre back out
@@ -127,10 +128,17 @@ def decode(x: torch.Tensor, meta: dict, normalizer=None) -> torch.Tensor:
         img = img[..., top:top + h, left:left + w]
     return img
 
+def gir_splats(x: torch.Tensor, meta: dict, normalizer) -> torch.Tensor:
+    """Normalised GIR samples -> raw Cholesky splats `[B,N,8]` on the CPU (what `render`, `edit_splats` and chapter
+    02 take), whichever covariance form (`meta["gir_features"]`) the model diffuses; clamped to `renderable`."""
+    from gaussdiff.diffusion import gir_to_splats, renderable
+    if normalizer is None: raise ValueError("GIR samples need the checkpoint's normalizer")
+    return renderable(gir_to_splats(normalizer.denormalize(x.detach().float().cpu()), meta.get("gir_features", "cholesky")))
+
 def generate(model, schedule, normalizer, meta: dict, n: int = 64, steps: int | None = None, sampler: str = "ddpm",
              eta: float = 0.0, seed: int = 0, batch_size: int = 256, return_samples: bool = False,
              progress: bool = False, **kw):
-    "Draw `n` images from a loaded model (see `load_checkpoint`); optionally also the raw samples (e.g. splats)."
+    "Draw `n` images from a loaded model (see `load_checkpoint`); optionally also the raw samples (GIR: Cholesky splats)."
     if n < 1: raise ValueError(f"n must be >= 1, got {n}")
     g = torch.Generator().manual_seed(seed)
     kw.setdefault("clip", default_clip(meta))
@@ -139,7 +147,7 @@ def generate(model, schedule, normalizer, meta: dict, n: int = 64, steps: int | 
     x = torch.cat(xs).cpu()
     imgs = decode(x, meta, normalizer)
     if not return_samples: return imgs
-    return imgs, (normalizer.denormalize(x) if meta["space"] == "gir" else x)
+    return imgs, (gir_splats(x, meta, normalizer) if meta["space"] == "gir" else x)
 
 # %% ../nbs/08_sample.ipynb #353029c9
 def trajectory_frames(traj: dict, meta: dict, normalizer=None, n_frames: int = 8, key: str = "x"):

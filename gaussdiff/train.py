@@ -239,9 +239,12 @@ class TrainResult:
 def _schedule_info(schedule) -> dict:
     return {"T": int(schedule.T), "kind": str(getattr(schedule, "kind", "linear"))}
 
-def _check_resume(ck: dict, model, cfg: TrainConfig, space: str, schedule, path):
-    "Refuse to resume from a checkpoint of another space, model, schedule or hyper-parameters."
+def _check_resume(ck: dict, model, cfg: TrainConfig, space: str, schedule, path, meta: dict | None = None):
+    "Refuse to resume from a checkpoint of another space, model, schedule, GIR feature form or hyper-parameters."
     problems = []
+    if meta is not None:  # GIR runs from before gir_features existed were trained on Cholesky numbers
+        new = meta.get("gir_features"); old = ck["meta"].get("gir_features", "cholesky" if new is not None else None)
+        if old != new: problems.append(f"gir_features {old!r} != {new!r}")
     if ck["space"] != space: problems.append(f"space {ck['space']!r} != {space!r}")
     if ck["model_class"] != class_path(model): problems.append(f"model {ck['model_class']} != {class_path(model)}")
     if _jsonable(ck["model_config"]) != _jsonable(getattr(model, "config", {})): problems.append("model config differs")
@@ -300,7 +303,7 @@ def train(model: nn.Module, data: torch.Tensor, schedule, cfg: TrainConfig, spac
     step, elapsed, history, snapshots = 0, 0.0, {"loss": [], "lr": [], "time": []}, []
     if resume and ckpt_path is not None and (resume is True or ckpt_path.exists()):
         ck = read_checkpoint(ckpt_path)
-        _check_resume(ck, model, cfg, space, schedule, ckpt_path)
+        _check_resume(ck, model, cfg, space, schedule, ckpt_path, meta)
         if ck["optimizer"] is None: raise ValueError(f"{ckpt_path} is a weights-only snapshot; it cannot be resumed")
         model.load_state_dict(ck["model"]); ema.load_state_dict(ck["ema"])
         opt.load_state_dict(ck["optimizer"]); sched.load_state_dict(ck["scheduler"])
@@ -398,7 +401,13 @@ def recipe(space: str, dataset: str = "mnist", profile: str = "auto") -> dict:
     # sizes, as in the paper) get through enough steps in a few minutes on 2 cores.
     model_kw = by_profile(profile, smoke={}, gpu={}, cpu={"gir": dict(d_model=64, depth=3, n_heads=4, t_dim=64),
                                                          "pixel": dict(base=16, mults=(1, 2, 2))}[space])
-    return dict(space=space, dataset=dataset, profile=profile, T=DIFFUSION_STEPS[space], schedule="linear", model_kw=model_kw,
+    # GIR in the cpu profile: cosine schedule and shape features for the covariance (chapter 04), measured to make
+    # the few-minute samples far more recognisable (see the closing note); gpu stays paper-faithful (linear, Cholesky);
+    # smoke uses shape features so the tests exercise that path. Pixels: linear everywhere; no GIR features.
+    schedule = by_profile(profile, smoke="linear", cpu="cosine", gpu="linear") if space == "gir" else "linear"
+    gir_features = by_profile(profile, smoke="shape", cpu="shape", gpu="cholesky") if space == "gir" else None
+    return dict(space=space, dataset=dataset, profile=profile, T=DIFFUSION_STEPS[space], schedule=schedule,
+                gir_features=gir_features, model_kw=model_kw,
                 n=by_profile(profile, smoke=32, cpu=1000, gpu=None),
                 # the paper's N = 150 splats, except in the cpu profile: a 150-token set takes far more training than
                 # a few CPU minutes to organise into strokes (we tried: speckle clouds), 24 splats per digit do not
@@ -435,18 +444,21 @@ def _data_range(x: torch.Tensor, margin: float = 0.1):
     return [(lo - margin * span).tolist(), (hi + margin * span).tolist()]
 
 def training_data(space: str, dataset: str = "mnist", n: int | None = None, n_splats: int | None = None,
-                  profile: str = "auto", verbose: bool = True):
+                  profile: str = "auto", verbose: bool = True, gir_features: str = "cholesky"):
     """Clean training examples for a space: `(x [M,...], normalizer or None, meta)`. GIR: normalised splats from
-    the fit chapter's cache; pixel: the same images in [-1,1] (MNIST padded to 32×32)."""
+    the fit chapter's cache, the covariance written as `gir_features` ('cholesky' (a,b,c) or 'shape', chapter 04's
+    `to_shape_features`) before the normaliser is fitted; pixel: the same images in [-1,1] (MNIST padded to 32×32)."""
     if space == "gir":
+        from gaussdiff.diffusion import GIR_FEATURES, GIRNormalizer, to_shape_features
+        if gir_features not in GIR_FEATURES: raise ValueError(f"gir_features must be one of {GIR_FEATURES}, got {gir_features!r}")
         gir = _load_or_encode_gir(dataset, n, n_splats or 150, profile, verbose)
-        from gaussdiff.diffusion import GIRNormalizer
         splats = gir["splats"].float()
+        if gir_features == "shape": splats = to_shape_features(splats)
         norm = GIRNormalizer.fit(splats)
         x = norm.normalize(splats)
         h, w = tuple(gir["image_size"])
         meta = dict(dataset=dataset, image_size=[h, w], channels=int(gir["channels"]), n_train=len(x),
-                    n_splats=int(x.shape[1]), sample_shape=list(x.shape[1:]), x0_clip=_data_range(x),
+                    n_splats=int(x.shape[1]), sample_shape=list(x.shape[1:]), x0_clip=_data_range(x), gir_features=gir_features,
                     fit_psnr=float(torch.as_tensor(gir["psnr"]).float().mean()))
         return x, norm, meta
     if space != "pixel": raise ValueError(f"space must be one of {SPACES}, got {space!r}")
@@ -482,7 +494,8 @@ def run(space: str, dataset: str = "mnist", profile: str = "auto", out_dir=None,
         cfg = dataclasses.replace(cfg, budget_minutes=budget_minutes, budget_steps=budget_steps)
     cfg = dataclasses.replace(cfg, seed=seed)
     from gaussdiff.diffusion import Schedule
-    x, norm, meta = training_data(space, dataset, n if n is not None else r["n"], r["n_splats"], r["profile"], verbose)
+    x, norm, meta = training_data(space, dataset, n if n is not None else r["n"], r["n_splats"], r["profile"], verbose,
+                                  **({"gir_features": r["gir_features"]} if space == "gir" else {}))
     seed_everything(seed)  # the same seed gives the same initial weights, so runs (and resumes) are reproducible
     model = make_model(space, r["profile"], r["T"], meta["channels"], **r["model_kw"])
     schedule = Schedule(T=r["T"], kind=r["schedule"])
@@ -497,6 +510,21 @@ def run(space: str, dataset: str = "mnist", profile: str = "auto", out_dir=None,
                  preview_fn=preview_fn, snapshot_fracs=r["snapshot_fracs"], snapshot_epochs=r["snapshot_epochs"],
                  device=device, progress=progress)
 
+def _cached_run_differs(ck: dict, r: dict) -> str | None:
+    "Why a cached checkpoint is not a finished run of recipe `r` (None when it is)."
+    if not ck.get("finished"): return "it did not finish"
+    cfg = [k for k, v in asdict(r["cfg"]).items()
+           if k not in RESUMABLE_CHANGES + ("seed",) and _jsonable(ck["config"].get(k)) != _jsonable(v)]
+    if cfg: return f"training config differs ({', '.join(cfg)})"
+    model = [k for k, v in r["model_kw"].items() if _jsonable(ck["model_config"].get(k)) != _jsonable(v)]
+    if model: return f"model config differs ({', '.join(model)})"
+    want = {"T": r["T"], "kind": r["schedule"]}
+    if ck.get("schedule") != want: return f"schedule {ck.get('schedule')} != {want}"
+    if r["space"] == "gir":  # runs from before gir_features existed were trained on Cholesky numbers
+        old = ck.get("meta", {}).get("gir_features", "cholesky")
+        if old != r["gir_features"]: return f"gir_features {old!r} != {r['gir_features']!r}"
+    return None
+
 def load_or_train(space: str, dataset: str = "mnist", profile: str = "auto", device="auto", **run_kw):
     """`(model, schedule, normalizer, meta)` of the course run for space/dataset/profile: loaded from its cached,
     finished checkpoint (e.g. written by chapter 07) when it matches the recipe, else trained now."""
@@ -504,11 +532,9 @@ def load_or_train(space: str, dataset: str = "mnist", profile: str = "auto", dev
     if path.exists():
         try:
             ck = read_checkpoint(path)
-            r = recipe(space, dataset, profile)
-            same = all(_jsonable(ck["config"].get(k)) == _jsonable(v) for k, v in asdict(r["cfg"]).items()
-                       if k not in RESUMABLE_CHANGES + ("seed",))
-            same = same and all(_jsonable(ck["model_config"].get(k)) == _jsonable(v) for k, v in r["model_kw"].items())
-            if ck.get("finished") and same: return load_checkpoint(path, device)
+            why = _cached_run_differs(ck, recipe(space, dataset, profile))
+            if why is None: return load_checkpoint(path, device)
+            print(f"not reusing the cached run at {path}: {why}; training it again")
         except ValueError as e:
             print(f"ignoring cached run at {path}: {e}")
     run(space, dataset, profile, device=device, **run_kw)

@@ -10,10 +10,11 @@ a = ap.parse_args()
 out = {}
 for name, space, kw in [("pixel U-Net", "pixel", {}), ("GIR FiLM", "gir", {}), ("GIR adaLN-Zero", "gir", {"conditioning": "adaLN-Zero"})]:
     r = T.recipe(space, "mnist", a.profile)
-    x, norm, meta = T.training_data(space, "mnist", r["n"], r["n_splats"], a.profile, verbose=False)
+    x, norm, meta = T.training_data(space, "mnist", r["n"], r["n_splats"], a.profile, verbose=False,
+                                    **({"gir_features": r["gir_features"]} if space == "gir" else {}))
     torch.manual_seed(0)
     m = T.make_model(space, a.profile, r["T"], meta["channels"] if space == "pixel" else None, **{**r["model_kw"], **kw})
     cfg = dataclasses.replace(r["cfg"], budget_minutes=None, budget_steps=a.steps)
-    res = T.train(m, x, Schedule(T=r["T"]), cfg, space=space, out_dir=None, normalizer=norm, meta=meta, device="cpu", progress=False)
+    res = T.train(m, x, Schedule(T=r["T"], kind=r["schedule"]), cfg, space=space, out_dir=None, normalizer=norm, meta=meta, device="cpu", progress=False)
     out[name] = round(res.step / res.elapsed_s, 1)
 print(json.dumps({"profile": a.profile, "steps_per_s": out, "threads": torch.get_num_threads()}))
