@@ -402,12 +402,11 @@ def load_or_train_variant(space: str, conditioning: str | None = None, dataset: 
             ck = T.read_checkpoint(path)
             want = _plain(dataclasses.asdict(cfg))
             arch = {**r.get("model_kw", {}), "conditioning": conditioning}
-            if ck.get("finished") and _plain(ck["config"]) == want and all(
-                    _plain(ck["model_config"].get(k)) == _plain(v) for k, v in arch.items()) and \
-                    ck.get("schedule") == {"T": r["T"], "kind": r["schedule"]} and \
-                    ck["meta"].get("gir_features", "cholesky") == r["gir_features"]:
-                return T.load_checkpoint(path, device)
-            print(f"[metrics] not reusing the cached run at {path}: it differs from the recipe; training it again")
+            why = ("it did not finish" if not ck.get("finished") else "training config differs" if _plain(ck["config"]) != want
+                   else "model config differs" if any(_plain(ck["model_config"].get(k)) != _plain(v) for k, v in arch.items())
+                   else T.diffusion_differs(ck, r))
+            if why is None: return T.load_checkpoint(path, device)
+            print(f"[metrics] not reusing the cached run at {path}: {why}; training it again")
         except ValueError as e:
             print(f"[metrics] ignoring cached run at {path}: {e}")
     from gaussdiff.diffusion import Schedule

@@ -19,7 +19,7 @@ __all__ = ['RESUMABLE_CHANGES', 'CKPT_FORMAT', 'SPACES', 'DATASETS', 'DIFFUSION_
            'batch_indices', 'step_generator', 'noise_batch', 'diffusion_loss', 'timestep_embedding', 'TinyDenoiser',
            'rng_state', 'set_rng_state', 'class_path', 'read_checkpoint', 'build_model', 'build_schedule',
            'build_normalizer', 'load_checkpoint', 'TrainResult', 'train', 'recipe', 'make_model', 'training_data',
-           'run_dir', 'run', 'load_or_train', 'cli']
+           'run_dir', 'run', 'diffusion_differs', 'load_or_train', 'cli']
 
 # %% ../nbs/07_train.ipynb #d87319c6
 @dataclass
@@ -518,6 +518,10 @@ def _cached_run_differs(ck: dict, r: dict) -> str | None:
     if cfg: return f"training config differs ({', '.join(cfg)})"
     model = [k for k, v in r["model_kw"].items() if _jsonable(ck["model_config"].get(k)) != _jsonable(v)]
     if model: return f"model config differs ({', '.join(model)})"
+    return diffusion_differs(ck, r)
+
+def diffusion_differs(ck: dict, r: dict) -> str | None:
+    "Why a checkpoint's noise schedule or GIR feature form is not recipe `r`'s (None when both match)."
     want = {"T": r["T"], "kind": r["schedule"]}
     if ck.get("schedule") != want: return f"schedule {ck.get('schedule')} != {want}"
     if r["space"] == "gir":  # runs from before gir_features existed were trained on Cholesky numbers
