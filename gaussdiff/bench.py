@@ -9,20 +9,21 @@ import argparse, contextlib, functools, json, os, statistics, sys, time
 import torch
 
 from .core import device_name, get_device, save_json
-from .diffusion import Schedule
+from .diffusion import SAMPLING_STEPS, Schedule
 from .sample import sample
-from .transformer import GaussianTransformer, count_flops, count_params, transformer_flops
+from .layers import count_flops, count_params
+from .transformer import GaussianTransformer, transformer_flops
 from .unet import PixelUNet, unet_flops
 
 # %% auto #0
-__all__ = ['PRESETS', 'NAMES', 'DEFAULT_STEPS', 'DDIM_STEPS', 'MODES', 'PAPER', 'FLOP_CONVENTION', 'build_model',
+__all__ = ['PRESETS', 'NAMES', 'DEFAULT_STEPS', 'DDIM_STEPS', 'MODES', 'PAPER', 'FLOP_CONVENTION', 'bench_model',
            'example_inputs', 'model_flops', 'skip_reason', 'precision', 'make_step', 'time_calls', 'time_step',
            'end_to_end', 'bench_models', 'cli', 'table2']
 
 # %% ../nbs/10_timing.ipynb #eecefd13
 PRESETS = ("paper", "cpu", "smoke")
 NAMES = {"gt": "GaussianTransformer", "unet": "U-Net (pixel)"}
-DEFAULT_STEPS = {"gt": 200, "unet": 1000}          # the paper's sampling steps (DDPM)
+DEFAULT_STEPS = {"gt": SAMPLING_STEPS["gir"], "unet": SAMPLING_STEPS["pixel"]}  # the paper's sampling steps (DDPM)
 DDIM_STEPS = {"gt": (100, 50, 25), "unet": (50,)}   # DDIM rows: same ms/step, fewer steps
 MODES = {  # label -> what it runs (every mode: eval mode, no autograd, the same random weights)
     "fp32": "float32, TF32 off (the paper's text: 'standard float32 precision')",
@@ -45,7 +46,7 @@ def _check_int(name, v, lo):
 def _check_preset(preset):
     if preset not in PRESETS: raise ValueError(f"unknown preset {preset!r}: use one of {PRESETS}")
 
-def build_model(kind: str, preset: str = "paper", device="cpu", channels: int = 3) -> torch.nn.Module:
+def bench_model(kind: str, preset: str = "paper", device="cpu", channels: int = 3) -> torch.nn.Module:
     "The GaussianTransformer (`kind='gt'`) or pixel U-Net (`'unet'`) at `preset`, eval mode, input checks off."
     _check_preset(preset)
     if kind == "gt": cls, kw = GaussianTransformer, {}
@@ -62,7 +63,7 @@ def example_inputs(kind: str, batch: int, device="cpu", n_splats: int = 150, cha
 @functools.lru_cache(maxsize=None)
 def model_flops(kind: str, preset: str = "paper", n_splats: int = 150, channels: int = 3) -> dict:
     "Parameters and GFLOPs per image per forward step (measured by FlopCounterMode, and by formula), on `meta`."
-    m = build_model(kind, preset, "meta", channels)
+    m = bench_model(kind, preset, "meta", channels)
     x, t = example_inputs(kind, 1, "meta", n_splats, channels)
     measured = count_flops(m, x, t)
     analytic = transformer_flops(m, n_splats) if kind == "gt" else unet_flops(m)
@@ -81,7 +82,9 @@ def skip_reason(mode: str, device) -> str | None:
 @contextlib.contextmanager
 def precision(mode: str, device):
     "TF32 on/off and bf16 autocast as `mode` says, on CUDA (restored afterwards); a no-op on other devices."
-    if torch.device(device).type != "cuda": yield; return
+    if torch.device(device).type != "cuda":
+        yield
+        return
     old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = mode != "fp32"
     try:
@@ -102,7 +105,8 @@ def make_step(model, x, t, mode: str = "fp32"):
         compiled = torch.compile(model)
         return lambda: compiled(x, t)
     if mode == "cuda-graphs":
-        stream = torch.cuda.Stream(); stream.wait_stream(torch.cuda.current_stream())
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             for _ in range(3): model(x, t)      # warm up outside the graph (cuDNN/cuBLAS workspaces)
         torch.cuda.current_stream().wait_stream(stream)
@@ -114,7 +118,8 @@ def make_step(model, x, t, mode: str = "fp32"):
 def time_calls(steps: dict, device, repeats: int = 3, warmup: int = 1) -> dict:
     """Time no-argument callables `{name: fn}` **interleaved** (a, b, a, b, ...: a shared machine's changing load
     then hits all alike): each gets `warmup` untimed calls, then `repeats` timed ones; per name the median ms."""
-    _check_int("repeats", repeats, 1); _check_int("warmup", warmup, 0)
+    _check_int("repeats", repeats, 1)
+    _check_int("warmup", warmup, 0)
     device = torch.device(device)
     for fn in steps.values():
         for _ in range(warmup): fn()
@@ -124,12 +129,17 @@ def time_calls(steps: dict, device, repeats: int = 3, warmup: int = 1) -> dict:
         for k, fn in steps.items():
             if device.type == "cuda":
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                start.record(); fn(); end.record(); end.synchronize()
+                start.record()
+                fn()
+                end.record()
+                end.synchronize()
                 ms[k].append(start.elapsed_time(end))
             else:
                 t0, c0 = time.perf_counter(), time.process_time()
-                fn(); _sync(device)
-                ms[k].append((time.perf_counter() - t0) * 1e3); cpu_ms[k].append((time.process_time() - c0) * 1e3)
+                fn()
+                _sync(device)
+                ms[k].append((time.perf_counter() - t0) * 1e3)
+                cpu_ms[k].append((time.process_time() - c0) * 1e3)
     out = {k: dict(ms=statistics.median(v), ms_min=min(v), ms_all=[round(x, 3) for x in v]) for k, v in ms.items()}
     for k, v in cpu_ms.items():
         if v: out[k]["cpu_ms"] = statistics.median(v)  # process CPU time (all threads) per step
@@ -137,7 +147,8 @@ def time_calls(steps: dict, device, repeats: int = 3, warmup: int = 1) -> dict:
 
 def time_step(model, x, t, repeats: int = 3, warmup: int = 1, mode: str = "fp32") -> dict:
     "Median (and min, all) milliseconds of one forward step after `warmup` untimed ones; CUDA events on a GPU."
-    _check_int("repeats", repeats, 1); _check_int("warmup", warmup, 0)
+    _check_int("repeats", repeats, 1)
+    _check_int("warmup", warmup, 0)
     reason = skip_reason(mode, x.device)
     if reason: raise ValueError(reason)
     with torch.no_grad(), precision(mode, x.device):
@@ -150,7 +161,8 @@ def end_to_end(model, kind: str, batch: int, sampler: str = "ddpm", steps: int |
     With `max_steps` < steps the same sampler runs `max_steps` steps and the total is extrapolated (every step is one
     forward pass plus the update, whatever its timestep)."""
     steps = DEFAULT_STEPS[kind] if steps is None else steps
-    _check_int("batch", batch, 1); _check_int("steps", steps, 1)
+    _check_int("batch", batch, 1)
+    _check_int("steps", steps, 1)
     if max_steps is not None: _check_int("max_steps", max_steps, 1)
     run = steps if max_steps is None else min(steps, max_steps)
     device = next(model.parameters()).device
@@ -161,9 +173,11 @@ def end_to_end(model, kind: str, batch: int, sampler: str = "ddpm", steps: int |
     gen.manual_seed(seed)
     with torch.no_grad(), precision(mode, device):
         if warmup: model(*example_inputs(kind, batch, device, n_splats, channels, seed))
-        _sync(device); t0 = time.perf_counter()
+        _sync(device)
+        t0 = time.perf_counter()
         sample(model, sched, shape, steps=run, sampler=sampler, generator=gen)
-        _sync(device); wall = time.perf_counter() - t0
+        _sync(device)
+        wall = time.perf_counter() - t0
     return dict(model=kind, sampler=sampler, mode=mode, batch=batch, steps=steps, steps_run=run, extrapolated=run < steps,
                 measured_s=wall, s_per_step=wall / run, total_s=wall / run * steps)
 
@@ -180,15 +194,18 @@ def bench_models(preset: str = "paper", device="auto", batch: int = 32, modes="a
                  warmup: int | None = None, e2e_steps: int | None = -1, n_splats: int = 150, channels: int = 3,
                  seed: int = 0, progress: bool = True) -> dict:
     """Table 2 on `device`: params, GFLOPs, ms/step (per mode), totals and U-Net/GT ratios, end-to-end sampling.
-    `modes`: 'auto' (all that apply to the device) or a list/comma string of `MODES`; `e2e_steps`: sampler steps run
+    `modes`: 'auto' (all that apply to the device) or a list/comma string of `MODES`
+    `e2e_steps`: sampler steps run
     per model and sampler (-1: all on CUDA, 2 elsewhere; None: all; 0: no end-to-end)."""
     _check_preset(preset)
-    _check_int("batch", batch, 1); _check_int("n_splats", n_splats, 1)
+    _check_int("batch", batch, 1)
+    _check_int("n_splats", n_splats, 1)
     dev = get_device(device)
     cuda = dev.type == "cuda"
     repeats = (50 if cuda else 3) if repeats is None else repeats
     warmup = (10 if cuda else 1) if warmup is None else warmup
-    _check_int("repeats", repeats, 1); _check_int("warmup", warmup, 0)
+    _check_int("repeats", repeats, 1)
+    _check_int("warmup", warmup, 0)
     if e2e_steps == -1: e2e_steps = None if cuda else 2
     if e2e_steps is not None: _check_int("e2e_steps", e2e_steps, 0)
     mode_list = list(MODES) if modes == "auto" else [m.strip() for m in (modes.split(",") if isinstance(modes, str) else modes)]
@@ -208,23 +225,27 @@ def bench_models(preset: str = "paper", device="auto", batch: int = 32, modes="a
         res["models"][kind] = dict(name=NAMES[kind], params=f["params"], params_M=round(f["params"] / 1e6, 3),
                                    gflops=round(f["gflops"], 6), gflops_analytic=round(f["gflops_analytic"], 6))
         torch.manual_seed(seed)
-        models[kind] = build_model(kind, preset, dev, channels)
+        models[kind] = bench_model(kind, preset, dev, channels)
         inputs[kind] = example_inputs(kind, batch, dev, n_splats, channels, seed)
     bar = None
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=len(mode_list) + (2 * len(NAMES) if e2e_steps != 0 else 0), desc=f"bench {preset} on {dev.type}", file=sys.stderr)
     for mode in mode_list:
-        if bar is not None: bar.set_postfix_str(mode); bar.update()
+        if bar is not None:
+            bar.set_postfix_str(mode)
+            bar.update()
         if reasons[mode]:
-            res["skipped"] += [dict(model=k, mode=mode, reason=reasons[mode]) for k in NAMES]; continue
+            res["skipped"] += [dict(model=k, mode=mode, reason=reasons[mode]) for k in NAMES]
+            continue
         try:
             with torch.no_grad(), precision(mode, dev):
                 steps = {k: make_step(models[k], *inputs[k], mode) for k in NAMES}
                 times = time_calls(steps, dev, repeats, warmup + (3 if mode == "compile" else 0))
         except Exception as e:  # compile / graphs depend on the toolchain: record, do not lose the other rows
             if mode == "fp32": raise
-            res["skipped"] += [dict(model=k, mode=mode, reason=f"failed: {type(e).__name__}: {e}"[:300]) for k in NAMES]; continue
+            res["skipped"] += [dict(model=k, mode=mode, reason=f"failed: {type(e).__name__}: {e}"[:300]) for k in NAMES]
+            continue
         for kind, r in times.items():
             f, ms = res["models"][kind], r["ms"]
             row = dict(model=kind, name=NAMES[kind], preset=preset, mode=mode, batch=batch, params=f["params"],
@@ -240,7 +261,9 @@ def bench_models(preset: str = "paper", device="auto", batch: int = 32, modes="a
         for mode in [m for m in ("fp32", "bf16-autocast") if m in mode_list and not reasons[m]]:
             row = next(r for r in res["rows"] if r["model"] == kind and r["mode"] == mode)
             for sampler, steps in [("ddpm", DEFAULT_STEPS[kind]), ("ddim", min(DDIM_STEPS[kind]))]:
-                if bar is not None: bar.set_postfix_str(f"sampling {kind} {sampler} {mode}"); bar.update(mode == "fp32")
+                if bar is not None:
+                    bar.set_postfix_str(f"sampling {kind} {sampler} {mode}")
+                    bar.update(mode == "fp32")
                 e = end_to_end(models[kind], kind, batch, sampler, steps, e2e_steps, mode, n_splats, channels, seed, warmup=False)
                 e["predicted_s"] = row["ms_per_step"] * steps / 1e3
                 e["measured_over_predicted"] = round(e["total_s"] / e["predicted_s"], 3)
@@ -290,7 +313,8 @@ def cli(argv: list[str] | None = None) -> int:
             res = bench_models(a.preset, a.device, a.batch, a.modes, a.repeats, a.warmup, -1 if a.e2e_steps < 0 else a.e2e_steps,
                                a.n_splats, seed=a.seed, progress=not a.quiet)
     except ValueError as e:
-        print(f"gaussdiff bench: error: {e}", file=sys.stderr); return 2
+        print(f"gaussdiff bench: error: {e}", file=sys.stderr)
+        return 2
     finally: torch.set_num_threads(threads_before)
     res["command"] = "gaussdiff bench " + " ".join(sys.argv[2:] if argv is None else argv)
     res["command_wall_s"] = round(time.perf_counter() - t0, 2)

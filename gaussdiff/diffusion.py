@@ -4,20 +4,20 @@
 
 # %% ../nbs/04_noise.ipynb #8ca170c8
 from __future__ import annotations
-import io, json, math
-from pathlib import Path
+import contextlib, io, math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from .core import save_json
-from .splats import COV, FEATURE_GROUPS, check_splats, render
+from .splats import COV, check_splats, render
+from .splats import covariance_to_cov_params
 
 # %% auto #0
-__all__ = ['SCHEDULE_KINDS', 'LOG_SCALE_RANGE', 'SHEAR_LIMIT', 'VALUE_LIMIT', 'GIR_FEATURES', 'SHAPE_V_LIMIT', 'SHAPE_SIZE_RANGE',
-           'linear_betas', 'cosine_betas', 'Schedule', 'GIRNormalizer', 'normalizer_path', 'store_normalizer',
-           'load_normalizer', 'cache_normalizer', 'renderable', 'gir_to_splats', 'decode_gir', 'pixels_to_model',
-           'model_to_pixels', 'to_shape_features', 'from_shape_features', 'noise_explorer']
+__all__ = ['SCHEDULE_KINDS', 'SAMPLING_STEPS', 'LOG_SCALE_RANGE', 'SHEAR_LIMIT', 'VALUE_LIMIT', 'GIR_FEATURES', 'SHAPE_V_LIMIT',
+           'SHAPE_SIZE_RANGE', 'linear_betas', 'cosine_betas', 'Schedule', 'GIRNormalizer', 'renderable',
+           'gir_to_splats', 'decode_gir', 'pixels_to_model', 'model_to_pixels', 'to_shape_features',
+           'from_shape_features', 'noise_explorer']
 
 # %% ../nbs/04_noise.ipynb #b5ba7ac6
 SCHEDULE_KINDS = ("linear", "cosine")
@@ -34,8 +34,10 @@ def cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Ten
     return (1 - abar[1:] / abar[:-1]).clamp(max=max_beta)
 
 # %% ../nbs/04_noise.ipynb #8d4f6889
+SAMPLING_STEPS = {"gir": 200, "pixel": 1000}  # the paper: GIRs diffused over T = 200 steps, pixels over 1000
+
 class Schedule:
-    "A DDPM noise schedule: `betas`, `alphas`, `alphas_cumprod` (float32, length T) and the closed form `q_sample`."
+    "A DDPM noise schedule: `betas`, `alphas`, `alphas_cumprod` (float32, length T), the closed form `q_sample` and the training `loss`."
     def __init__(self, T: int = 1000, kind: str = "linear"):
         if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 1:
             raise ValueError(f"T must be a positive int (number of diffusion steps), got {T!r}")
@@ -92,6 +94,17 @@ class Schedule:
         if noise is None: noise = torch.randn(x_prev.shape, generator=generator, dtype=x_prev.dtype).to(x_prev.device)
         if noise.shape != x_prev.shape: raise ValueError(f"noise shape {tuple(noise.shape)} != x shape {tuple(x_prev.shape)}")
         return self._coef(self.alphas.sqrt(), t, x_prev) * x_prev + self._coef(self.betas.sqrt(), t, x_prev) * noise
+
+    def loss(self, model, x0: torch.Tensor, generator: torch.Generator | None = None, autocast=None) -> torch.Tensor:
+        """Ho et al.'s simplified objective on a clean batch `x0 [B,...]`: t ~ U{0..T-1}, ε ~ N(0, I), and the mean
+        squared error between ε and `model(q_sample(x0, t, ε), t)` (run under `autocast` when given)."""
+        t = torch.randint(0, self.T, (x0.shape[0],), generator=generator, device=x0.device)
+        noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        a = self._coef(self.alphas_cumprod, t, x0)
+        with (autocast or contextlib.nullcontext()):
+            pred = model(a.sqrt() * x0 + (1 - a).sqrt() * noise, t)
+        if pred.shape != noise.shape: raise ValueError(f"model returned {tuple(pred.shape)}, expected {tuple(noise.shape)}")
+        return F.mse_loss(pred.float(), noise.float())
 
 # %% ../nbs/04_noise.ipynb #a1a8a8dd
 class GIRNormalizer:
@@ -150,54 +163,6 @@ def _check_gir(x, name: str = "splats", n_features: int | None = None, allow_2d:
         raise ValueError(f"{name} has {x.shape[-1]} features per splat, the normaliser was fitted on {n_features}")
     if not torch.isfinite(x).all(): raise ValueError(f"{name} contains NaN or inf")
     return x
-
-# %% ../nbs/04_noise.ipynb #5200f00d
-def normalizer_path(cache_path) -> Path:
-    "Where the statistics of a GIR cache file live: beside it, as `<cache name>.normalizer.json`."
-    cache_path = Path(cache_path)
-    return cache_path.with_name(cache_path.name + ".normalizer.json")
-
-def _fingerprint(splats: torch.Tensor) -> dict:
-    "Cheap identity of a GIR tensor: shape and float64 sums (detects re-encoded or extended caches)."
-    s = splats.double()
-    return {"shape": list(splats.shape), "sum": s.sum().item(), "abs_sum": s.abs().sum().item()}
-
-def _load_cache(cache_path) -> dict:
-    from gaussdiff.fit import load_gir  # chapter 03's loader (validates the file)
-    return load_gir(cache_path)
-
-def store_normalizer(cache_path, gir: dict | None = None) -> GIRNormalizer:
-    "Fit a `GIRNormalizer` on a *training-split* GIR cache (`gir`: its whole contents) and store it beside it."
-    gir = _load_cache(cache_path) if gir is None else gir
-    split = gir.get("split", (gir.get("settings") or {}).get("split", "train"))
-    if split != "train":
-        raise ValueError(f"normalisation statistics must come from a training split; {Path(cache_path).name} holds split={split!r}")
-    norm = GIRNormalizer.fit(gir["splats"].float())
-    state = {k: v.tolist() for k, v in norm.state_dict().items()}
-    save_json({**state, "fingerprint": _fingerprint(gir["splats"]), "cache": Path(cache_path).name}, normalizer_path(cache_path))
-    return norm
-
-def load_normalizer(cache_path, gir: dict | None = None) -> GIRNormalizer:
-    "The statistics stored with a GIR cache; checked against `gir` (its loaded contents) when given."
-    p = normalizer_path(cache_path)
-    if not p.exists():
-        raise FileNotFoundError(f"GIR cache {Path(cache_path).name} has no normalisation statistics ({p.name} is missing): "
-                                "compute them from its training split with gaussdiff.diffusion.store_normalizer(path)")
-    try: d = json.loads(p.read_text()); norm = GIRNormalizer.from_state_dict(d)
-    except (json.JSONDecodeError, ValueError, TypeError) as e:
-        raise ValueError(f"{p} is corrupt ({e}); delete it and run store_normalizer({str(cache_path)!r})") from None
-    if gir is not None and d.get("fingerprint") != _fingerprint(gir["splats"]):
-        raise ValueError(f"{p.name} was computed for other splats than {Path(cache_path).name} now holds (re-encoded?); "
-                         "run store_normalizer(path) again")
-    return norm
-
-def cache_normalizer(cache_path, gir: dict | None = None, create: bool = True) -> GIRNormalizer:
-    "Load a cache's stored statistics, or (with `create`) compute them from its training split and store them."
-    gir = _load_cache(cache_path) if gir is None else gir
-    try: return load_normalizer(cache_path, gir)
-    except (FileNotFoundError, ValueError):
-        if not create: raise
-        return store_normalizer(cache_path, gir)
 
 # %% ../nbs/04_noise.ipynb #7f4b6e81
 LOG_SCALE_RANGE = (-12.0, 5.0)  # exp(a), exp(c) between ~6e-6 and ~150 image widths: never binds for fitted splats
@@ -263,7 +228,6 @@ def to_shape_features(splats: torch.Tensor) -> torch.Tensor:
 
 def from_shape_features(f: torch.Tensor) -> torch.Tensor:
     "Inverse of `to_shape_features`: valid Cholesky splats `[...,8]` for *any* finite input (float64 inside)."
-    from gaussdiff.splats import covariance_to_cov_params
     g = _check_last8(f, "f").double()
     size = g[..., 2].clamp(*SHAPE_SIZE_RANGE)
     p, q = g[..., 3], g[..., 4]
@@ -284,7 +248,8 @@ def _png(img: torch.Tensor, upscale: int = 6) -> bytes:
     from PIL import Image
     a = (img.detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     im = Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a)
-    buf = io.BytesIO(); im.resize((im.width * upscale, im.height * upscale), Image.NEAREST).save(buf, format="PNG")
+    buf = io.BytesIO()
+    im.resize((im.width * upscale, im.height * upscale), Image.NEAREST).save(buf, format="PNG")
     return buf.getvalue()
 
 def noise_explorer(examples: dict, T: int = 1000, upscale: int = 6, seed: int = 0):
@@ -305,7 +270,8 @@ def noise_explorer(examples: dict, T: int = 1000, upscale: int = 6, seed: int = 
     for w, cls in ((t_slider, "gaussdiff-t"), (gir_img, "gaussdiff-gir"), (pix_img, "gaussdiff-pixels")): w.add_class(cls)
 
     def redraw(*_):
-        threads = torch.get_num_threads(); torch.set_num_threads(1)  # one small image: thread wake-ups cost more
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # one small image: thread wake-ups cost more
         try: draw()                                                    # than they save (25x on a busy 2-core CPU)
         finally: torch.set_num_threads(threads)
 

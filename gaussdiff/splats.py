@@ -4,13 +4,13 @@
 
 # %% ../nbs/02_splats.ipynb #5f81569b
 from __future__ import annotations
-import math
 
 import torch
 
 # %% auto #0
 __all__ = ['N_FEATURES', 'POS', 'COV', 'COL', 'FEATURE_GROUPS', 'check_splats', 'cholesky_factor', 'covariance',
-           'covariance_to_cov_params', 'make_splats', 'pixel_centres', 'splat_footprints', 'render', 'ellipse_params',
+           'covariance_to_cov_params', 'make_splats', 'pixel_centres', 'splat_footprints', 'render',
+           'quadratic_features', 'quadratic_coefficients', 'render_fast', 'render_window', 'ellipse_params',
            'draw_ellipses']
 
 # %% ../nbs/02_splats.ipynb #a46735f2
@@ -104,6 +104,69 @@ def render(splats: torch.Tensor, size=(28, 28), channels: int = 3, clamp: bool =
     img = torch.cat(out) if len(out) > 1 else out[0]
     return img.clamp(0, 1) if clamp else img
 
+# %% ../nbs/02_splats.ipynb #087127ae
+def quadratic_features(size: tuple[int, int], device=None, dtype=torch.float32) -> torch.Tensor:
+    "Per-pixel monomials `Φ [6, H*W]` = (x², xy, y², x, y, 1) of centred normalised pixel centres."
+    h, w = size
+    xs = (torch.arange(w, dtype=dtype) + 0.5) / w - 0.5
+    ys = (torch.arange(h, dtype=dtype) + 0.5) / h - 0.5
+    yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+    xx, yy = xx.reshape(-1), yy.reshape(-1)
+    return torch.stack([xx * xx, xx * yy, yy * yy, xx, yy, torch.ones_like(xx)]).to(device)
+
+def quadratic_coefficients(splats: torch.Tensor) -> torch.Tensor:
+    "Per-splat coefficients `K [...,6]` of the exponent -1/2 v^T Sigma^-1 v as a polynomial in centred (x, y)."
+    mx, my = splats[..., 0] - 0.5, splats[..., 1] - 0.5
+    ia, ic, b = torch.exp(-splats[..., 2]), torch.exp(-splats[..., 4]), splats[..., 3]
+    l21 = -b * ia * ic                                   # L^-1 = [[ia, 0], [l21, ic]],  Sigma^-1 = L^-T L^-1
+    pxx, pxy, pyy = ia * ia + l21 * l21, l21 * ic, ic * ic
+    return torch.stack([-0.5 * pxx, -pxy, -0.5 * pyy, pxx * mx + pxy * my, pyy * my + pxy * mx,
+                        -0.5 * (pxx * mx * mx + 2 * pxy * mx * my + pyy * my * my)], -1)
+
+class _SplatProduct(torch.autograd.Function):
+    "image = colour^T exp(K Φ): two matrix products with a hand-fused backward (see the text above)."
+    @staticmethod
+    def forward(ctx, K, colour, phi):
+        b, n, _ = K.shape
+        g = (K.reshape(-1, 6) @ phi).clamp_min_(-30.0).exp_().view(b, n, -1)      # [B,N,P]
+        ctx.save_for_backward(g, colour, phi)
+        return colour.transpose(1, 2) @ g                                        # [B,C,P]
+
+    @staticmethod
+    def backward(ctx, d_img):
+        g, colour, phi = ctx.saved_tensors
+        d_colour = g @ d_img.transpose(1, 2)                                     # [B,N,C]
+        d_e = (colour @ d_img).mul_(g)                                            # [B,N,P]
+        d_k = (d_e.view(-1, d_e.shape[-1]) @ phi.T).view(g.shape[0], g.shape[1], 6)
+        return d_k, d_colour, None
+
+def render_fast(splats: torch.Tensor, size=(28, 28), channels: int = 3, phi: torch.Tensor | None = None) -> torch.Tensor:
+    "Unclamped `render(splats, size, channels, clamp=False)` as two matrix products; for fitting."
+    h, w = size
+    phi = quadratic_features(size, splats.device, splats.dtype) if phi is None else phi
+    colour = splats[..., COL] if channels == 3 else splats[..., COL].mean(-1, keepdim=True)
+    return _SplatProduct.apply(quadratic_coefficients(splats), colour, phi).view(splats.shape[0], channels, h, w)
+
+# %% ../nbs/02_splats.ipynb #7d51dbfb
+def render_window(splats: torch.Tensor, size=(28, 28), channels: int = 3, window: int = 7) -> torch.Tensor:
+    "Unclamped render that evaluates each splat only on the `window`² pixels around its centre (tails truncated)."
+    b, n, _ = splats.shape
+    h, w = size
+    d = torch.arange(window, device=splats.device) - window // 2
+    with torch.no_grad():                                      # which pixels each splat touches (not differentiable)
+        cols = (splats[..., 0] * w).floor().long()[..., None, None] + d[None, None, None, :]      # [b,n,1,K]
+        rows = (splats[..., 1] * h).floor().long()[..., None, None] + d[None, None, :, None]      # [b,n,K,1]
+        inside = ((cols >= 0) & (cols < w) & (rows >= 0) & (rows < h)).reshape(b, n, -1)
+        flat = (rows.clamp(0, h - 1) * w + cols.clamp(0, w - 1)).reshape(b, n, -1)
+    z1 = ((cols + 0.5) / w - splats[..., 0, None, None]) * torch.exp(-splats[..., 2, None, None])
+    z2 = ((rows + 0.5) / h - splats[..., 1, None, None] - splats[..., 3, None, None] * z1) * torch.exp(-splats[..., 4, None, None])
+    g = torch.exp(-0.5 * (z1 * z1 + z2 * z2)).reshape(b, n, -1) * inside                   # [b,n,K*K]
+    colour = splats[..., COL] if channels == 3 else splats[..., COL].mean(-1, keepdim=True)
+    contrib = (colour.transpose(1, 2)[..., None] * g[:, None]).reshape(b, channels, -1)   # [b,C,n*K*K]
+    index = flat.reshape(b, 1, -1).expand(-1, channels, -1)
+    out = torch.zeros(b, channels, h * w, device=splats.device, dtype=splats.dtype).scatter_add(2, index, contrib)
+    return out.view(b, channels, h, w)
+
 # %% ../nbs/02_splats.ipynb #8e14db9a
 def ellipse_params(splats: torch.Tensor, size=(28, 28), n_std: float = 2.0):
     "Per splat `(cx, cy, width, height, angle_degrees)` in imshow pixel coordinates for the `n_std` ellipse."
@@ -130,5 +193,6 @@ def draw_ellipses(ax, splats: torch.Tensor, size=(28, 28), n_std: float = 2.0, c
         c = color if color is not None else tuple(min(1.0, max(0.0, v)) for v in col)
         ax.add_patch(Ellipse((cx, cy), wd, ht, angle=ang, fill=False, lw=lw, alpha=alpha, edgecolor=c))
     h, w = _check_size(size)
-    ax.set_xlim(-0.5, w - 0.5); ax.set_ylim(h - 0.5, -0.5)
+    ax.set_xlim(-0.5, w - 0.5)
+    ax.set_ylim(h - 0.5, -0.5)
     return ax

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from gaussdiff import bench as B
-from gaussdiff.transformer import GaussianTransformer, count_flops, count_params
+from gaussdiff.layers import count_flops, count_params
+from gaussdiff.transformer import GaussianTransformer
 from gaussdiff.unet import PixelUNet
 
 
@@ -78,7 +79,7 @@ def test_end_to_end_rows(res):
 def test_per_step_times_steps_predicts_sampling(one_torch_thread):
     "Loose: sampling 20 steps costs about 20 forward steps (the sampler's update is cheap), within 10×."
     for kind in ("gt", "unet"):
-        m = B.build_model(kind, "smoke")
+        m = B.bench_model(kind, "smoke")
         x, t = B.example_inputs(kind, 2)
         ms = B.time_step(m, x, t, repeats=5, warmup=2)["ms"]
         e = B.end_to_end(m, kind, 2, "ddpm", steps=20)
@@ -125,10 +126,10 @@ def test_cli_bad_args(args, msg, capsys):
 
 
 def test_api_errors():
-    m = B.build_model("gt", "smoke"); x, t = B.example_inputs("gt", 2)
+    m = B.bench_model("gt", "smoke"); x, t = B.example_inputs("gt", 2)
     with pytest.raises(ValueError, match="repeats"): B.time_step(m, x, t, repeats=0)
     with pytest.raises(ValueError, match="unknown mode"): B.time_step(m, x, t, mode="fp8")
-    with pytest.raises(ValueError, match="unknown model"): B.build_model("vae", "smoke")
+    with pytest.raises(ValueError, match="unknown model"): B.bench_model("vae", "smoke")
     with pytest.raises(ValueError, match="unknown preset"): B.bench_models("large", "cpu")
     with pytest.raises(ValueError, match="batch"): B.bench_models("smoke", "cpu", batch=0)
     if not torch.cuda.is_available():

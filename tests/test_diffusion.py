@@ -4,9 +4,8 @@ import math
 import pytest
 import torch
 
-from gaussdiff.diffusion import (GIRNormalizer, Schedule, cache_normalizer, cosine_betas, decode_gir, linear_betas,
-                                 load_normalizer, model_to_pixels, noise_explorer, normalizer_path, pixels_to_model,
-                                 renderable, store_normalizer)
+from gaussdiff.diffusion import (GIRNormalizer, Schedule, cosine_betas, decode_gir, linear_betas, model_to_pixels,
+                                 noise_explorer, pixels_to_model, renderable)
 from gaussdiff.splats import cholesky_factor, covariance, make_splats, render
 
 diffusers = pytest.importorskip("diffusers")
@@ -168,32 +167,24 @@ def test_normalizer_state_roundtrip(tmp_path):
     assert torch.equal(n.normalize(x), m.normalize(x))
 
 
-def test_normalizer_stored_beside_the_cache(tmp_path):
-    cache = tmp_path / "gir" / "mnist_train.pt"; cache.parent.mkdir()
-    gir = dict(splats=raw_gir(), settings={"split": "train"})
-    with pytest.raises(FileNotFoundError, match="has no normalisation statistics.*store_normalizer"):
-        load_normalizer(cache, gir)
-    with pytest.raises(FileNotFoundError):
-        cache_normalizer(cache, gir, create=False)
-    n = cache_normalizer(cache, gir)                      # computed from the training split, stored beside
-    assert normalizer_path(cache).exists() and normalizer_path(cache).parent == cache.parent
-    m = load_normalizer(cache, gir)
-    assert torch.equal(m.mean, n.mean) and torch.equal(m.std, n.std)
-    torch.testing.assert_close(m.mean, gir["splats"].reshape(-1, 8).mean(0), atol=1e-6, rtol=1e-6)
-    # the cache was re-encoded: stale statistics are refused, and recomputed on request
-    gir2 = dict(splats=raw_gir(seed=3), settings={"split": "train"})
-    with pytest.raises(ValueError, match="other splats"):
-        load_normalizer(cache, gir2)
-    assert not torch.equal(cache_normalizer(cache, gir2).mean, n.mean)
-    # a corrupt stats file is reported
-    normalizer_path(cache).write_text("{not json")
-    with pytest.raises(ValueError, match="corrupt"):
-        load_normalizer(cache)
-
-
-def test_normalizer_refuses_test_split(tmp_path):
-    with pytest.raises(ValueError, match="training split.*split='test'"):
-        store_normalizer(tmp_path / "mnist_test.pt", dict(splats=raw_gir(), settings={"split": "test"}))
+def test_loss_is_the_noise_prediction_error_of_q_sample():
+    "Schedule.loss draws t then ε from the generator and scores the model on q_sample(x0, t, ε)."
+    sched = Schedule(T=50, kind="cosine")
+    x0 = torch.randn(6, 5, 8, generator=torch.Generator().manual_seed(1))
+    seen = {}
+    def model(xt, t):
+        seen["xt"], seen["t"] = xt, t
+        return xt * 0.5
+    loss = sched.loss(model, x0, torch.Generator().manual_seed(7))
+    g = torch.Generator().manual_seed(7)
+    t = torch.randint(0, 50, (6,), generator=g)
+    eps = torch.randn(x0.shape, generator=g)
+    xt = sched.q_sample(x0, t, eps)
+    assert torch.equal(seen["t"], t)
+    torch.testing.assert_close(seen["xt"], xt)
+    torch.testing.assert_close(loss, ((0.5 * xt - eps) ** 2).mean())
+    with pytest.raises(ValueError, match="expected"):
+        sched.loss(lambda xt, t: xt[:, :2], x0)
 
 
 def test_normalizer_constant_feature_is_floored():

@@ -4,8 +4,10 @@ import json
 import pytest
 import torch
 
-from gaussdiff.fit import (DEFAULT_LR, FitResult, relocate_weak_splats, render_window, cli, dssim, encode_dataset, fit_splats, gir_path, init_splats,
-                           load_gir, psnr, render_fast, ssim)
+from gaussdiff import cache
+from gaussdiff.cache import cli, encode_dataset, gir_path, load_gir
+from gaussdiff.fit import DEFAULT_LR, FitResult, dssim, fit_splats, init_splats, psnr, relocate_weak_splats, ssim
+from gaussdiff.splats import render_fast, render_window
 from gaussdiff.splats import make_splats, render
 
 
@@ -154,12 +156,12 @@ def test_encode_load_and_resume(tmp_data, monkeypatch):
     sub = load_gir("mnist", n=5, n_splats=12, steps=3)
     assert torch.equal(sub["splats"], gir["splats"][:5]) and len(sub["labels"]) == 5
     # interrupted after the first block: the next call resumes from the partial file and fits only the rest
-    real, calls = fit.fit_splats, []
+    real, calls = cache.fit_splats, []
     def flaky(x, *a, **k):
         calls.append(len(x))
         if len(calls) == 2: raise KeyboardInterrupt
         return real(x, *a, **k)
-    monkeypatch.setattr(fit, "fit_splats", flaky)
+    monkeypatch.setattr(cache, "fit_splats", flaky)
     with pytest.raises(KeyboardInterrupt):
         encode_dataset("mnist", n=8, n_splats=12, steps=4, block=4, progress=False, verbose=False)
     assert not gir_path("mnist", 8, 12, "train", 4).exists()

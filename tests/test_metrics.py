@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from gaussdiff import compare as C
 from gaussdiff import metrics as M
 from gaussdiff.data import load_mnist
 
@@ -175,10 +176,10 @@ def test_pixel_kid_and_table_outputs(tmp_path, digits):
         M.pixel_kid(digits[:10], torch.rand(10, 3, 32, 32))
     rows = [dict(model="a", sampler="ddpm", steps=200, fid=12.3456, kid=0.01234, budget={"x": 1}),
             dict(model="b", sampler="ddim", steps=50, fid=1.5, kid=-0.002, extra="e")]
-    md = M.results_table(rows)
+    md = C.results_table(rows)
     assert md.splitlines()[0] == "| model | sampler | steps | fid | kid |" and "| a | ddpm | 200 | 12.35 | 0.0123 |" in md
     import csv
-    path = M.save_table_csv(rows, tmp_path / "r" / "t.csv")
+    path = C.save_table_csv(rows, tmp_path / "r" / "t.csv")
     got = list(csv.DictReader(open(path)))
     assert [r["model"] for r in got] == ["a", "b"] and float(got[0]["fid"]) == 12.3456 and got[1]["extra"] == "e"
     assert "budget" not in got[0]
@@ -186,38 +187,40 @@ def test_pixel_kid_and_table_outputs(tmp_path, digits):
 
 def test_evaluate_sampler_on_a_tiny_pixel_model(clf, digits):
     from gaussdiff.diffusion import Schedule
-    from gaussdiff.train import TinyDenoiser
+    from gaussdiff.layers import TinyDenoiser
     torch.manual_seed(0)
     model, sched = TinyDenoiser(shape=(1, 32, 32), hidden=16), Schedule(T=10)
     meta = dict(space="pixel", image_size=[28, 28], channels=1, sample_shape=[1, 32, 32], x0_clip=1.0)
-    row, imgs = M.evaluate_sampler(model, sched, None, meta, digits[:50], clf, n=12, sampler="ddim", steps=5, seed=1,
+    row, imgs = C.evaluate_sampler(model, sched, None, meta, digits[:50], clf, n=12, sampler="ddim", steps=5, seed=1,
                                    kid_subsets=3, kid_subset_size=12)
     assert imgs.shape == (12, 1, 28, 28) and row["steps"] == 5 and row["n_fake"] == 12 and row["n_real"] == 50
     assert row["sample_seconds"] > 0 and row["fid"] > 0 and 0 <= row["precision"] <= 1
-    row2, imgs2 = M.evaluate_sampler(model, sched, None, meta, digits[:50], clf, n=12, sampler="ddim", steps=5, seed=1,
+    row2, imgs2 = C.evaluate_sampler(model, sched, None, meta, digits[:50], clf, n=12, sampler="ddim", steps=5, seed=1,
                                      kid_subsets=3, kid_subset_size=12)
     assert torch.equal(imgs, imgs2) and row2["fid"] == row["fid"]  # seeded sampling and metrics repeat exactly
 
 
 def test_variant_dirs():
-    from gaussdiff.train import run_dir
-    assert M.variant_dir("pixel", None, "mnist", "cpu") == run_dir("pixel", "mnist", "cpu")
-    assert M.variant_dir("gir", "film", "mnist", "cpu") == run_dir("gir", "mnist", "cpu")
-    assert M.variant_dir("gir", "adaLN-Zero", "mnist", "smoke").name == "mnist-gir-adaLN-Zero-smoke"
+    from gaussdiff.recipes import run_dir
+    assert run_dir("pixel", "mnist", "cpu", "adaLN-Zero") == run_dir("pixel", "mnist", "cpu")
+    assert run_dir("gir", "mnist", "cpu", "film") == run_dir("gir", "mnist", "cpu")
+    assert run_dir("gir", "mnist", "smoke", "adaLN-Zero").name == "mnist-gir-adaLN-Zero-smoke"
+    assert run_dir("gir", "mnist", "smoke", "adaLN-Zero", "-equalsteps").name == "mnist-gir-adaLN-Zero-equalsteps-smoke"
 
 
 def test_adaln_zero_variant_is_trained_once_then_loaded(tmp_data):
+    from gaussdiff.recipes import load_or_train, run_dir
     budget = {"budget_minutes": None, "budget_steps": 3}
-    model, sched, norm, meta = M.load_or_train_variant("gir", "adaLN-Zero", "mnist", "smoke", budget=budget, device="cpu")
-    path = M.variant_dir("gir", "adaLN-Zero", "mnist", "smoke") / "ckpt.pt"
+    model, sched, norm, meta = load_or_train("gir", "mnist", "smoke", device="cpu", conditioning="adaLN-Zero", budget=budget, progress=False)
+    path = run_dir("gir", "mnist", "smoke", "adaLN-Zero") / "ckpt.pt"
     assert path.exists() and str(path).startswith(str(tmp_data))
     assert model.config["conditioning"] == "adaLN-Zero" and meta["step"] == 3 and norm is not None
     stamp = path.stat().st_mtime_ns
-    again = M.load_or_train_variant("gir", "adaLN-Zero", "mnist", "smoke", budget=budget, device="cpu")
+    again = load_or_train("gir", "mnist", "smoke", device="cpu", conditioning="adaLN-Zero", budget=budget, progress=False)
     assert path.stat().st_mtime_ns == stamp  # loaded, not retrained
     sd, sd2 = model.state_dict(), again[0].state_dict()
     assert all(torch.equal(sd[k], sd2[k]) for k in sd)
-    M.load_or_train_variant("gir", "adaLN-Zero", "mnist", "smoke", budget={"budget_minutes": None, "budget_steps": 4},
-                            device="cpu")
-    from gaussdiff.train import read_checkpoint
+    load_or_train("gir", "mnist", "smoke", device="cpu", conditioning="adaLN-Zero",
+                  budget={"budget_minutes": None, "budget_steps": 4}, progress=False)
+    from gaussdiff.checkpoint import read_checkpoint
     assert read_checkpoint(path)["config"]["budget_steps"] == 4  # another budget: retrained

@@ -213,7 +213,8 @@ def test_decode_pixels_crops_padding_and_gif(tmp_path):
 def _pixel_ckpt(tmp_path):
     "A tiny pixel-space checkpoint (MLP denoiser on 1×8×8 'images' shown as 6×6 crops) for CLI tests."
     from gaussdiff.diffusion import Schedule
-    from gaussdiff.train import TinyDenoiser, TrainConfig, train
+    from gaussdiff.layers import TinyDenoiser
+    from gaussdiff.train import TrainConfig, train
     torch.manual_seed(0)
     data = torch.rand(32, 1, 8, 8) * 2 - 1
     meta = dict(dataset="toy", image_size=[6, 6], channels=1, sample_shape=[1, 8, 8], x0_clip=1.0)

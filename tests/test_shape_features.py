@@ -78,18 +78,18 @@ def test_decode_gir_with_shape_features_equals_cholesky_decode():
 
 
 def test_recipe_schedule_and_features_per_profile():
-    from gaussdiff.train import recipe
-    assert (recipe("gir", "mnist", "cpu")["schedule"], recipe("gir", "mnist", "cpu")["gir_features"]) == ("cosine", "shape")
-    assert (recipe("gir", "mnist", "gpu")["schedule"], recipe("gir", "mnist", "gpu")["gir_features"]) == ("linear", "cholesky")
-    assert recipe("gir", "mnist", "smoke")["gir_features"] == "shape"
+    from gaussdiff.recipes import recipe
+    assert (recipe("gir", "mnist", "cpu").schedule, recipe("gir", "mnist", "cpu").gir_features) == ("cosine", "shape")
+    assert (recipe("gir", "mnist", "gpu").schedule, recipe("gir", "mnist", "gpu").gir_features) == ("linear", "cholesky")
+    assert recipe("gir", "mnist", "smoke").gir_features == "shape"
     for profile in ("smoke", "cpu", "gpu"):
         p = recipe("pixel", "mnist", profile)
-        assert p["schedule"] == "linear" and p["gir_features"] is None
+        assert p.schedule == "linear" and p.gir_features is None
 
 
 def test_training_data_converts_and_records_the_features():
     from gaussdiff.sample import decode, gir_splats
-    from gaussdiff.train import training_data
+    from gaussdiff.recipes import training_data
     xc, nc, mc = training_data("gir", "mnist", n=8, n_splats=150, profile="smoke", verbose=False)
     xs, ns, ms = training_data("gir", "mnist", n=8, n_splats=150, profile="smoke", verbose=False, gir_features="shape")
     assert mc["gir_features"] == "cholesky" and ms["gir_features"] == "shape"
@@ -119,33 +119,36 @@ def test_generate_returns_cholesky_splats_for_a_shape_model():
 
 def test_cached_run_with_an_old_recipe_is_retrained(tmp_data, capsys, monkeypatch):
     "A finished cached run trained with another schedule or feature form is not reused: retrained, with a reason."
-    from gaussdiff import train as T
-    r = T.recipe("gir", "mnist", "smoke")
+    from dataclasses import asdict
+    from gaussdiff import recipes as R
+    from gaussdiff.checkpoint import CKPT_FORMAT
+    r = R.recipe("gir", "mnist", "smoke")
     calls = []
-    monkeypatch.setattr(T, "run", lambda *a, **k: calls.append(1))
-    ck = {"format": T.CKPT_FORMAT, "finished": True, "config": T.asdict(r["cfg"]), "model_config": dict(r["model_kw"]),
-          "schedule": {"T": r["T"], "kind": r["schedule"]}, "meta": {"gir_features": r["gir_features"]}, "space": "gir"}
-    assert T._cached_run_differs(ck, r) is None
-    assert "gir_features 'cholesky' != 'shape'" in T._cached_run_differs({**ck, "meta": {}}, r)  # pre-feature runs
-    assert "schedule" in T._cached_run_differs({**ck, "schedule": {"T": r["T"], "kind": "cosine"}}, r)
-    rc = T.recipe("gir", "mnist", "cpu")
-    ckc = {**ck, "config": T.asdict(rc["cfg"]), "model_config": dict(rc["model_kw"]), "meta": {"gir_features": "shape"},
+    monkeypatch.setattr(R, "run", lambda *a, **k: calls.append(1))
+    ck = {"format": CKPT_FORMAT, "finished": True, "config": asdict(r.cfg), "model_config": dict(r.model_kw),
+          "schedule": {"T": r.T, "kind": r.schedule}, "meta": {"gir_features": r.gir_features}, "space": "gir"}
+    assert R.run_differs(ck, r, r.cfg) is None
+    assert "gir_features 'cholesky' != 'shape'" in R.run_differs({**ck, "meta": {}}, r, r.cfg)  # pre-feature runs
+    assert "schedule" in R.run_differs({**ck, "schedule": {"T": r.T, "kind": "cosine"}}, r, r.cfg)
+    rc = R.recipe("gir", "mnist", "cpu")
+    ckc = {**ck, "config": asdict(rc.cfg), "model_config": dict(rc.model_kw), "meta": {"gir_features": "shape"},
            "schedule": {"T": 200, "kind": "linear"}}
-    assert "schedule" in T._cached_run_differs(ckc, rc)
+    assert "schedule" in R.run_differs(ckc, rc, rc.cfg)
     # load_or_train: write the stale checkpoint where the course keeps runs and watch it retrain
-    path = T.run_dir("gir", "mnist", "smoke") / "ckpt.pt"
+    path = R.run_dir("gir", "mnist", "smoke") / "ckpt.pt"
     path.parent.mkdir(parents=True)
     torch.save({**ck, "meta": {}}, path)
-    monkeypatch.setattr(T, "load_checkpoint", lambda p, d: "loaded")
-    assert T.load_or_train("gir", "mnist", "smoke") == "loaded" and calls == [1]
+    monkeypatch.setattr(R, "load_checkpoint", lambda p, d: "loaded")
+    assert R.load_or_train("gir", "mnist", "smoke") == "loaded" and calls == [1]
     assert "not reusing the cached run" in capsys.readouterr().out
     torch.save(ck, path)
-    assert T.load_or_train("gir", "mnist", "smoke") == "loaded" and calls == [1]  # the matching run is reused
+    assert R.load_or_train("gir", "mnist", "smoke") == "loaded" and calls == [1]  # the matching run is reused
 
 
 def test_resume_refuses_another_feature_form(tmp_path):
     from gaussdiff.diffusion import Schedule
-    from gaussdiff.train import TinyDenoiser, TrainConfig, train
+    from gaussdiff.layers import TinyDenoiser
+    from gaussdiff.train import TrainConfig, train
     data = torch.randn(32, 4, 8)
     cfg = TrainConfig(budget_steps=4, batch_size=8, warmup_steps=1, ckpt_every=2)
     torch.manual_seed(0)

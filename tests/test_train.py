@@ -6,8 +6,9 @@ import torch
 
 from gaussdiff.core import save_torch_atomic
 from gaussdiff.diffusion import Schedule
-from gaussdiff.train import (EMA, TinyDenoiser, TrainConfig, batch_indices, load_checkpoint, lr_factor,
-                             read_checkpoint, train)
+from gaussdiff.checkpoint import load_checkpoint, read_checkpoint
+from gaussdiff.layers import TinyDenoiser
+from gaussdiff.train import EMA, TrainConfig, batch_indices, lr_factor, train
 
 DATA = torch.randn(96, 4, 6, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
 SCHED = Schedule(T=50)
@@ -144,7 +145,7 @@ def test_bad_input(tmp_path):
 
 
 def test_pixel_training_data_pads_mnist_to_32():
-    from gaussdiff.train import training_data
+    from gaussdiff.recipes import training_data
     x, norm, meta = training_data("pixel", "mnist", n=8, verbose=False)
     assert x.shape == (8, 1, 32, 32) and norm is None and meta["image_size"] == [28, 28]
     assert x.min() >= -1 and x.max() <= 1 and (x[:, :, :2] == -1).all() and (x[:, :, :, -2:] == -1).all()
@@ -152,17 +153,17 @@ def test_pixel_training_data_pads_mnist_to_32():
 
 
 def test_recipe_gives_both_spaces_the_same_training_config():
-    from gaussdiff.train import recipe
+    from gaussdiff.recipes import recipe
     for profile in ("smoke", "cpu", "gpu"):
         g, p = recipe("gir", "mnist", profile), recipe("pixel", "mnist", profile)
-        assert g["cfg"] == p["cfg"] and (g["T"], p["T"]) == (200, 1000)
+        assert g.cfg == p.cfg and (g.T, p.T) == (200, 1000)
     with pytest.raises(ValueError, match="space"): recipe("latent")
     with pytest.raises(ValueError, match="dataset"): recipe("gir", "cifar")
 
 
 def test_train_cli_trains_resumes_and_refuses_the_other_space(tmp_path, capsys):
     import json
-    from gaussdiff.train import cli
+    from gaussdiff.recipes import cli
     out = str(tmp_path / "run")
     base = ["--profile", "smoke", "--n", "8", "--out", out, "--device", "cpu"]
     assert cli(["--space", "pixel", "--budget-steps", "2", *base]) == 0
@@ -177,6 +178,6 @@ def test_train_cli_trains_resumes_and_refuses_the_other_space(tmp_path, capsys):
 
 
 def test_pixel_training_data_for_sprites_is_rgb_32():
-    from gaussdiff.train import training_data
+    from gaussdiff.recipes import training_data
     x, _, meta = training_data("pixel", "sprites", n=4, verbose=False)
     assert x.shape == (4, 3, 32, 32) and meta["image_size"] == [32, 32] and meta["channels"] == 3

@@ -2,8 +2,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from gaussdiff.transformer import (GaussianTransformer, SelfAttention, count_flops, count_params, timestep_embedding,
-                                   transformer_flops)
+from gaussdiff.layers import count_flops, count_params, timestep_embedding
+from gaussdiff.transformer import (GaussianTransformer, SelfAttention, transformer_flops)
 
 
 def _inputs(B=3, N=20, F=8, seed=0):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from gaussdiff.transformer import count_flops, count_params
+from gaussdiff.layers import count_flops, count_params
 from gaussdiff.unet import PixelUNet, crop_from_32, pad_to_32, unet_flops
 
 

@@ -1,0 +1,50 @@
+"Checkpoints rebuild only the course's own denoisers: a file cannot name a class to import or arguments to pass."
+import pytest
+import torch
+
+from gaussdiff.checkpoint import MODEL_CLASSES, build_model, load_checkpoint, read_checkpoint
+from gaussdiff.diffusion import Schedule
+from gaussdiff.layers import TinyDenoiser
+from gaussdiff.train import TrainConfig, train
+
+
+@pytest.fixture
+def ckpt(tmp_path):
+    torch.manual_seed(0)
+    train(TinyDenoiser(shape=(2, 8), hidden=8, t_dim=8), torch.randn(16, 2, 8), Schedule(10),
+          TrainConfig(budget_steps=2, batch_size=4, warmup_steps=1), space="toy", out_dir=tmp_path, device="cpu", progress=False)
+    return tmp_path / "ckpt.pt"
+
+
+def test_a_checkpoint_naming_popen_runs_nothing(ckpt, tmp_path):
+    marker = tmp_path / "pwned"
+    ck = read_checkpoint(ckpt)
+    evil = dict(ck, model_class="subprocess.Popen", model_config={"args": ["touch", str(marker)]})
+    torch.save(evil, tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match="not one of the course's denoisers"):
+        load_checkpoint(tmp_path / "evil.pt", device="cpu")
+    assert not marker.exists()
+    with pytest.raises(ValueError, match="not one of the course's denoisers"):
+        build_model(dict(ck, model_class="os.system", model_config={"command": f"touch {marker}"}))
+    assert not marker.exists()
+
+
+def test_model_config_is_checked_before_the_call(ckpt):
+    ck = read_checkpoint(ckpt)
+    with pytest.raises(ValueError, match="does not take"):
+        build_model(dict(ck, model_config={**ck["model_config"], "evil": 1}))
+    with pytest.raises(ValueError, match="non-plain"):
+        build_model(dict(ck, model_config={**ck["model_config"], "hidden": {"nested": 1}}))
+    with pytest.raises(ValueError, match="must be a dict"):
+        build_model(dict(ck, model_config=[1, 2]))
+    with pytest.raises(ValueError, match="does not build"):
+        build_model(dict(ck, model_config={**ck["model_config"], "hidden": -3}))
+
+
+def test_allowed_classes_and_the_old_tinydenoiser_name(ckpt, tmp_path):
+    assert set(MODEL_CLASSES) >= {"gaussdiff.transformer.GaussianTransformer", "gaussdiff.unet.PixelUNet",
+                                  "gaussdiff.layers.TinyDenoiser", "gaussdiff.train.TinyDenoiser"}
+    ck = read_checkpoint(ckpt)
+    torch.save(dict(ck, model_class="gaussdiff.train.TinyDenoiser"), tmp_path / "old.pt")
+    model, *_ = load_checkpoint(tmp_path / "old.pt", device="cpu")
+    assert isinstance(model, TinyDenoiser)
