@@ -17,8 +17,8 @@ from .splats import COL, N_FEATURES, quadratic_features, render, render_fast, re
 
 # %% auto #0
 __all__ = ['DEFAULT_LR', 'DEFAULT_LR_COLOUR', 'RELOCATE_AT', 'RELOCATE_FRAC', 'gaussian_window_matrix', 'SSIM', 'ssim', 'dssim',
-           'psnr', 'init_splats', 'default_lr', 'relocate_weak_splats', 'default_steps', 'default_chunk', 'FitResult',
-           'fit_splats', 'benchmark']
+           'psnr', 'init_splats', 'naive_fit', 'default_lr', 'relocate_weak_splats', 'default_steps', 'default_chunk',
+           'FitResult', 'fit_splats', 'benchmark']
 
 # %% ../nbs/03_fit.ipynb #c6751f73
 def gaussian_window_matrix(n: int, size: int = 11, sigma: float = 1.5, device=None) -> torch.Tensor:
@@ -82,6 +82,21 @@ def init_splats(images: torch.Tensor, n_splats: int = 150, generator: torch.Gene
     colour = images.float().cpu().reshape(b, c, -1).gather(2, idx[:, None].expand(-1, c, -1)).transpose(1, 2)
     colour = colour.expand(-1, -1, 3) if c == 1 else colour
     return torch.cat([pos, cov, colour * colour_scale], -1).to(images.device)
+
+# %% ../nbs/03_fit.ipynb #55feb36f
+def naive_fit(images: torch.Tensor, n_splats: int = 150, steps: int = 20, lr: float = 0.01, lam: float = 0.2,
+              seed: int = 0) -> torch.Tensor:
+    "The obvious fitter: `init_splats`, chapter 02's exact renderer, autograd and one Adam on L1 + DSSIM (the baseline)."
+    b, c, h, w = images.shape
+    p = init_splats(images, n_splats, torch.Generator().manual_seed(seed)).requires_grad_(True)
+    opt = torch.optim.Adam([p], lr=lr)
+    for _ in range(steps):
+        img = render(p, (h, w), channels=c, clamp=False)
+        loss = (1 - lam) * (img - images).abs().flatten(1).mean(1) + lam * dssim(img, images)
+        opt.zero_grad()
+        loss.sum().backward()
+        opt.step()
+    return p.detach()
 
 # %% ../nbs/03_fit.ipynb #e3b3b433
 DEFAULT_LR = {"position": 0.004, "log_scale": 0.2, "shear": 0.007, "colour": 0.25}   # grey, 20 steps (tuned on MNIST)

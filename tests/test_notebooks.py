@@ -6,7 +6,7 @@ import pytest
 
 from conftest import NBS
 
-NOTEBOOKS = sorted(NBS.glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = sorted(NBS.glob("[0-9][0-9]*_*.ipynb"))
 
 
 def test_there_are_notebooks():
