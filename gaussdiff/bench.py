@@ -115,6 +115,7 @@ def make_step(model, x, t, mode: str = "fp32"):
         return graph.replay
     return lambda: model(x, t)
 
+# %% ../nbs/10_timing.ipynb #d1b4510c
 def time_calls(steps: dict, device, repeats: int = 3, warmup: int = 1) -> dict:
     """Time no-argument callables `{name: fn}` **interleaved** (a, b, a, b, ...: a shared machine's changing load
     then hits all alike): each gets `warmup` untimed calls, then `repeats` timed ones; per name the median ms."""
@@ -190,12 +191,12 @@ def _ratios(gt: dict, unet: dict) -> list[dict]:
                  unet_s=unet["ms_per_step"] * uk / 1e3, ratio=(unet["ms_per_step"] * uk) / (gt["ms_per_step"] * k))
             for s, k in pairs for us, uk in upairs]
 
+# %% ../nbs/10_timing.ipynb #4eace792
 def bench_models(preset: str = "paper", device="auto", batch: int = 32, modes="auto", repeats: int | None = None,
                  warmup: int | None = None, e2e_steps: int | None = -1, n_splats: int = 150, channels: int = 3,
                  seed: int = 0, progress: bool = True) -> dict:
     """Table 2 on `device`: params, GFLOPs, ms/step (per mode), totals and U-Net/GT ratios, end-to-end sampling.
-    `modes`: 'auto' (all that apply to the device) or a list/comma string of `MODES`
-    `e2e_steps`: sampler steps run
+    `modes`: 'auto' (all that apply to the device) or a list/comma string of `MODES`; `e2e_steps`: sampler steps run
     per model and sampler (-1: all on CUDA, 2 elsewhere; None: all; 0: no end-to-end)."""
     _check_preset(preset)
     _check_int("batch", batch, 1)

@@ -34,6 +34,7 @@ def gir_path(name: str, n: int, n_splats: int = 150, split: str = "train", steps
 def _settings_key(s: dict) -> dict:
     return {k: s[k] for k in ("n_splats", "steps", "lr", "lam", "seed")}
 
+# %% ../nbs/03a_cache.ipynb #fb79836e
 def encode_dataset(name: str, n: int | None = None, n_splats: int = 150, split: str = "train", steps: int | None = None,
                    seed: int = 0, device="auto", block: int | None = None, overwrite: bool = False,
                    profile: str | None = None, progress: bool = True, verbose: bool = True) -> Path:
@@ -97,6 +98,7 @@ def encode_dataset(name: str, n: int | None = None, n_splats: int = 150, split: 
     if verbose: print(f"[fit] wrote {path} ({b} images, mean PSNR {gir['psnr'].mean():.2f} dB, {seconds:.1f} s fitting)")
     return path
 
+# %% ../nbs/03a_cache.ipynb #1edfe44e
 def _find_cache(name, n, n_splats, split, steps, seed):
     "An existing cache of these settings holding at least `n` images (the smallest such), else None."
     steps = default_steps(channels_of(name)) if steps is None else steps

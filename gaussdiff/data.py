@@ -75,6 +75,7 @@ def _torchvision_mnist(split, root):
     ds = torchvision.datasets.MNIST(root=str(root), train=(split == "train"), download=True)
     return ds.data.numpy().astype(np.uint8), ds.targets.numpy().astype(np.int64)
 
+# %% ../nbs/01_data.ipynb #a44a61c7
 def load_mnist(n: int | None = None, split: str = "train", source: str = "auto", verbose: bool = True):
     "MNIST digits as `(images [B,1,28,28] float32 in [0,1], labels [B] int64)`; the first `n` of a fixed order."
     if split not in ("train", "test", "all"): raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
@@ -183,6 +184,7 @@ def atlas_boxes(alpha: np.ndarray, rows=None, size: int = 32) -> list[tuple[int,
                 if len(r): boxes.append((a + int(r[0]), a + int(r[-1]) + 1, s + c0 + int(c[0]), s + c0 + int(c[-1]) + 1))
     return boxes
 
+# %% ../nbs/01_data.ipynb #0b9199f7
 def _reject_reason(rgba: np.ndarray, min_pixels: int = 100, min_extent: int = 14, min_core: int = 12,
                    min_bright: float = 0.15, cut_frac: float = 0.6, max_part: float = 0.25) -> str | None:
     "Why a cut-out tile is not a clean whole figure (None when it is)."
@@ -219,6 +221,7 @@ def _near_duplicates(x: np.ndarray, tol: float = 0.04) -> np.ndarray:
         if keep[i]: keep[i + 1:] &= ~(d2[i, i + 1:] < tol ** 2)
     return keep
 
+# %% ../nbs/01_data.ipynb #59a398f7
 def cut_crawl_figures(tiles_dir, size: int = 32, return_rejects: bool = False):
     "Whole figures from the Dungeon Crawl atlases as uint8 `[B,size,size,3]` (monsters first, then items)."
     from PIL import Image

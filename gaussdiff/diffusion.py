@@ -36,6 +36,7 @@ def cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Ten
 # %% ../nbs/04_noise.ipynb #8d4f6889
 SAMPLING_STEPS = {"gir": 200, "pixel": 1000}  # the paper: GIRs diffused over T = 200 steps, pixels over 1000
 
+# %% ../nbs/04_noise.ipynb #ecb3307a
 class Schedule:
     "A DDPM noise schedule: `betas`, `alphas`, `alphas_cumprod` (float32, length T), the closed form `q_sample` and the training `loss`."
     def __init__(self, T: int = 1000, kind: str = "linear"):

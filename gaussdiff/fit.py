@@ -140,6 +140,7 @@ def default_steps(channels: int) -> int:
 def default_chunk(device: torch.device) -> int:
     return 32 if device.type == "cpu" else 1024
 
+# %% ../nbs/03_fit.ipynb #e666d5d8
 @dataclass
 class FitResult:
     "Fitted splats `[B,N,8]` (float32, CPU), PSNR `[B]` in dB (exact `render`, clamped) and how the fit ran."
@@ -159,6 +160,7 @@ def _check_fit_args(n_splats, steps, chunk, lam):
     if chunk is not None and (not isinstance(chunk, int) or chunk < 1): raise ValueError(f"chunk must be an int >= 1, got {chunk!r}")
     if not 0 <= lam <= 1: raise ValueError(f"lam (the DSSIM weight) must lie in [0, 1], got {lam!r}")
 
+# %% ../nbs/03_fit.ipynb #2190f663
 def _fit_chunk(x, n_splats, steps, lr_vec, lam, seeds, phi, ssim_fn, min_log_scale, relocate_steps, relocate_frac,
                window=None):
     "Fit one chunk of images `x [b,C,H,W]` on its device; returns the best splats seen per image."
@@ -201,6 +203,7 @@ def _fit_chunk(x, n_splats, steps, lr_vec, lam, seeds, phi, ssim_fn, min_log_sca
                 v[bad] = 0
     return best
 
+# %% ../nbs/03_fit.ipynb #063eaacf
 def _fit_chunk_in_worker(args):
     "Run `_fit_chunk` with denormals flushed (a per-thread CPU flag: set it in the thread that computes)."
     x, seeds, kw = args
@@ -209,6 +212,7 @@ def _fit_chunk_in_worker(args):
     finally:
         if flush: torch.set_flush_denormal(False)
 
+# %% ../nbs/03_fit.ipynb #32ee796b
 def fit_splats(images: torch.Tensor, n_splats: int = 150, steps: int | None = None, lr: dict | None = None,
                lam: float = 0.2, chunk: int | None = None, seed: int = 0, device="auto", workers: int | None = None,
                relocate: tuple = RELOCATE_AT, relocate_frac: float = RELOCATE_FRAC, window: int | None = -1,

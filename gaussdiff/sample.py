@@ -79,8 +79,7 @@ def sample(model, schedule, shape, steps: int | None = None, sampler: str = "ddp
            return_trajectory: bool = False, spacing: str = "trailing", clipped_eps: bool = False,
            progress: bool = False, device=None):
     """Draw `shape[0]` samples (in the model's normalised space) by running `sampler` ('ddpm'|'ddim') for `steps`
-    steps (default: all T of `schedule`). `clip` bounds the predicted x0 (see `clip_x0`)
-    `eta` is DDIM's noise.
+    steps (default: all T of `schedule`). `clip` bounds the predicted x0 (see `clip_x0`); `eta` is DDIM's noise.
     With `return_trajectory=True` returns `(x0, traj)`, `traj = {"t": [...], "x": [K+1,B,...], "x0": [K+1,B,...]}`
     holding the state before each step (and the result last, t = -1) on the CPU."""
     if sampler not in ("ddpm", "ddim"): raise ValueError(f"sampler must be 'ddpm' or 'ddim', got {sampler!r}")
@@ -211,6 +210,7 @@ def edit_splats(splats: torch.Tensor, mask: torch.Tensor | None = None, shift=(0
     out[mask] = sel
     return out
 
+# %% ../nbs/08_sample.ipynb #f21df409
 def edit_widget(splats: torch.Tensor, size=(28, 28), min_amplitude: float = 0.05):
     """Interactive editor for one raw GIR `[N,8]`: select splats with a box, then move, scale, rotate and recolour
     them; the render updates live (needs ipywidgets and a live kernel)."""

@@ -119,16 +119,15 @@ class TrainResult:
     @property
     def epochs(self) -> float: return self.step / self.steps_per_epoch
 
+# %% ../nbs/07_train.ipynb #76111c36
 def train(model: nn.Module, data: torch.Tensor, schedule, cfg: TrainConfig, space: str = "gir", out_dir=None,
           resume: bool | str = False, normalizer=None, meta: dict | None = None, preview_fn=None,
           snapshot_fracs=(), snapshot_epochs=(), callback=None, device="auto", progress: bool = True) -> TrainResult:
     """Train ε-network `model` on clean (normalised) examples `data [M, ...]` until `cfg`'s budget is spent.
-    Checkpoints go to `out_dir/ckpt.pt`
-    `resume=True` continues from it (error if missing), `"auto"` when present.
+    Checkpoints go to `out_dir/ckpt.pt`; `resume=True` continues from it (error if missing), `"auto"` when present.
     `preview_fn(ema_model, step) -> images [B,C,H,W] in [0,1]` draws grids to `out_dir/samples/` every
-    `cfg.sample_every` steps
-    `snapshot_fracs` (e.g. (0.2, 0.4, 1.0)) and `snapshot_epochs` (e.g. (10, 20, 50))
-    save loadable EMA snapshots at those fractions of the budget / epochs (when reached)
+    `cfg.sample_every` steps; `snapshot_fracs` (e.g. (0.2, 0.4, 1.0)) and `snapshot_epochs` (e.g. (10, 20, 50))
+    save loadable EMA snapshots at those fractions of the budget / epochs (when reached);;
     `callback(step, loss)` runs after every step (raise in it to interrupt)."""
     if not isinstance(data, torch.Tensor) or data.ndim < 2 or data.shape[0] == 0:
         raise ValueError(f"data must be a non-empty tensor [M, ...]; got {getattr(data, 'shape', type(data))}")
@@ -142,7 +141,7 @@ def train(model: nn.Module, data: torch.Tensor, schedule, cfg: TrainConfig, spac
     model = model.to(device).train()
     data = data.to(device, torch.float32)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
+    lr_sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s, cfg.warmup_steps, cfg.decay_steps, cfg.min_lr_frac))
     ema = EMA(model, cfg.ema_decay)
     use_amp = cfg.amp and device.type == "cuda"
@@ -158,7 +157,7 @@ def train(model: nn.Module, data: torch.Tensor, schedule, cfg: TrainConfig, spac
         model.load_state_dict(ck["model"])
         ema.load_state_dict(ck["ema"])
         opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
+        lr_sched.load_state_dict(ck["scheduler"])
         if scaler is not None and ck["scaler"] is not None: scaler.load_state_dict(ck["scaler"])
         set_rng_state(ck["rng"])
         step, elapsed, history = ck["step"], ck["elapsed_s"], ck["history"]
@@ -174,7 +173,7 @@ def train(model: nn.Module, data: torch.Tensor, schedule, cfg: TrainConfig, spac
     def save(final=False):
         if ckpt_path is None: return None
         m = dict(meta or {}, _snapshots=snapshots)
-        return save_torch_atomic(make_checkpoint(model, ema, opt, sched, scaler, asdict(cfg), space, schedule, normalizer, m,
+        return save_torch_atomic(make_checkpoint(model, ema, opt, lr_sched, scaler, asdict(cfg), space, schedule, normalizer, m,
                                              step, elapsed, history, final), ckpt_path)
 
     def reached(p): return (done_frac() if p[0] == "frac" else step / per_epoch) >= p[1] - 1e-9
@@ -184,7 +183,7 @@ def train(model: nn.Module, data: torch.Tensor, schedule, cfg: TrainConfig, spac
                "ema": {k: v.detach().cpu().clone() for k, v in ema.model.state_dict().items()}}
         if out_dir is not None:
             p = out_dir / "snapshots" / f"ema_step{step:07d}.pt"
-            save_torch_atomic(make_checkpoint(model, ema, opt, sched, scaler, asdict(cfg), space, schedule, normalizer, meta,
+            save_torch_atomic(make_checkpoint(model, ema, opt, lr_sched, scaler, asdict(cfg), space, schedule, normalizer, meta,
                                           step, elapsed, None, False, with_optimizer=False), p)
             rec["path"] = str(p)
         snapshots.append({k: v for k, v in rec.items() if k != "ema"})
@@ -208,8 +207,8 @@ def train(model: nn.Module, data: torch.Tensor, schedule, cfg: TrainConfig, spac
                 scaler.step(opt)
                 scaler.update()
             else: opt.step()
-            history["lr"].append(sched.get_last_lr()[0])
-            sched.step()
+            history["lr"].append(lr_sched.get_last_lr()[0])
+            lr_sched.step()
             ema.update(model)
             history["loss"].append(loss.item())  # .item() synchronises CUDA, so the timing below is honest
             step += 1
@@ -229,6 +228,7 @@ def train(model: nn.Module, data: torch.Tensor, schedule, cfg: TrainConfig, spac
         if bar is not None: bar.close()
     return TrainResult(model, ema, step, elapsed, history, mem_snapshots, ckpt, per_epoch)
 
+# %% ../nbs/07_train.ipynb #ef682c0c
 def _progress_bar(cfg, step, elapsed, progress):
     if not progress: return None
     from tqdm.auto import tqdm
