@@ -8,7 +8,7 @@ import argparse, contextlib, functools, json, os, statistics, sys, time
 
 import torch
 
-from .core import device_name, get_device, save_json
+from .core import bf16_native, device_name, get_device, save_json
 from .diffusion import SAMPLING_STEPS, Schedule
 from .sample import sample
 from .layers import count_flops, count_params
@@ -76,7 +76,7 @@ def skip_reason(mode: str, device) -> str | None:
     device = torch.device(device)
     if mode == "fp32": return None
     if device.type != "cuda": return f"{mode} is a CUDA option (this run is on {device.type})"
-    if mode != "tf32" and not torch.cuda.is_bf16_supported(): return "this GPU has no bfloat16"
+    if mode != "tf32" and not bf16_native(device): return "this GPU has no native bfloat16 (compute capability < 8)"
     return None
 
 @contextlib.contextmanager
@@ -260,7 +260,8 @@ def bench_models(preset: str = "paper", device="auto", batch: int = 32, modes="a
             res["rows"].append(row)
     for kind in NAMES if e2e_steps != 0 else ():
         for mode in [m for m in ("fp32", "bf16-autocast") if m in mode_list and not reasons[m]]:
-            row = next(r for r in res["rows"] if r["model"] == kind and r["mode"] == mode)
+            row = next((r for r in res["rows"] if r["model"] == kind and r["mode"] == mode), None)
+            if row is None: continue  # the mode failed above; its reason is in res["skipped"]
             for sampler, steps in [("ddpm", DEFAULT_STEPS[kind]), ("ddim", min(DDIM_STEPS[kind]))]:
                 if bar is not None:
                     bar.set_postfix_str(f"sampling {kind} {sampler} {mode}")

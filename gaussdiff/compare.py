@@ -4,19 +4,20 @@
 
 # %% ../nbs/09a_compare.ipynb #b4dd794c
 from __future__ import annotations
-import csv, time
+import argparse, csv, json, sys, time
 from pathlib import Path
 
 import torch
 
-from .core import atomic_path, cpu_threads
+from .core import atomic_path, check_images, cpu_threads
 from .data import load_mnist, load_sprites
-from .metrics import classifier_metrics
+from .metrics import classifier_metrics, get_classifier, pixel_kid
 from .recipes import recipe, training_data
-from .sample import decode, generate
+from .sample import decode, generate, load_samples
 
 # %% auto #0
-__all__ = ['VARIANTS', 'TABLE_COLUMNS', 'gir_reconstructions', 'budget_of', 'evaluate_sampler', 'results_table', 'save_table_csv']
+__all__ = ['VARIANTS', 'TABLE_COLUMNS', 'gir_reconstructions', 'budget_of', 'evaluate_sampler', 'results_table', 'save_table_csv',
+           'confident_share', 'evaluate_file', 'cli']
 
 # %% ../nbs/09a_compare.ipynb #1a0e7c39
 def gir_reconstructions(dataset: str = "mnist", limit: int | None = None, profile: str = "auto", chunk: int = 500):
@@ -75,3 +76,52 @@ def save_table_csv(rows: list[dict], path, columns=TABLE_COLUMNS) -> Path:
         w.writeheader()
         w.writerows(rows)
     return Path(path)
+
+# %% ../nbs/09a_compare.ipynb #3b5a0157
+def confident_share(images, classifier, threshold: float = 0.9) -> dict:
+    """Share of `images` the digit classifier assigns to one class with probability >= `threshold`, and how those
+    confident samples spread over the ten digits (a mode-collapse check beside FID/KID)."""
+    clf = classifier.eval()
+    dev = next(clf.parameters()).device
+    with torch.no_grad():
+        probs = torch.cat([clf(check_images(images[i:i + 500], "images").to(dev)).softmax(-1).cpu() for i in range(0, len(images), 500)])
+    p, cls = probs.max(-1)
+    hist = torch.bincount(cls[p >= threshold], minlength=probs.shape[-1])
+    return dict(confident=float((p >= threshold).float().mean()), threshold=threshold, class_histogram=hist.tolist(),
+                largest_class_share=float(hist.max() / max(1, hist.sum())))
+
+# %% ../nbs/09a_compare.ipynb #9a8b26f5
+def evaluate_file(path, dataset: str = "mnist", n_ref: int = 1000, seed: int = 0, classifier="default") -> dict:
+    "Everything `gaussdiff eval` prints for an `.npz` of samples, against `n_ref` held-out real images of `dataset`."
+    fake = load_samples(path)
+    if dataset == "mnist":
+        ref = load_mnist(None, "test", verbose=False)[0][:n_ref]
+        if tuple(fake.shape[1:]) != tuple(ref.shape[1:]):
+            raise ValueError(f"{path}: samples are {tuple(fake.shape[1:])}, MNIST digits {tuple(ref.shape[1:])}")
+        clf = get_classifier(classifier, verbose=False)
+        m = classifier_metrics(ref, fake, clf, kid_subset_size=min(1000, len(fake), len(ref)), seed=seed)
+        return dict(samples=str(path), n=len(fake), reference=f"MNIST test split, first {len(ref)} digits",
+                    classifier=dict(preset=classifier, test_accuracy=clf.test_accuracy), **m, **confident_share(fake, clf))
+    if dataset == "sprites":
+        ref = load_sprites(None, verbose=False)
+        ref = ref[torch.randperm(len(ref), generator=torch.Generator().manual_seed(seed))[:n_ref]]
+        k, ks = pixel_kid(ref, fake, subset_size=min(1000, len(fake), len(ref)), seed=seed)
+        return dict(samples=str(path), n=len(fake), reference=f"{len(ref)} Sprites drawn with seed {seed}", pixel_kid=k, pixel_kid_std=ks)
+    raise ValueError(f"dataset must be 'mnist' or 'sprites', got {dataset!r}")
+
+def cli(argv: list[str] | None = None) -> int:
+    "`gaussdiff eval SAMPLES.npz --dataset mnist`: classifier FID, KID, precision/recall and confident share as JSON."
+    ap = argparse.ArgumentParser(prog="gaussdiff eval", description="score an .npz of samples (uint8 NHWC under arr_0)")
+    ap.add_argument("samples", help="an .npz written by `gaussdiff sample --out samples.npz`")
+    ap.add_argument("--dataset", choices=("mnist", "sprites"), default="mnist")
+    ap.add_argument("--n-ref", type=int, default=1000, help="real reference images (default 1000)")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    try:
+        if a.n_ref < 2: raise ValueError(f"--n-ref must be >= 2, got {a.n_ref}")
+        res = evaluate_file(a.samples, a.dataset, a.n_ref, a.seed)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"gaussdiff eval: error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(res, indent=1))
+    return 0

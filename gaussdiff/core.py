@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['PROFILES', 'COMMANDS', 'resolve_profile', 'by_profile', 'get_device', 'device_name', 'seed_everything',
+__all__ = ['PROFILES', 'COMMANDS', 'resolve_profile', 'by_profile', 'get_device', 'bf16_native', 'device_name', 'seed_everything',
            'check_images', 'make_grid', 'show_grid', 'save_grid', 'atomic_path', 'cpu_threads', 'save_torch_atomic',
            'plain', 'save_json', 'repo_root', 'data_dir', 'save_fig', 'save_results', 'course_notebooks',
            'has_parameters_cell', 'run_course', 'write_summary', 'main']
@@ -47,6 +47,11 @@ def get_device(device: str | torch.device = "auto") -> torch.device:
     if d.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError("device 'mps' asked for, but MPS is not available")
     return d
+
+def bf16_native(device="cuda") -> bool:
+    "True on GPUs that compute bfloat16 natively (compute capability >= 8); a T4 only emulates it, slowly."
+    device = torch.device(device)
+    return device.type == "cuda" and torch.cuda.is_available() and torch.cuda.get_device_capability(device)[0] >= 8
 
 def device_name(device: str | torch.device) -> str:
     "A readable name for benchmark records: the GPU's model on CUDA, else the CPU's model."
@@ -227,7 +232,7 @@ def write_summary(out: Path, profile: str, rows) -> Path:
 # %% ../nbs/00_core.ipynb #48186f3b
 COMMANDS = {  # subcommand -> module whose `cli(argv)` runs it (imported only when used)
     "course": None, "data": "gaussdiff.data", "fit": "gaussdiff.cache", "train": "gaussdiff.recipes",
-    "sample": "gaussdiff.sample", "bench": "gaussdiff.bench",
+    "sample": "gaussdiff.sample", "eval": "gaussdiff.compare", "bench": "gaussdiff.bench",
 }
 
 def main(argv: list[str] | None = None) -> int:

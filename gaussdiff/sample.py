@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_sample.ipynb #f1986be1
 from __future__ import annotations
-import argparse, math
+import argparse, math, os
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +19,9 @@ from .core import make_grid
 from .splats import render
 
 # %% auto #0
-__all__ = ['timesteps_for', 'clip_x0', 'ddpm_step', 'ddim_step', 'sample', 'default_clip', 'decode', 'gir_splats', 'generate',
-           'trajectory_frames', 'save_gif', 'select_splats', 'edit_splats', 'edit_widget', 'cli']
+__all__ = ['SAMPLE_FORMATS', 'timesteps_for', 'clip_x0', 'ddpm_step', 'ddim_step', 'sample', 'default_clip', 'decode',
+           'gir_splats', 'generate', 'trajectory_frames', 'save_gif', 'select_splats', 'edit_splats', 'edit_widget',
+           'check_sample_path', 'save_samples', 'load_samples', 'cli']
 
 # %% ../nbs/08_sample.ipynb #7b979a2b
 def timesteps_for(T: int, steps: int | None = None, spacing: str = "trailing") -> list[int]:
@@ -246,9 +247,42 @@ def edit_widget(splats: torch.Tensor, size=(28, 28), min_amplitude: float = 0.05
     redraw()
     return W.HBox([W.VBox([xr, yr, dx, dy, sc, rot, col, bright]), out])
 
+# %% ../nbs/08_sample.ipynb #2ed8e4c7
+SAMPLE_FORMATS = (".png", ".npz")  # a grid to look at, or the images themselves (the ADM evaluation convention)
+
+def check_sample_path(path) -> Path:
+    "A writable `.png` or `.npz` output path, checked before any sampling (so a typo costs nothing)."
+    path = Path(path)
+    if path.is_dir(): raise ValueError(f"--out {path} is a folder: give a file name ending in .png or .npz")
+    if path.suffix.lower() not in SAMPLE_FORMATS:
+        raise ValueError(f"--out must end in .png (a grid) or .npz (uint8 NHWC images under arr_0), got {path.name!r}")
+    parent = next((q for q in [path.parent, *path.parent.parents] if q.exists()), Path("."))
+    if not os.access(parent, os.W_OK): raise ValueError(f"cannot write {path}: {parent} is not writable")
+    return path
+
+def save_samples(images: torch.Tensor, path, nrow: int = 8) -> Path:
+    "Write images `[B,C,H,W]` in [0,1]: `.png` as a grid, `.npz` as uint8 NHWC under `arr_0` (guided-diffusion/ADM convention)."
+    path = check_sample_path(path)
+    if path.suffix.lower() == ".png": return save_grid(images, path, nrow=nrow)
+    arr = (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    with atomic_path(path) as tmp, open(tmp, "wb") as f: np.savez(f, arr_0=arr)
+    return path
+
+def load_samples(path) -> torch.Tensor:
+    "Images `[B,C,H,W]` in [0,1] from an `.npz` of uint8 NHWC images under `arr_0` (no pickles are loaded)."
+    path = Path(path)
+    if not path.exists(): raise FileNotFoundError(f"no samples at {path}: write them with `gaussdiff sample --out {path.name}`")
+    try:
+        with np.load(path, allow_pickle=False) as z: arr = z["arr_0"]
+    except (OSError, ValueError, KeyError) as e:
+        raise ValueError(f"{path} is not an .npz of images under arr_0 ({type(e).__name__}: {e})") from None
+    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] not in (1, 3):
+        raise ValueError(f"{path}: arr_0 must be uint8 [N,H,W,C] with C = 1 or 3, got {arr.dtype} {arr.shape}")
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 255
+
 # %% ../nbs/08_sample.ipynb #cba839f7
 def cli(argv: list[str] | None = None) -> int:
-    "`gaussdiff sample`: draw a grid of samples (and optionally a materialisation GIF) from a checkpoint."
+    "`gaussdiff sample`: draw samples from a checkpoint into a PNG grid or an .npz (and optionally a materialisation GIF)."
     import json, sys, time
     ap = argparse.ArgumentParser(prog="gaussdiff sample", description="sample a trained GIR or pixel diffusion model")
     ap.add_argument("--ckpt", required=True, help="checkpoint written by `gaussdiff train` (OUT/ckpt.pt)")
@@ -257,20 +291,22 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--eta", type=float, default=0.0, help="DDIM stochasticity (0: deterministic)")
     ap.add_argument("--n", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="samples.png", help="PNG grid to write")
+    ap.add_argument("--out", default="samples.png", help="samples.png (a grid) or samples.npz (uint8 NHWC under arr_0)")
     ap.add_argument("--gif", default=None, help="also write the reverse process of the first 16 samples as a GIF")
     ap.add_argument("--raw-weights", action="store_true", help="use the raw weights instead of the EMA")
     ap.add_argument("--device", default="auto")
     a = ap.parse_args(argv)
     try:
         if a.n < 1: raise ValueError(f"--n must be >= 1, got {a.n}")
+        check_sample_path(a.out)
+        if a.gif: check_sample_path(Path(a.gif).with_suffix(".png"))
         model, schedule, norm, meta = load_checkpoint(a.ckpt, a.device, ema=not a.raw_weights)
         timesteps_for(schedule.T, a.steps)  # validate before any work
         t0 = time.perf_counter()
         imgs = generate(model, schedule, norm, meta, n=a.n, steps=a.steps, sampler=a.sampler, eta=a.eta, seed=a.seed,
                         progress=True)
         secs = time.perf_counter() - t0
-        save_grid(imgs, a.out, nrow=8)
+        save_samples(imgs, a.out)
         if a.gif:
             _, traj = sample(model, schedule, (min(16, a.n), *meta["sample_shape"]), a.steps, a.sampler, a.eta,
                              torch.Generator().manual_seed(a.seed), clip=default_clip(meta), return_trajectory=True)

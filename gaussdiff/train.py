@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .core import get_device, save_grid, save_torch_atomic
+from .core import bf16_native, get_device, save_grid, save_torch_atomic
 from .checkpoint import check_resume, make_checkpoint, read_checkpoint, set_rng_state
 
 # %% auto #0
@@ -145,7 +145,7 @@ def train(model: nn.Module, data: torch.Tensor, schedule, cfg: TrainConfig, spac
         opt, lambda s: lr_factor(s, cfg.warmup_steps, cfg.decay_steps, cfg.min_lr_frac))
     ema = EMA(model, cfg.ema_decay)
     use_amp = cfg.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if (use_amp and torch.cuda.is_bf16_supported()) else torch.float16
+    amp_dtype = torch.bfloat16 if (use_amp and bf16_native(device)) else torch.float16  # fp16 + GradScaler below sm 8
     scaler = torch.amp.GradScaler("cuda") if (use_amp and amp_dtype == torch.float16) else None
     autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if use_amp else contextlib.nullcontext
 

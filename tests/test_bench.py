@@ -135,3 +135,16 @@ def test_api_errors():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA option"): B.time_step(m, x, t, mode="tf32")
         assert B.skip_reason("fp32", "cpu") is None and "CUDA" in B.skip_reason("compile", "cpu")
+
+
+def test_a_failing_mode_is_skipped_and_the_rest_still_runs(monkeypatch, one_torch_thread):
+    "A timing mode that raises is recorded as skipped; the end-to-end rows of the other modes still come out."
+    monkeypatch.setattr(B, "skip_reason", lambda mode, device: None if mode in ("fp32", "bf16-autocast") else "not here")
+    real = B.make_step
+    def flaky(model, x, t, mode="fp32"):
+        if mode == "bf16-autocast": raise RuntimeError("no kernel for this dtype")
+        return real(model, x, t, mode)
+    monkeypatch.setattr(B, "make_step", flaky)
+    res = B.bench_models("smoke", "cpu", batch=2, modes="fp32,bf16-autocast", repeats=1, warmup=0, e2e_steps=1)
+    assert any(s["mode"] == "bf16-autocast" and s["reason"].startswith("failed: RuntimeError") for s in res["skipped"])
+    assert {r["mode"] for r in res["rows"]} == {"fp32"} and {e["mode"] for e in res["end_to_end"]} == {"fp32"}

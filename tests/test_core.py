@@ -140,3 +140,21 @@ def test_device_name_is_the_cpu_model_on_cpu():
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists() and "model name" in cpuinfo.read_text():
         assert name in cpuinfo.read_text()
+
+
+def test_bf16_native_goes_by_compute_capability_not_emulation(monkeypatch):
+    "A T4 (sm 7.5) reports is_bf16_supported() True (emulated): training and timing must take the fp16 path there."
+    import torch
+    from gaussdiff.core import bf16_native
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (7, 5))
+    assert not bf16_native("cuda")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (8, 0))
+    assert bf16_native("cuda") and not bf16_native("cpu")
+
+
+def test_no_module_decides_bf16_by_is_bf16_supported():
+    from conftest import ROOT
+    users = [p.name for p in (ROOT / "gaussdiff").glob("*.py") if "is_bf16_supported" in p.read_text()]
+    assert users == [], f"decide bf16 with core.bf16_native (compute capability), not is_bf16_supported: {users}"
