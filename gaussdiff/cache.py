@@ -67,7 +67,7 @@ def encode_dataset(name: str, n: int | None = None, n_splats: int = 150, split: 
     done, parts, psnrs, seconds = 0, [], [], 0.0
     if partial.exists() and not overwrite:
         try:
-            st = torch.load(partial, map_location="cpu", weights_only=False)
+            st = torch.load(partial, map_location="cpu", weights_only=True)
             if st["total"] == b and st["settings_key"] == dict(n_splats=n_splats, steps=steps, seed=seed):
                 parts, psnrs, seconds = [st["splats"]], [st["psnr"]], st["seconds"]
                 done = len(st["psnr"])
@@ -110,12 +110,23 @@ def _find_cache(name, n, n_splats, split, steps, seed):
             best = (count, p)
     return None if best is None else best[1]
 
+def _check_request(gir: dict, path, name: str, n_splats: int, split: str, steps: int | None):
+    "A cache found by name must hold what was asked for (a renamed or copied file may not)."
+    want = dict(name=name, channels=channels_of(name), n_splats=n_splats, split=split)
+    have = dict(name=gir.get("name"), channels=int(gir["channels"]), n_splats=int(gir["splats"].shape[1]), split=gir.get("split"))
+    if steps is not None: want["steps"], have["steps"] = steps, gir["settings"].get("steps")
+    bad = [f"{k} {have[k]!r} (asked for {want[k]!r})" for k in want if have[k] != want[k]]
+    if bad: raise ValueError(f"GIR cache {path} does not hold what was asked for: {'; '.join(bad)}; delete it and encode again")
+
 def load_gir(path_or_name, n: int | None = None, n_splats: int = 150, split: str = "train", steps: int | None = None,
              seed: int = 0, encode: bool = False, **encode_kw) -> dict:
     """A GIR cache as a dict (`splats [B,N,8]`, `psnr`, `labels`, `image_size`, `channels`, `settings`, ...), from
     a file path or a data set name ('mnist'/'sprites': the cache of these settings, the first `n` images of it;
     `encode=True` fits it when missing)."""
-    if isinstance(path_or_name, str) and path_or_name in DATASETS:
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ValueError(f"n must be a positive int (or None for the whole cache), got {n!r}")
+    name = path_or_name if isinstance(path_or_name, str) and path_or_name in DATASETS else None
+    if name is not None:
         path = _find_cache(path_or_name, n, n_splats, split, steps, seed)
         if path is None:
             if not encode:
@@ -128,15 +139,20 @@ def load_gir(path_or_name, n: int | None = None, n_splats: int = 150, split: str
         path = Path(path_or_name)
         if not path.exists(): raise FileNotFoundError(f"GIR cache {path} does not exist; create it with encode_dataset(...)")
     try:
-        gir = torch.load(path, map_location="cpu", weights_only=False)
+        gir = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain values only: no code runs
+    except PermissionError as e:
+        raise ValueError(f"GIR cache {path} is unreadable ({e}); it was left alone: ask its owner, or use another data dir") from None
     except Exception as e:
-        raise ValueError(f"GIR cache {path} is corrupt ({type(e).__name__}: {e}); delete it and encode again") from e
+        raise ValueError(f"GIR cache {path} is corrupt or not a plain GIR cache ({type(e).__name__}: {str(e)[:200]}); "
+                         "delete it and encode again") from None
     missing = {"splats", "psnr", "image_size", "channels", "settings"} - set(gir if isinstance(gir, dict) else {})
     if missing: raise ValueError(f"GIR cache {path} lacks {sorted(missing)}; delete it and encode again")
     try: check_splats(gir["splats"], f"splats in {path.name}")
     except ValueError as e: raise ValueError(f"{e}; delete {path} and encode again") from e
     if len(gir["psnr"]) != len(gir["splats"]): raise ValueError(f"GIR cache {path}: psnr and splats disagree in length; encode again")
     gir.setdefault("labels", None)
+    if gir.get("version") != GIR_VERSION: raise ValueError(f"GIR cache {path} has version {gir.get('version')}, this library reads {GIR_VERSION}; encode again")
+    if name is not None: _check_request(gir, path, name, n_splats, split, steps)
     if n is not None:
         if n > len(gir["splats"]): raise ValueError(f"asked for n={n} GIRs but {path.name} holds {len(gir['splats'])}")
         gir = dict(gir, splats=gir["splats"][:n], psnr=gir["psnr"][:n],

@@ -116,15 +116,23 @@ def save_grid(x: torch.Tensor, path, nrow: int = 8, upscale: int = 2, **kw) -> P
     return Path(path)
 
 # %% ../nbs/00_core.ipynb #c283681a
+def _umask() -> int:
+    "The process umask (read by setting and restoring it)."
+    m = os.umask(0o22)
+    os.umask(m)
+    return m
+
 @contextlib.contextmanager
 def atomic_path(path):
-    "Yield a temporary path beside `path`; on success rename it onto `path`, on error delete it."
+    """Yield a temporary path beside `path`; on success give it the mode a plain `open` would (0o666 less the
+    umask: `mkstemp` makes 0600 files) and rename it onto `path`; on error delete it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)

@@ -1,0 +1,64 @@
+"Caches load without running code, are checked against the request, and written files honour the umask."
+import os, shutil
+
+import pytest
+import torch
+
+from gaussdiff.cache import encode_dataset, gir_path, load_gir
+from gaussdiff.core import save_json, save_torch_atomic
+
+
+class _Payload:
+    "Unpickling this runs a shell command: what a hostile cache file would carry."
+    def __init__(self, marker): self.marker = marker
+    def __reduce__(self): return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_cache_with_a_code_payload_is_refused_without_running_it(tmp_data):
+    marker = tmp_data / "pwned"
+    path = gir_path("mnist", 8, 12, "train", 3)
+    path.parent.mkdir(parents=True)
+    torch.save({"splats": _Payload(marker)}, path)
+    with pytest.raises(ValueError, match="corrupt or not a plain GIR cache"):
+        load_gir(path)
+    assert not marker.exists()
+
+
+def test_a_partial_file_with_a_payload_is_ignored_without_running_it(tmp_data):
+    marker = tmp_data / "pwned"
+    path = gir_path("mnist", 8, 12, "train", 3)
+    path.parent.mkdir(parents=True)
+    torch.save(_Payload(marker), path.with_name(path.stem + ".partial.pt"))
+    encode_dataset("mnist", n=8, n_splats=12, steps=3, block=4, progress=False, verbose=False)
+    assert not marker.exists() and load_gir(path)["splats"].shape == (8, 12, 8)
+
+
+def test_a_cache_is_checked_against_what_was_asked(tmp_data):
+    sprites = encode_dataset("sprites", n=4, n_splats=12, steps=3, progress=False, verbose=False)
+    fake = gir_path("mnist", 4, 12, "train", 3)
+    shutil.copy(sprites, fake)   # a sprites cache renamed into the MNIST name
+    with pytest.raises(ValueError, match="does not hold what was asked for: name 'sprites'"):
+        load_gir("mnist", n=4, n_splats=12, steps=3)
+    fake.unlink()
+    mnist = encode_dataset("mnist", n=4, n_splats=12, steps=3, progress=False, verbose=False)
+    shutil.copy(mnist, gir_path("mnist", 4, 24, "train", 3))   # an N=12 cache under an N=24 name
+    with pytest.raises(ValueError, match="n_splats 12 \\(asked for 24\\)"):
+        load_gir("mnist", n=4, n_splats=24, steps=3)
+
+
+@pytest.mark.parametrize("n", [0, -1, 2.5, True])
+def test_load_gir_refuses_counts_that_would_trim_silently(tmp_data, n):
+    encode_dataset("mnist", n=4, n_splats=12, steps=3, progress=False, verbose=False)
+    with pytest.raises(ValueError, match="n must be a positive int"):
+        load_gir("mnist", n=n, n_splats=12, steps=3)
+
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_files_honour_the_umask(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        a = save_json({"a": 1}, tmp_path / "r.json")
+        b = save_torch_atomic({"t": torch.zeros(2)}, tmp_path / "c.pt")
+    finally:
+        os.umask(old)
+    assert (a.stat().st_mode & 0o777, b.stat().st_mode & 0o777) == (mode, mode)
