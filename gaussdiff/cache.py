@@ -4,7 +4,7 @@
 
 # %% ../nbs/03a_cache.ipynb #3e79bfaf
 from __future__ import annotations
-import argparse, json
+import argparse, json, sys
 from pathlib import Path
 
 import torch
@@ -176,14 +176,22 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--overwrite", action="store_true", help="refit even when the cache exists")
     ap.add_argument("--bench", action="store_true", help="time the fitter and print JSON instead of encoding")
     a = ap.parse_args(argv)
-    if a.bench:
-        res = benchmark(a.dataset, a.n or 256, a.n_splats, a.steps, a.device, a.threads, a.seed, a.repeats)
-        print(json.dumps(res, indent=2))
-        return 0
-    if a.threads is not None: torch.set_num_threads(a.threads)
-    path = encode_dataset(a.dataset, a.n, a.n_splats, a.split, a.steps, a.seed, a.device, overwrite=a.overwrite,
-                          verbose=False)   # stdout carries only the JSON; the progress bar goes to stderr
-    gir = load_gir(path)
+    try:
+        for flag, v, lo in (("--n", a.n, 1), ("--n-splats", a.n_splats, 1), ("--steps", a.steps, 1), ("--threads", a.threads, 1),
+                            ("--repeats", a.repeats, 1)):
+            if v is not None and v < lo: raise ValueError(f"{flag} must be >= {lo}, got {v}")
+        get_device(a.device)   # an unavailable device fails here, before any work
+        if a.dataset == "sprites" and a.split == "test": raise ValueError("sprites have no test split: use --split train")
+        if a.threads is not None: torch.set_num_threads(a.threads)
+        if a.bench:
+            print(json.dumps(benchmark(a.dataset, a.n or 256, a.n_splats, a.steps, a.device, a.threads, a.seed, a.repeats), indent=2))
+            return 0
+        path = encode_dataset(a.dataset, a.n, a.n_splats, a.split, a.steps, a.seed, a.device, overwrite=a.overwrite,
+                              verbose=False)   # stdout carries only the JSON; the progress bar goes to stderr
+        gir = load_gir(path)
+    except (ValueError, FileNotFoundError, OSError) as e:
+        print(f"gaussdiff fit: error: {e}", file=sys.stderr)
+        return 2
     print(json.dumps(dict(path=str(path), n=len(gir["splats"]), mean_psnr=round(gir["psnr"].mean().item(), 3),
                           settings=gir["settings"]), indent=2, default=str))
     return 0

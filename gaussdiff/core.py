@@ -203,10 +203,10 @@ def run_course(profile: str = "auto", out="outputs", only: list[str] | None = No
     nbs_dir = Path(nbs_dir) if nbs_dir else (root / "nbs" if root else None)
     if nbs_dir is None or not nbs_dir.is_dir():
         raise FileNotFoundError("the course runs from a checkout of the repository (its nbs/ folder was not found)")
+    nbs = [p for p in course_notebooks(nbs_dir) if not only or any(p.stem.startswith(o) for o in only)]
+    if not nbs: raise ValueError(f"no notebooks matched {only!r} in {nbs_dir}: give chapter prefixes such as 00 03a 07")
     out = (Path(out) / profile).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    nbs = [p for p in course_notebooks(nbs_dir) if not only or any(p.stem.startswith(o) for o in only)]
-    if not nbs: raise ValueError(f"no notebooks matched {only!r} in {nbs_dir}")
     rows = []
     for nb in nbs:
         t0 = time.time()
@@ -257,7 +257,10 @@ def main(argv: list[str] | None = None) -> int:
         ap.add_argument("--out", default="outputs", help="output folder (default: outputs/)")
         ap.add_argument("--only", nargs="*", help="notebook name prefixes to run, e.g. 00 01")
         a = ap.parse_args(rest)
-        out = run_course(a.profile, a.out, a.only)
+        try: out = run_course(a.profile, a.out, a.only)
+        except (ValueError, FileNotFoundError) as e:
+            print(f"gaussdiff course: error: {e}", file=sys.stderr)
+            return 2
         print(f"[course] done: {out}/summary.md")
         return 0
     try: mod = importlib.import_module(COMMANDS[cmd])

@@ -84,7 +84,7 @@ def sample(model, schedule, shape, steps: int | None = None, sampler: str = "ddp
     With `return_trajectory=True` returns `(x0, traj)`, `traj = {"t": [...], "x": [K+1,B,...], "x0": [K+1,B,...]}`
     holding the state before each step (and the result last, t = -1) on the CPU."""
     if sampler not in ("ddpm", "ddim"): raise ValueError(f"sampler must be 'ddpm' or 'ddim', got {sampler!r}")
-    if eta < 0: raise ValueError(f"eta must be >= 0, got {eta}")
+    if not 0 <= eta <= 1: raise ValueError(f"eta must be in [0, 1] (0: deterministic DDIM, 1: DDPM-like), got {eta}")
     ts = timesteps_for(schedule.T, steps, spacing)
     device = get_device(device) if device is not None else next(model.parameters()).device
     abar = schedule.alphas_cumprod.to(device, torch.float32)

@@ -42,8 +42,8 @@ class TrainConfig:
         self.betas = tuple(self.betas)
         if self.budget_minutes is None and self.budget_steps is None:
             raise ValueError("give a budget: budget_minutes (wall clock) or budget_steps")
-        if self.budget_minutes is not None and not self.budget_minutes > 0:
-            raise ValueError(f"budget_minutes must be > 0, got {self.budget_minutes}")
+        if self.budget_minutes is not None and not 0 < self.budget_minutes < math.inf:
+            raise ValueError(f"budget_minutes must be a finite number > 0, got {self.budget_minutes}")
         if self.budget_steps is not None and (int(self.budget_steps) != self.budget_steps or self.budget_steps < 1):
             raise ValueError(f"budget_steps must be an int >= 1, got {self.budget_steps}")
         for name in ("batch_size", "ckpt_every"):

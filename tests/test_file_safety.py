@@ -62,3 +62,36 @@ def test_written_files_honour_the_umask(tmp_path, umask, mode):
     finally:
         os.umask(old)
     assert (a.stat().st_mode & 0o777, b.stat().st_mode & 0o777) == (mode, mode)
+
+
+@pytest.mark.parametrize("args,msg", [(["--n", "0"], "--n must be >= 1"), (["--n", "-5"], "--n must be >= 1"),
+                                      (["--steps", "-1"], "--steps must be >= 1"), (["--n-splats", "0"], "--n-splats must be >= 1"),
+                                      (["--threads", "0"], "--threads must be >= 1"), (["--bench", "--repeats", "0"], "--repeats must be >= 1"),
+                                      (["--device", "cuda"], "CUDA is not available"), (["--dataset", "sprites", "--split", "test"], "no test split"),
+                                      (["--n", "999999"], "only")])
+def test_fit_cli_errors_are_messages_not_tracebacks(args, msg, capsys, tmp_data):
+    import torch
+    from gaussdiff.cache import cli
+    if "cuda" in args and torch.cuda.is_available(): pytest.skip("CUDA is available here")
+    assert cli(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gaussdiff fit: error:") and msg in err and "Traceback" not in err
+
+
+def test_course_cli_errors(tmp_path, capsys):
+    from gaussdiff.core import main
+    assert main(["course", "--profile", "bogus", "--out", str(tmp_path / "o")]) == 2
+    assert "profile" in capsys.readouterr().err
+    assert main(["course", "--profile", "smoke", "--only", "zz", "--out", str(tmp_path / "o2")]) == 2
+    assert "no notebooks matched" in capsys.readouterr().err and not (tmp_path / "o2").exists()
+
+
+def test_train_and_sample_refuse_non_finite_settings():
+    from gaussdiff.train import TrainConfig
+    from gaussdiff.sample import sample
+    from gaussdiff.diffusion import Schedule
+    for bad in (float("inf"), float("nan"), 0):
+        with pytest.raises(ValueError, match="finite number > 0"): TrainConfig(budget_minutes=bad)
+    for eta in (float("nan"), float("inf"), 5.0, -0.1):
+        with pytest.raises(ValueError, match=r"eta must be in \[0, 1\]"):
+            sample(torch.nn.Linear(2, 2), Schedule(10), (1, 2), sampler="ddim", eta=eta)
