@@ -242,10 +242,19 @@ def cut_crawl_figures(tiles_dir, size: int = 32, return_rejects: bool = False):
     return figs
 
 # %% ../nbs/01_data.ipynb #c761d882
+def _to_8bit(img):
+    "16- and 32-bit grey PNGs (PIL modes I;16*, I, F) scaled by their real bit depth to 8-bit 'L'; PIL would saturate them."
+    from PIL import Image
+    if img.mode.startswith("I;16") or img.mode in ("I", "F"):
+        a = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or a.max() <= 65535 else float(a.max())
+        return Image.fromarray(np.clip(a / top * 255, 0, 255).round().astype(np.uint8), "L")
+    return img
+
 def _to_square_rgb(img, size: int = 32) -> np.ndarray:
     "A PIL image → uint8 [size,size,3]: alpha onto black, padded to square, resized (nearest for upscaling pixel art)."
     from PIL import Image
-    img = img.convert("RGBA")
+    img = _to_8bit(img).convert("RGBA")
     bg = Image.new("RGBA", img.size, (0, 0, 0, 255))
     bg.alpha_composite(img)
     s = max(img.size)
@@ -277,7 +286,8 @@ def read_sprite_path(path, size: int = 32) -> np.ndarray:
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"sprite path {path} does not exist")
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in (".png", ".gif", ".bmp", ".jpg", ".jpeg", ".webp"))
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in (".png", ".gif", ".bmp", ".jpg", ".jpeg", ".webp")
+                       and not any(part.startswith(".") for part in p.relative_to(path).parts))  # macOS ._x.png sidecars, .git
         if not files: raise FileNotFoundError(f"no image files (png/gif/bmp/jpg/webp) under {path}")
         imgs = []
         for f in files:

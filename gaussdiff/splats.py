@@ -86,8 +86,9 @@ def splat_footprints(splats: torch.Tensor, size: tuple[int, int]) -> torch.Tenso
     x, y = pixel_centres(size, splats.device, splats.dtype)
     vx = x - splats[..., 0, None]                     # [B,N,W]   offset along columns
     vy = y - splats[..., 1, None]                     # [B,N,H]   offset along rows
-    z1 = vx * torch.exp(-splats[..., 2, None])        # [B,N,W]   solve L z = v, first row
-    z2 = (vy[..., :, None] - splats[..., 3, None, None] * z1[..., None, :]) * torch.exp(-splats[..., 4, None, None])
+    # log-scales floored at -80: exp(80) is finite in float32, so 0 * exp(-a) at a splat's own centre is never NaN
+    z1 = vx * torch.exp(-splats[..., 2, None].clamp(min=-80))        # [B,N,W]   solve L z = v, first row
+    z2 = (vy[..., :, None] - splats[..., 3, None, None] * z1[..., None, :]) * torch.exp(-splats[..., 4, None, None].clamp(min=-80))
     return torch.exp(-0.5 * (z1[..., None, :] ** 2 + z2 ** 2))
 
 def render(splats: torch.Tensor, size=(28, 28), channels: int = 3, clamp: bool = True,

@@ -95,3 +95,35 @@ def test_train_and_sample_refuse_non_finite_settings():
     for eta in (float("nan"), float("inf"), 5.0, -0.1):
         with pytest.raises(ValueError, match=r"eta must be in \[0, 1\]"):
             sample(torch.nn.Linear(2, 2), Schedule(10), (1, 2), sampler="ddim", eta=eta)
+
+
+def test_16_bit_pngs_are_scaled_by_their_bit_depth(tmp_path):
+    import numpy as np
+    from PIL import Image
+    from gaussdiff.data import read_sprite_path
+    ramp = np.tile(np.linspace(0, 65535, 32).round().astype(np.uint16), (32, 1))
+    Image.fromarray(ramp).save(tmp_path / "ramp16.png")
+    with Image.open(tmp_path / "ramp16.png") as im: assert im.mode.startswith("I")   # PIL reads it as 16/32-bit
+    x = read_sprite_path(tmp_path, 32).astype(np.float64) / 255
+    assert abs(x.mean() - 0.5) < 0.02 and x[0, :, 0].max() < 0.01 and x[0, :, -1].min() > 0.99
+
+
+def test_hidden_sidecar_files_are_skipped(tmp_path):
+    import numpy as np
+    from PIL import Image
+    from gaussdiff.data import read_sprite_path
+    Image.fromarray(np.full((16, 16, 3), 200, np.uint8)).save(tmp_path / "x.png")
+    (tmp_path / "._x.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")   # what macOS leaves beside copied files
+    assert read_sprite_path(tmp_path, 32).shape == (1, 32, 32, 3)
+
+
+def test_render_never_returns_nan_for_accepted_splats():
+    from gaussdiff.splats import render
+    g = torch.Generator().manual_seed(0)
+    s = torch.cat([torch.rand(1, 150, 2, generator=g), torch.randn(1, 150, 3, generator=g) * 0.3 - 3.3, torch.rand(1, 150, 3, generator=g)], -1)
+    s[0, 0, :2] = torch.tensor([0.5 + 0.5 / 28, 0.5 + 0.5 / 28])   # exactly on a pixel centre
+    s[0, 0, 2] = s[0, 0, 4] = -100.0                                # log-scale -100: exp(100) overflows float32
+    img = render(s, (28, 28), channels=1, clamp=False)
+    assert torch.isfinite(img).all()
+    ok = render(s[:, 1:], (28, 28), channels=1, clamp=False)
+    assert (img - ok).abs().max() <= s[0, 0, 5:].mean() + 1e-6   # the degenerate splat adds at most its colour, at one pixel
