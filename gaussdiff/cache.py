@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .core import data_dir, get_device, resolve_profile, save_torch_atomic
+from .core import check_writable_dir, data_dir, get_device, resolve_profile, save_torch_atomic
 from .data import DATASETS, channels_of, load_images
 from .fit import _check_fit_args, benchmark, default_steps, fit_splats
 from .splats import check_splats
@@ -62,6 +62,7 @@ def encode_dataset(name: str, n: int | None = None, n_splats: int = 150, split: 
         except (ValueError, FileNotFoundError):
             pass
     dev = get_device(device)
+    check_writable_dir(path.parent)   # before the first block is fitted, not after
     block = block or (1024 if dev.type == "cpu" else 16384)
     partial = path.with_name(path.stem + ".partial.pt")
     done, parts, psnrs, seconds = 0, [], [], 0.0

@@ -12,9 +12,9 @@ import torch
 
 # %% auto #0
 __all__ = ['PROFILES', 'COMMANDS', 'resolve_profile', 'by_profile', 'get_device', 'bf16_native', 'device_name', 'seed_everything',
-           'check_images', 'make_grid', 'show_grid', 'save_grid', 'atomic_path', 'cpu_threads', 'save_torch_atomic',
-           'plain', 'save_json', 'repo_root', 'data_dir', 'save_fig', 'save_results', 'course_notebooks',
-           'has_parameters_cell', 'run_course', 'write_summary', 'main']
+           'check_images', 'make_grid', 'show_grid', 'save_grid', 'atomic_path', 'cpu_threads', 'check_writable_dir',
+           'save_torch_atomic', 'plain', 'save_json', 'repo_root', 'data_dir', 'save_fig', 'save_results',
+           'course_notebooks', 'has_parameters_cell', 'run_course', 'write_summary', 'main']
 
 # %% ../nbs/00_core.ipynb #71933f00
 PROFILES = ("smoke", "cpu", "gpu")
@@ -146,6 +146,18 @@ def cpu_threads(n: int, device="cpu"):
     try: yield
     finally: torch.set_num_threads(old)
 
+def check_writable_dir(path) -> Path:
+    "Create folder `path` if needed and prove a file can be written in it, before long work that would write there."
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-check.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ValueError(f"cannot write to {path} ({type(e).__name__}: {e}): choose another folder") from None
+    return path
+
 def save_torch_atomic(obj, path) -> Path:
     "`torch.save` that never leaves a partial file at `path`."
     with atomic_path(path) as tmp: torch.save(obj, tmp)
@@ -169,7 +181,9 @@ def data_dir() -> Path:
     "Cache folder: `$GAUSSDIFF_DATA`, else `data/` of the checkout, else `~/.cache/gaussdiff`."
     d = os.environ.get("GAUSSDIFF_DATA")
     d = Path(d) if d else (repo_root() / "data" if repo_root() else Path.home() / ".cache" / "gaussdiff")
-    d.mkdir(parents=True, exist_ok=True)
+    try: d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"cannot create the data folder {d} ({type(e).__name__}: {e}): set GAUSSDIFF_DATA to a writable folder") from None
     return d
 
 def save_fig(fig, name: str, out_dir=None, dpi: int = 120) -> Path | None:

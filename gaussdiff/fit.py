@@ -130,7 +130,11 @@ def relocate_weak_splats(p, m, v, x, img, frac: float = RELOCATE_FRAC, sigma_px:
     return weak
 
 def _lr_vector(lr: dict) -> torch.Tensor:
-    "Per-feature learning rates `[8]` in the GIR layout from a dict of the four kinds of numbers."
+    "Per-feature learning rates `[8]` in the GIR layout from a dict of the four kinds of numbers (each finite, > 0)."
+    missing = {"position", "log_scale", "shear", "colour"} - set(lr)
+    if missing: raise ValueError(f"lr lacks {sorted(missing)}: give position, log_scale, shear and colour")
+    bad = {k: v for k, v in lr.items() if not (isinstance(v, (int, float)) and 0 < v < math.inf)}
+    if bad: raise ValueError(f"learning rates must be finite numbers > 0, got {bad}")
     return torch.tensor([lr["position"]] * 2 + [lr["log_scale"], lr["shear"], lr["log_scale"]] + [lr["colour"]] * 3)
 
 def default_steps(channels: int) -> int:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .core import by_profile, data_dir, plain, resolve_profile, seed_everything
+from .core import by_profile, check_writable_dir, data_dir, plain, resolve_profile, seed_everything
 from .checkpoint import gir_features_of, load_checkpoint, read_checkpoint
 from .data import DATASETS, channels_of, load_mnist, load_sprites
 from .diffusion import GIR_FEATURES, SAMPLING_STEPS, GIRNormalizer, Schedule, pixels_to_model, to_shape_features
@@ -51,7 +51,7 @@ def recipe(space: str, dataset: str = "mnist", profile: str = "auto") -> Recipe:
     if dataset not in DATASETS: raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
     profile = resolve_profile(profile)
     cfg = by_profile(profile,
-        smoke=dict(budget_steps=12, batch_size=8, lr=1e-3, warmup_steps=5, ema_decay=0.9, ckpt_every=1000),
+        smoke=dict(budget_steps=12, batch_size=8, lr=1e-3, warmup_steps=5, ema_decay=0.9, ckpt_every=5),
         cpu=dict(budget_minutes=3.0, batch_size=32, lr=1e-3, warmup_steps=100, ema_decay=0.995, ckpt_every=500),
         gpu=dict(budget_minutes=120.0, batch_size=64, lr=2e-4, warmup_steps=1000, ema_decay=0.9999, ckpt_every=2000,
                  sample_every=5000))
@@ -132,11 +132,15 @@ def _config(r: Recipe, seed: int, budget: dict | None) -> TrainConfig:
 
 def run(space: str, dataset: str = "mnist", profile: str = "auto", out_dir=None, resume: bool | str = False,
         budget: dict | None = None, n: int | None = None, conditioning: str | None = None, device="auto",
-        seed: int = 0, preview: bool = True, progress: bool = True, verbose: bool = True) -> TrainResult:
+        seed: int = 0, preview: bool = True, progress: bool = True, verbose: bool = True, overwrite: bool = True,
+        ckpt_every: int | None = None) -> TrainResult:
     """Train the course's model for `space` on `dataset` with the profile's recipe. `budget` replaces the recipe's
-    (`{"budget_minutes": m, "budget_steps": s}`); `conditioning` picks a GaussianTransformer variant (chapter 05)."""
+    (`{"budget_minutes": m, "budget_steps": s}`); `conditioning` picks a GaussianTransformer variant (chapter 05).
+    The course's run folders are caches (`load_or_train` decides when to replace one), so `overwrite` defaults to True."""
     r = recipe(space, dataset, profile)
+    out_dir = check_writable_dir(Path(out_dir) if out_dir is not None else run_dir(space, dataset, r.profile, conditioning))
     cfg = _config(r, seed, budget)
+    if ckpt_every is not None: cfg = dataclasses.replace(cfg, ckpt_every=ckpt_every)
     x, norm, meta = training_data(space, dataset, n if n is not None else r.n, r.n_splats, r.profile, verbose,
                                   gir_features=r.gir_features or "cholesky")
     seed_everything(seed)  # the same seed gives the same initial weights, so runs (and resumes) are reproducible
@@ -146,10 +150,9 @@ def run(space: str, dataset: str = "mnist", profile: str = "auto", out_dir=None,
     meta.update(profile=r.profile, n_params=sum(p.numel() for p in model.parameters()))
     def preview_fn(ema_model, step):
         return generate(ema_model, schedule, norm, dict(meta, space=space), n=16, steps=min(50, r.T), sampler="ddim")
-    out_dir = Path(out_dir) if out_dir is not None else run_dir(space, dataset, r.profile, conditioning)
     return train(model, x, schedule, cfg, space=space, out_dir=out_dir, resume=resume, normalizer=norm, meta=meta,
                  preview_fn=preview_fn if preview else None, snapshot_fracs=r.snapshot_fracs,
-                 snapshot_epochs=r.snapshot_epochs, device=device, progress=progress)
+                 snapshot_epochs=r.snapshot_epochs, device=device, progress=progress, overwrite=overwrite)
 
 # %% ../nbs/07b_recipes.ipynb #ad0a7965
 def diffusion_differs(ck: dict, r: Recipe) -> str | None:
@@ -203,15 +206,22 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=None, help="number of training images (default: the profile's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--ckpt-every", type=int, default=None, help="steps between checkpoints (default: the profile's)")
+    ap.add_argument("--overwrite", action="store_true", help="start over in an --out folder that already holds a run")
     a = ap.parse_args(argv)
     try:
+        if a.n is not None and a.n < 1: raise ValueError(f"--n must be >= 1, got {a.n}")
         with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON summary
             budget = {"budget_minutes": a.budget_minutes, "budget_steps": a.budget_steps}
             res = run(a.space, a.dataset, a.profile, out_dir=a.out, resume=a.resume, n=a.n, device=a.device, seed=a.seed,
-                      budget=budget if a.budget_minutes is not None or a.budget_steps is not None else None)
+                      budget=budget if a.budget_minutes is not None or a.budget_steps is not None else None,
+                      overwrite=a.overwrite, ckpt_every=a.ckpt_every)
     except (ValueError, FileNotFoundError) as e:
         print(f"gaussdiff train: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:
+        print(f"gaussdiff train: interrupted: {e}", file=sys.stderr)
+        return 130
     print(json.dumps({"space": a.space, "dataset": a.dataset, "steps": res.step, "elapsed_s": round(res.elapsed_s, 2),
                       "steps_per_s": round(res.steps_per_s, 2), "final_loss": float(np.mean(res.history["loss"][-100:])),
                       "ckpt": str(res.ckpt)}, indent=1))

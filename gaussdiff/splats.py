@@ -59,6 +59,8 @@ def make_splats(mu, sigma_major, sigma_minor=None, angle=0.0, colour=1.0) -> tor
     dt = mu.dtype
     s1 = torch.as_tensor(sigma_major, dtype=dt).expand(mu.shape[:-1])
     s2 = s1 if sigma_minor is None else torch.as_tensor(sigma_minor, dtype=dt).expand(mu.shape[:-1])
+    if not (torch.isfinite(s1).all() and torch.isfinite(s2).all() and (s1 > 0).all() and (s2 > 0).all()):
+        raise ValueError("sigma_major and sigma_minor must be finite and > 0 (standard deviations in image units)")
     th = torch.as_tensor(angle, dtype=dt).expand(mu.shape[:-1])
     col = torch.as_tensor(colour, dtype=dt)
     col = col[..., None].expand(*mu.shape[:-1], 3) if col.ndim == 0 or col.shape[-1] != 3 else col.expand(*mu.shape[:-1], 3)

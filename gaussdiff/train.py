@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_train.ipynb #4e1bd277
 from __future__ import annotations
-import copy, contextlib, functools, math, time
+import copy, contextlib, functools, math, os, signal, threading, time
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 
@@ -16,7 +16,8 @@ from .core import bf16_native, get_device, save_grid, save_torch_atomic
 from .checkpoint import check_resume, make_checkpoint, read_checkpoint, set_rng_state
 
 # %% auto #0
-__all__ = ['RESUMABLE_CHANGES', 'TrainConfig', 'lr_factor', 'EMA', 'batch_indices', 'step_generator', 'TrainResult', 'train']
+__all__ = ['RESUMABLE_CHANGES', 'TrainConfig', 'lr_factor', 'EMA', 'batch_indices', 'step_generator', 'TrainResult', 'run_lock',
+           'train']
 
 # %% ../nbs/07_train.ipynb #d87319c6
 @dataclass
@@ -119,24 +120,86 @@ class TrainResult:
     @property
     def epochs(self) -> float: return self.step / self.steps_per_epoch
 
+# %% ../nbs/07_train.ipynb #028f6f5c
+class _StopRequests:
+    """While training, SIGINT (Ctrl-C, Jupyter's interrupt) and SIGTERM ask the loop to stop at the next step boundary,
+    where a consistent checkpoint can be written; a second Ctrl-C stops at once. Installed only in the main thread."""
+    def __init__(self): self.requested, self.old = None, {}
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM): self.old[sig] = signal.signal(sig, self._handle)
+        return self
+    def _handle(self, signum, frame):
+        if self.requested is not None and signum == signal.SIGINT: raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+    def __exit__(self, *exc):
+        for sig, h in self.old.items(): signal.signal(sig, h)
+
+@contextlib.contextmanager
+def run_lock(out_dir: Path):
+    "Hold `out_dir/.lock` (this pid) while training, so two trainings cannot write one run folder; stale locks are taken over."
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lock = out_dir / ".lock"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            break
+        except FileExistsError:
+            try: pid = int(lock.read_text() or 0)
+            except (OSError, ValueError): pid = 0
+            if pid and pid != os.getpid() and _alive(pid):
+                raise ValueError(f"another training (pid {pid}) is writing to {out_dir}; wait for it or use another --out") from None
+            lock.unlink(missing_ok=True)  # its process is gone: a stale lock
+    else: raise ValueError(f"could not take the lock {lock}")
+    with os.fdopen(fd, "w") as f: f.write(str(os.getpid()))
+    try: yield
+    finally: lock.unlink(missing_ok=True)
+
+def _alive(pid: int) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    return True
+
+def _clear_run(out_dir: Path):
+    "Before a fresh run in an existing folder: drop the old run's snapshots and previews and any orphaned temp files."
+    for pattern in ("snapshots/*.pt", "samples/*.png", ".*.tmp", "snapshots/.*.tmp", "samples/.*.tmp"):
+        for f in out_dir.glob(pattern): f.unlink(missing_ok=True)
+
 # %% ../nbs/07_train.ipynb #76111c36
 def train(model: nn.Module, data: torch.Tensor, schedule, cfg: TrainConfig, space: str = "gir", out_dir=None,
           resume: bool | str = False, normalizer=None, meta: dict | None = None, preview_fn=None,
-          snapshot_fracs=(), snapshot_epochs=(), callback=None, device="auto", progress: bool = True) -> TrainResult:
+          snapshot_fracs=(), snapshot_epochs=(), callback=None, device="auto", progress: bool = True,
+          overwrite: bool = False) -> TrainResult:
     """Train ε-network `model` on clean (normalised) examples `data [M, ...]` until `cfg`'s budget is spent.
     Checkpoints go to `out_dir/ckpt.pt`; `resume=True` continues from it (error if missing), `"auto"` when present.
     `preview_fn(ema_model, step) -> images [B,C,H,W] in [0,1]` draws grids to `out_dir/samples/` every
     `cfg.sample_every` steps; `snapshot_fracs` (e.g. (0.2, 0.4, 1.0)) and `snapshot_epochs` (e.g. (10, 20, 50))
     save loadable EMA snapshots at those fractions of the budget / epochs (when reached);;
-    `callback(step, loss)` runs after every step (raise in it to interrupt)."""
+    `callback(step, loss)` runs after every step (raise in it to interrupt). A fresh run into a folder that holds a
+    checkpoint needs `overwrite=True`; Ctrl-C / SIGTERM stop at the next step with a checkpoint saved."""
     if not isinstance(data, torch.Tensor) or data.ndim < 2 or data.shape[0] == 0:
         raise ValueError(f"data must be a non-empty tensor [M, ...]; got {getattr(data, 'shape', type(data))}")
     if not torch.isfinite(data).all(): raise ValueError("training data contains NaN or inf")
     device = get_device(device)
     out_dir = Path(out_dir) if out_dir is not None else None
-    ckpt_path = out_dir / "ckpt.pt" if out_dir is not None else None
     if resume and out_dir is None: raise ValueError("resume needs out_dir (where the checkpoint lives)")
+    if out_dir is None: return _train(model, data, schedule, cfg, space, None, resume, normalizer, meta, preview_fn,
+                                      snapshot_fracs, snapshot_epochs, callback, device, progress)
+    with run_lock(out_dir):
+        fresh = not (resume and (resume is True or (out_dir / "ckpt.pt").exists()))
+        if fresh and (out_dir / "ckpt.pt").exists():
+            if not overwrite:
+                raise ValueError(f"{out_dir} already holds a run (step {read_checkpoint(out_dir / 'ckpt.pt')['step']}); "
+                                 "continue it with --resume, start over with --overwrite, or use another --out")
+            _clear_run(out_dir)
+        return _train(model, data, schedule, cfg, space, out_dir, resume, normalizer, meta, preview_fn,
+                      snapshot_fracs, snapshot_epochs, callback, device, progress)
 
+def _train(model, data, schedule, cfg, space, out_dir, resume, normalizer, meta, preview_fn, snapshot_fracs,
+           snapshot_epochs, callback, device, progress) -> TrainResult:
+    "The loop of `train` (arguments checked, the run folder locked)."
+    ckpt_path = out_dir / "ckpt.pt" if out_dir is not None else None
     torch.manual_seed(cfg.seed)
     model = model.to(device).train()
     data = data.to(device, torch.float32)
@@ -192,6 +255,7 @@ def train(model: nn.Module, data: torch.Tensor, schedule, cfg: TrainConfig, spac
     mem_snapshots = [dict(s, ema=None) for s in snapshots]  # a resumed run knows earlier snapshots by their files
     bar = _progress_bar(cfg, step, elapsed, progress)
     try:
+      with _StopRequests() as stop:
         while step < budget_steps and elapsed < budget_s:
             t0 = time.perf_counter()
             x0 = data[batch_indices(step, data.shape[0], cfg.batch_size, cfg.seed).to(device)]
@@ -222,6 +286,9 @@ def train(model: nn.Module, data: torch.Tensor, schedule, cfg: TrainConfig, spac
                 save_grid(preview_fn(ema.model, step), out_dir / "samples" / f"step{step:07d}.png")
             if step % cfg.ckpt_every == 0: save()
             if callback is not None: callback(step, history["loss"][-1])
+            if stop.requested:
+                ckpt = save()
+                raise KeyboardInterrupt(f"{stop.requested} at step {step}: " + (f"checkpoint saved to {ckpt}; continue with --resume" if ckpt else "nothing saved (no out_dir)"))
         for p in [p for p in pending if p[0] == "frac"]: snapshot(p)  # a time budget ends between steps: take them now
         ckpt = save(final=True)
     finally:

@@ -127,3 +127,86 @@ def test_render_never_returns_nan_for_accepted_splats():
     assert torch.isfinite(img).all()
     ok = render(s[:, 1:], (28, 28), channels=1, clamp=False)
     assert (img - ok).abs().max() <= s[0, 0, 5:].mean() + 1e-6   # the degenerate splat adds at most its colour, at one pixel
+
+
+def _toy_train(out, **kw):
+    from gaussdiff.diffusion import Schedule
+    from gaussdiff.layers import TinyDenoiser
+    from gaussdiff.train import TrainConfig, train
+    torch.manual_seed(0)
+    cfg = kw.pop("cfg", TrainConfig(budget_steps=20, batch_size=8, warmup_steps=2, ckpt_every=1000, lr=1e-3))
+    data = torch.randn(64, 2, 8, generator=torch.Generator().manual_seed(0))
+    return train(TinyDenoiser(shape=(2, 8), hidden=16, t_dim=8), data, Schedule(10), cfg, space="toy", out_dir=out,
+                 device="cpu", progress=False, **kw)
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path):
+    import signal
+    from gaussdiff.checkpoint import read_checkpoint
+    before = signal.getsignal(signal.SIGINT)
+    ref = _toy_train(tmp_path / "ref")
+    def ctrl_c(step, loss):
+        if step == 7: os.kill(os.getpid(), signal.SIGINT)   # what Ctrl-C or Jupyter's interrupt sends
+    with pytest.raises(KeyboardInterrupt, match="SIGINT at step 7: checkpoint saved"):
+        _toy_train(tmp_path / "b", callback=ctrl_c)
+    assert read_checkpoint(tmp_path / "b" / "ckpt.pt")["step"] == 7   # ckpt_every=1000: only the interrupt saved it
+    res = _toy_train(tmp_path / "b", resume=True)
+    assert all(torch.equal(a, b) for a, b in zip(ref.model.state_dict().values(), res.model.state_dict().values()))
+    assert signal.getsignal(signal.SIGINT) is before   # the handlers were put back
+
+
+def test_a_run_folder_is_locked_and_not_overwritten_by_accident(tmp_path):
+    from gaussdiff.train import run_lock
+    out = tmp_path / "run"
+    _toy_train(out)
+    with pytest.raises(ValueError, match="already holds a run \\(step 20\\).*--resume.*--overwrite"):
+        _toy_train(out)
+    (out / "snapshots").mkdir()
+    (out / "snapshots" / "ema_step0000005.pt").write_bytes(b"old")
+    (out / ".ckpt.pt.abc123.tmp").write_bytes(b"orphan")
+    _toy_train(out, overwrite=True)
+    assert not list(out.glob("snapshots/*.pt")) and not list(out.glob(".*.tmp")) and not (out / ".lock").exists()
+    (out / ".lock").write_text("1")   # pid 1 is alive: another training holds the folder
+    with pytest.raises(ValueError, match="another training \\(pid 1\\)"):
+        _toy_train(out, resume=True)
+    (out / ".lock").write_text("999999999")   # a dead pid: a stale lock is taken over
+    with run_lock(out): assert (out / ".lock").read_text() == str(os.getpid())
+
+
+def test_train_cli_refuses_a_second_run_into_one_folder(tmp_path, capsys):
+    from gaussdiff.recipes import cli
+    base = ["--space", "pixel", "--profile", "smoke", "--n", "8", "--out", str(tmp_path / "r"), "--device", "cpu", "--budget-steps", "2"]
+    assert cli(base) == 0
+    capsys.readouterr()
+    assert cli(base) == 2 and "already holds a run" in capsys.readouterr().err
+    assert cli(base + ["--overwrite"]) == 0
+    capsys.readouterr()
+    assert cli(base + ["--n", "-1"]) == 2 and "--n must be >= 1" in capsys.readouterr().err
+
+
+def test_unwritable_outputs_fail_before_the_work(tmp_path, tmp_data, capsys, monkeypatch):
+    from gaussdiff import cache
+    from gaussdiff.recipes import cli
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    calls = []
+    monkeypatch.setattr(cache, "fit_splats", lambda *a, **k: calls.append(1))
+    assert cli(["--space", "pixel", "--profile", "smoke", "--n", "8", "--out", str(blocker / "run"), "--device", "cpu"]) == 2
+    assert "cannot write to" in capsys.readouterr().err
+    monkeypatch.setenv("GAUSSDIFF_DATA", str(blocker / "data"))
+    with pytest.raises(ValueError, match="cannot (write to|create the data folder)"):
+        encode_dataset("mnist", n=4, n_splats=12, steps=3, progress=False, verbose=False)
+    assert calls == []   # nothing was fitted
+
+
+def test_bad_fit_and_splat_arguments_are_refused():
+    from gaussdiff.data import load_mnist
+    from gaussdiff.fit import DEFAULT_LR, fit_splats
+    from gaussdiff.splats import make_splats
+    x = load_mnist(2, verbose=False)[0]
+    for bad in ({**DEFAULT_LR, "position": float("nan")}, {**DEFAULT_LR, "colour": -1.0}, {"shear": float("inf")}):
+        with pytest.raises(ValueError, match="learning rates|lr lacks"):
+            fit_splats(x, 12, 2, lr=bad, progress=False)
+    for sigma in (0.0, -1.0, float("inf")):
+        with pytest.raises(ValueError, match="finite and > 0"):
+            make_splats([0.5, 0.5], sigma)
