@@ -210,3 +210,16 @@ def test_bad_fit_and_splat_arguments_are_refused():
     for sigma in (0.0, -1.0, float("inf")):
         with pytest.raises(ValueError, match="finite and > 0"):
             make_splats([0.5, 0.5], sigma)
+
+
+def test_data_rebuild_keeps_the_old_cache_when_the_rebuild_fails(tmp_data, capsys, monkeypatch):
+    import numpy as np
+    from gaussdiff import data
+    cache = tmp_data / "sprites_crawl.npz"
+    with open(cache, "wb") as f: np.savez(f, x=np.zeros((3, 32, 32, 3), np.uint8), version=np.array(data.CRAWL_CUT_VERSION))
+    before = cache.read_bytes()
+    def offline(*a, **k): raise FileNotFoundError("crawl-tiles-data could not be downloaded (offline)")
+    monkeypatch.setattr(data, "find_crawl_tiles", offline)
+    assert data.cli(["--rebuild"]) == 2
+    assert "the existing caches were kept" in capsys.readouterr().err
+    assert cache.read_bytes() == before and len(data.load_sprites(verbose=False)) == 3
