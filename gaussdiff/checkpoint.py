@@ -71,6 +71,8 @@ def read_checkpoint(path) -> dict:
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"no checkpoint at {path}: train one first (gaussdiff train ... --out DIR)")
     try: ck = torch.load(path, map_location="cpu", weights_only=True)
+    except PermissionError as e:
+        raise ValueError(f"checkpoint {path} is unreadable ({e}); it was left alone: fix its permissions") from None
     except Exception as e:
         raise ValueError(f"checkpoint {path} is corrupt or not a gaussdiff checkpoint ({type(e).__name__}: {e}); "
                          "delete it and retrain, or resume from an earlier one") from None

@@ -38,6 +38,8 @@ def _load_npz(path: Path, keys: tuple[str, ...]):
     try:
         with np.load(path, allow_pickle=False) as z: out = {k: z[k] for k in keys}
         return out
+    except PermissionError as e:  # someone else's good cache: never rebuild over it
+        raise ValueError(f"cache {path} is unreadable ({e}); it was left alone: fix its permissions or set GAUSSDIFF_DATA") from None
     except Exception as e:
         warnings.warn(f"cache {path} is unreadable ({type(e).__name__}: {e}); rebuilding it")
         return None

@@ -223,3 +223,24 @@ def test_data_rebuild_keeps_the_old_cache_when_the_rebuild_fails(tmp_data, capsy
     assert data.cli(["--rebuild"]) == 2
     assert "the existing caches were kept" in capsys.readouterr().err
     assert cache.read_bytes() == before and len(data.load_sprites(verbose=False)) == 3
+
+
+def test_unreadable_is_not_called_corrupt_and_is_left_alone(tmp_data, monkeypatch):
+    "Root reads every file, so the permission error is simulated; the point is what the loaders do with it."
+    import numpy as np
+    from gaussdiff import data
+    from gaussdiff.checkpoint import read_checkpoint
+    data.load_mnist(8, verbose=False)                     # writes data/mnist_5k.npz
+    cache = tmp_data / "mnist_5k.npz"
+    before = cache.read_bytes()
+    def denied(*a, **k): raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(np, "load", denied)
+    with pytest.raises(ValueError, match="unreadable.*left alone"):
+        data.load_mnist(8, verbose=False)
+    assert cache.read_bytes() == before                   # not rebuilt over another user's cache
+    monkeypatch.setattr(torch, "load", denied)
+    (tmp_data / "ckpt.pt").write_bytes(b"x")
+    with pytest.raises(ValueError, match="unreadable"): read_checkpoint(tmp_data / "ckpt.pt")
+    gp = tmp_data / "g.pt"
+    gp.write_bytes(b"x")
+    with pytest.raises(ValueError, match="unreadable"): load_gir(gp)
