@@ -130,17 +130,20 @@ def _config(r: Recipe, seed: int, budget: dict | None) -> TrainConfig:
     cfg = dataclasses.replace(r.cfg, seed=seed)
     return dataclasses.replace(cfg, **budget) if budget else cfg
 
-def run(space: str, dataset: str = "mnist", profile: str = "auto", out_dir=None, resume: bool | str = False,
+def run(space: str, dataset: str = "mnist", profile: str = "auto", out_dir=None, resume: bool | str = "auto",
         budget: dict | None = None, n: int | None = None, conditioning: str | None = None, device="auto",
         seed: int = 0, preview: bool = True, progress: bool = True, verbose: bool = True, overwrite: bool = True,
         ckpt_every: int | None = None) -> TrainResult:
     """Train the course's model for `space` on `dataset` with the profile's recipe. `budget` replaces the recipe's
     (`{"budget_minutes": m, "budget_steps": s}`); `conditioning` picks a GaussianTransformer variant (chapter 05).
-    The course's run folders are caches (`load_or_train` decides when to replace one), so `overwrite` defaults to True."""
+    The course's run folders are caches (`load_or_train` decides when to replace one), so `overwrite` defaults to True;
+    `resume="auto"` continues an unfinished checkpoint of exactly this run (a crash, a Colab disconnect)."""
     r = recipe(space, dataset, profile)
     out_dir = check_writable_dir(Path(out_dir) if out_dir is not None else run_dir(space, dataset, r.profile, conditioning))
     cfg = _config(r, seed, budget)
     if ckpt_every is not None: cfg = dataclasses.replace(cfg, ckpt_every=ckpt_every)
+    if resume == "auto": resume = _interrupted(out_dir / "ckpt.pt", r, cfg, conditioning, budget is not None)
+    if resume and verbose: print(f"resuming the unfinished run in {out_dir}")
     x, norm, meta = training_data(space, dataset, n if n is not None else r.n, r.n_splats, r.profile, verbose,
                                   gir_features=r.gir_features or "cholesky")
     seed_everything(seed)  # the same seed gives the same initial weights, so runs (and resumes) are reproducible
@@ -175,6 +178,13 @@ def run_differs(ck: dict, r: Recipe, cfg: TrainConfig, conditioning: str | None 
     if model: return f"model config differs ({', '.join(model)})"
     return diffusion_differs(ck, r)
 
+def _interrupted(path: Path, r: Recipe, cfg: TrainConfig, conditioning: str | None, budget: bool) -> bool:
+    "True when `path` holds an unfinished checkpoint of exactly this run: resume it instead of starting over."
+    if not path.exists(): return False
+    try: ck = read_checkpoint(path)
+    except ValueError: return False
+    return not ck.get("finished") and run_differs(dict(ck, finished=True), r, cfg, conditioning, budget) is None
+
 def load_or_train(space: str, dataset: str = "mnist", profile: str = "auto", device="auto", conditioning: str | None = None,
                   budget: dict | None = None, seed: int = 0, tag: str = "", **run_kw):
     """`(model, schedule, normalizer, meta)` of a course run: loaded from its cached, finished checkpoint when that
@@ -186,7 +196,7 @@ def load_or_train(space: str, dataset: str = "mnist", profile: str = "auto", dev
         try:
             why = run_differs(read_checkpoint(path), r, _config(r, seed, budget), conditioning, budget=budget is not None)
             if why is None: return load_checkpoint(path, device)
-            print(f"not reusing the cached run at {path}: {why}; training it again")
+            print(f"not reusing the cached run at {path}: {why}; " + ("continuing it" if why == "it did not finish" else "training it again"))
         except ValueError as e:
             print(f"ignoring cached run at {path}: {e}")
     run(space, dataset, profile, out_dir=out, budget=budget, conditioning=conditioning, device=device, seed=seed, **run_kw)

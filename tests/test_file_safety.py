@@ -244,3 +244,25 @@ def test_unreadable_is_not_called_corrupt_and_is_left_alone(tmp_data, monkeypatc
     gp = tmp_data / "g.pt"
     gp.write_bytes(b"x")
     with pytest.raises(ValueError, match="unreadable"): load_gir(gp)
+
+
+def test_an_interrupted_course_run_is_resumed_not_restarted(tmp_data, monkeypatch):
+    "Issue 16 #3: a Colab disconnect (here: SIGINT at step 7) must not cost the run; run() resumes it by default."
+    import signal
+    from gaussdiff import recipes as R
+    from gaussdiff.checkpoint import read_checkpoint
+    ref = R.run("pixel", "mnist", "smoke", out_dir=tmp_data / "ref", n=8, progress=False, verbose=False, preview=False)
+    real_train = R.train
+    def interrupted(*a, **k):
+        def ctrl_c(step, loss):
+            if step == 7: os.kill(os.getpid(), signal.SIGINT)
+        return real_train(*a, callback=ctrl_c, **k)
+    monkeypatch.setattr(R, "train", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        R.run("pixel", "mnist", "smoke", out_dir=tmp_data / "b", n=8, progress=False, verbose=False, preview=False)
+    monkeypatch.setattr(R, "train", real_train)
+    ck = read_checkpoint(tmp_data / "b" / "ckpt.pt")
+    assert ck["step"] == 7 and not ck["finished"]
+    res = R.run("pixel", "mnist", "smoke", out_dir=tmp_data / "b", n=8, progress=False, verbose=False, preview=False)
+    assert res.step == ref.step and res.history["loss"][:7] == ck["history"]["loss"]
+    assert all(torch.equal(a, b) for a, b in zip(ref.model.state_dict().values(), res.model.state_dict().values()))

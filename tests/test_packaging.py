@@ -44,3 +44,15 @@ def test_imports_are_installed_by_the_course_command(path):
     else: code = ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
     missing = set().union(*(unguarded_imports(c) for c in code)) - _installed_by_course()
     assert not missing, f"{path.name} imports {sorted(missing)} outside try/except, but `make course` does not install them"
+
+
+def test_colab_cells_install_from_one_setting_and_never_prompt():
+    "Issue 16 #8/#9: one configurable source, no git password prompt, a next step on failure; GPU chapters ask Colab for a GPU."
+    gpu_chapters = {"03_fit", "03a_cache", "07_train", "07b_recipes", "08_sample", "09_metrics", "09a_compare", "10_timing"}
+    for nb_path in sorted(NBS.glob("[0-9][0-9]*_*.ipynb")):   # the chapters (index.ipynb is the README)
+        nb = json.loads(nb_path.read_text())
+        colab = [c for c in nb["cells"] if c["cell_type"] == "code" and "google.colab" in "".join(c["source"])]
+        assert len(colab) == 1, f"{nb_path.name}: one Colab install cell"
+        s = "".join(colab[0]["source"])
+        assert "GAUSSDIFF_SOURCE" in s and 'GIT_TERMINAL_PROMPT="0"' in s and "Next step" in s, nb_path.name
+        if nb_path.stem in gpu_chapters: assert nb["metadata"].get("accelerator") == "GPU", f"{nb_path.name}: no GPU metadata"
