@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #fb7c2042
 from __future__ import annotations
-import gzip, os, shutil, subprocess, sys, tempfile, warnings
+import gzip, sys, warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +12,10 @@ import torch
 
 from .core import atomic_path, data_dir
 
+from .atlas import CRAWL_CUT_VERSION, cut_crawl_figures, find_crawl_tiles
+
 # %% auto #0
-__all__ = ['MNIST_5K', 'CRAWL_PKG', 'CRAWL_SUBDIR', 'CRAWL_REGIONS', 'CRAWL_CUT_VERSION', 'DATASETS', 'load_mnist',
-           'find_crawl_tiles', 'atlas_boxes', 'cut_crawl_figures', 'read_sprite_path', 'load_sprites', 'channels_of',
-           'load_images', 'cli']
+__all__ = ['MNIST_5K', 'DATASETS', 'load_mnist', 'read_sprite_path', 'load_sprites', 'channels_of', 'load_images', 'cli']
 
 # %% ../nbs/01_data.ipynb #c3a63532
 def _check_n(n, available: int, name: str):
@@ -109,140 +109,6 @@ def load_mnist(n: int | None = None, split: str = "train", source: str = "auto",
     n = _check_n(n, len(y), f"MNIST {split}")
     if verbose: print(f"[data] {n} MNIST digits from {where}")
     return torch.from_numpy(x[:n].astype(np.float32) / 255.0)[:, None], torch.from_numpy(y[:n].astype(np.int64))
-
-# %% ../nbs/01_data.ipynb #a377b3e4
-CRAWL_PKG = "crawl-tiles-data"
-CRAWL_SUBDIR = Path("usr/share/crawl/dat/tiles")
-
-def find_crawl_tiles(fetch: bool = True, verbose: bool = True) -> Path:
-    "Folder holding the Dungeon Crawl atlases (`player.png`, ...); fetches and unpacks the Debian package if needed."
-    candidates = [os.environ.get("GAUSSDIFF_CRAWL_TILES"), data_dir() / "crawl-tiles" / CRAWL_SUBDIR, Path("/") / CRAWL_SUBDIR]
-    for c in candidates:
-        if c and (Path(c) / "player.png").exists(): return Path(c)
-    if not fetch: raise FileNotFoundError("Dungeon Crawl tiles not found; install them with "
-                                          f"`apt-get download {CRAWL_PKG} && dpkg -x {CRAWL_PKG}_*.deb data/crawl-tiles`")
-    if not (shutil.which("apt-get") and shutil.which("dpkg")):
-        raise FileNotFoundError(f"the Sprites default needs the Debian package {CRAWL_PKG} (apt-get + dpkg not found); "
-                                "pass load_sprites(path=...) a folder of PNGs or an .npy/.npz array instead")
-    dest = data_dir() / "crawl-tiles"
-    with tempfile.TemporaryDirectory() as tmp:
-        if verbose: print(f"[data] fetching {CRAWL_PKG} with apt-get download ...")
-        r = subprocess.run(["apt-get", "download", CRAWL_PKG], cwd=tmp, capture_output=True, text=True)
-        debs = list(Path(tmp).glob(f"{CRAWL_PKG}_*.deb"))
-        if r.returncode != 0 or not debs:
-            raise FileNotFoundError(f"`apt-get download {CRAWL_PKG}` failed ({r.stderr.strip()[-300:]}); run "
-                                    "`apt-get update` once (as root) and retry, or pass path= to load_sprites")
-        staging = Path(tempfile.mkdtemp(dir=data_dir(), prefix=".crawl-tiles."))
-        try:
-            subprocess.run(["dpkg", "-x", str(debs[0]), str(staging)], check=True, capture_output=True)
-            if dest.exists(): shutil.rmtree(dest)
-            os.replace(staging, dest)  # atomic: a half-unpacked folder never takes the final name
-        finally:
-            if staging.exists(): shutil.rmtree(staging, ignore_errors=True)
-    if not (dest / CRAWL_SUBDIR / "player.png").exists(): raise FileNotFoundError(f"{CRAWL_PKG} unpacked without player.png")
-    return dest / CRAWL_SUBDIR
-
-# %% ../nbs/01_data.ipynb #f38f8cab
-# Row ranges of whole figures in the atlases of crawl-tiles-data 0.28 (player.png is 1024×2083). player.png rows
-# 646-806 and 998-1846 hold monsters and characters; rows 806-998 between them hold tentacle segments, and the
-# rows above 646 / below 1846 hold "doll" parts (hair, cloaks, wings, bodies' equipment). main.png rows 0-689 hold
-# whole items; below them come corpses (figures with a cut), spell effects and clouds.
-CRAWL_REGIONS = {"player.png": ((1024, 2083), [(646, 806), (998, 1846)]),
-                 "main.png": ((1024, 1000), [(0, 689)])}
-CRAWL_CUT_VERSION = 2  # bump when the cutter changes, so old caches are rebuilt
-
-def _dp_cuts(alpha: np.ndarray, max_len: int = 32, cut_cost: float = 2.0) -> list[int]:
-    "Cuts `0=c0<...<ck=len(alpha)` (pieces ≤ `max_len` rows) that break the fewest touching pixel pairs."
-    L = len(alpha)
-    contact = np.r_[0, (alpha[1:] & alpha[:-1]).sum(1), 0].astype(np.float64)  # contact[y]: rows y-1 and y both set
-    best = np.full(L + 1, np.inf)
-    best[0] = 0
-    prev = np.zeros(L + 1, np.int64)
-    for y in range(1, L + 1):  # best[y]: cheapest way to cut rows [0, y); cut_cost prefers fewer, taller pieces
-        lo = max(0, y - max_len)
-        c = best[lo:y] + contact[y] + cut_cost
-        j = int(np.argmin(c))
-        best[y], prev[y] = c[j], lo + j
-    cuts = [L]
-    while cuts[-1] > 0: cuts.append(int(prev[cuts[-1]]))
-    return cuts[::-1]
-
-def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
-    "`(start, stop)` of each run of True in a 1D bool array."
-    d = np.diff(np.r_[0, flags.astype(np.int8), 0])
-    return list(zip(np.nonzero(d == 1)[0].tolist(), np.nonzero(d == -1)[0].tolist()))
-
-def atlas_boxes(alpha: np.ndarray, rows=None, size: int = 32) -> list[tuple[int, int, int, int]]:
-    "Tile boxes `(top, bottom, left, right)` in an atlas' alpha mask: bands ≤ `size` high, then columns in each band."
-    cuts = _dp_cuts(alpha, size)
-    boxes = []
-    for a, b in zip(cuts[:-1], cuts[1:]):
-        if rows is not None and not any(r0 <= a and b <= r1 for r0, r1 in rows): continue
-        band = alpha[a:b]
-        for s, e in _runs(band.any(0)):  # empty columns always separate tiles ...
-            xs = _dp_cuts(band[:, s:e].T, size) if e - s > size else [0, e - s]  # ... touching ones need the DP
-            for c0, c1 in zip(xs[:-1], xs[1:]):
-                m = band[:, s + c0:s + c1]
-                r, c = np.nonzero(m.any(1))[0], np.nonzero(m.any(0))[0]
-                if len(r): boxes.append((a + int(r[0]), a + int(r[-1]) + 1, s + c0 + int(c[0]), s + c0 + int(c[-1]) + 1))
-    return boxes
-
-# %% ../nbs/01_data.ipynb #0b9199f7
-def _reject_reason(rgba: np.ndarray, min_pixels: int = 100, min_extent: int = 14, min_core: int = 12,
-                   min_bright: float = 0.15, cut_frac: float = 0.6, max_part: float = 0.25) -> str | None:
-    "Why a cut-out tile is not a clean whole figure (None when it is)."
-    m = rgba[..., 3] > 0
-    n = int(m.sum())
-    if n < min_pixels or max(m.shape) < min_extent: return "small"      # overlay glyphs, specks
-    from scipy import ndimage
-    core = ndimage.binary_erosion(np.pad(m, 2), np.ones((3, 3)), iterations=2).sum()
-    if core < min_core: return "thin"                                   # lines: tentacles, arrows, staves
-    v = rgba[..., :3][m].max(-1) / 255  # brightness of each opaque pixel
-    if v.mean() < min_bright or np.percentile(v, 95) < 2 * min_bright: return "dark"  # invisible on black
-    sides = [m[0].mean(), m[-1].mean(), m[:, 0].mean(), m[:, -1].mean()]
-    if sum(s > cut_frac for s in sides) >= 2: return "cut"              # straight cut edges: part of a bigger tile
-    sizes = np.sort(np.bincount(ndimage.label(m, np.ones((3, 3)))[0].ravel())[1:])
-    if len(sizes) > 1 and sizes[-2] >= max_part * n: return "parts"     # two big separate pieces: stacked tiles
-    return None
-
-def _centre_box(rgba: np.ndarray, size: int = 32) -> np.ndarray:
-    "An RGBA crop, premultiplied by alpha and centred on a black `size`×`size` RGB canvas."
-    rgb = rgba[..., :3].astype(np.float32) * (rgba[..., 3:4].astype(np.float32) / 255.0)
-    out = np.zeros((size, size, 3), np.uint8)
-    h, w = rgb.shape[:2]
-    oy, ox = (size - h) // 2, (size - w) // 2
-    out[oy:oy + h, ox:ox + w] = rgb.round().astype(np.uint8)
-    return out
-
-def _near_duplicates(x: np.ndarray, tol: float = 0.04) -> np.ndarray:
-    "Keep-mask dropping every sprite within RMS `tol` (on 16×16 averages, [0,1] scale) of an earlier kept one."
-    v = x.reshape(len(x), 16, 2, 16, 2, 3).mean((2, 4)).reshape(len(x), -1) / 255.0
-    sq = (v ** 2).sum(1)
-    d2 = (sq[:, None] + sq[None] - 2 * v @ v.T) / v.shape[1]
-    keep = np.ones(len(x), bool)
-    for i in range(len(x)):
-        if keep[i]: keep[i + 1:] &= ~(d2[i, i + 1:] < tol ** 2)
-    return keep
-
-# %% ../nbs/01_data.ipynb #59a398f7
-def cut_crawl_figures(tiles_dir, size: int = 32, return_rejects: bool = False):
-    "Whole figures from the Dungeon Crawl atlases as uint8 `[B,size,size,3]` (monsters first, then items)."
-    from PIL import Image
-    figs, rejects = [], {}
-    for name, (shape, rows) in CRAWL_REGIONS.items():
-        rgba = np.array(Image.open(Path(tiles_dir) / name).convert("RGBA"))
-        if rgba.shape[:2] != shape[::-1]:
-            warnings.warn(f"{name} is {rgba.shape[1]}×{rgba.shape[0]}, not the {shape[0]}×{shape[1]} atlas the row "
-                          "ranges were read from; cutting the whole atlas (check the sprite grid)")
-            rows = None
-        for a, b, l, r in atlas_boxes(rgba[..., 3] > 0, rows, size):
-            crop = rgba[a:b, l:r]
-            why = _reject_reason(crop)
-            (rejects.setdefault(why, []) if why else figs).append(_centre_box(crop, size))
-    figs = np.stack(figs)
-    figs = figs[_near_duplicates(figs)]
-    if return_rejects: return figs, {k: np.stack(v) for k, v in rejects.items()}
-    return figs
 
 # %% ../nbs/01_data.ipynb #c761d882
 def _to_8bit(img):

@@ -4,8 +4,10 @@ import pytest
 import torch
 from PIL import Image
 
+import gaussdiff.atlas as A
 import gaussdiff.data as D
-from gaussdiff.data import CRAWL_CUT_VERSION, atlas_boxes, find_crawl_tiles, load_mnist, load_sprites
+from gaussdiff.atlas import CRAWL_CUT_VERSION, atlas_boxes, find_crawl_tiles
+from gaussdiff.data import load_mnist, load_sprites
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +107,7 @@ def test_data_cli(tmp_tiles, capsys):
 
 def test_missing_tiles_without_fetch(tmp_data, monkeypatch):
     monkeypatch.setenv("GAUSSDIFF_CRAWL_TILES", str(tmp_data / "nowhere"))
-    monkeypatch.setattr(D, "CRAWL_SUBDIR", D.Path("no/such/tiles"))
+    monkeypatch.setattr(A, "CRAWL_SUBDIR", A.Path("no/such/tiles"))
     with pytest.raises(FileNotFoundError, match="apt-get download"): find_crawl_tiles(fetch=False)
 
 
@@ -134,16 +136,16 @@ def test_atlas_boxes_splits_touching_tiles():
 def test_cut_filters_and_dedup():
     blob = np.zeros((20, 20, 4), np.uint8)
     blob[..., 3] = 255 * _ellipse(20, 20, 9.5, 9.5, 9.5, 9.5); blob[..., 0] = 200
-    assert D._reject_reason(blob) is None
+    assert A._reject_reason(blob) is None
     line = np.zeros((20, 20, 4), np.uint8); line[np.arange(20), np.arange(20)] = 255
-    assert D._reject_reason(line) in ("thin", "small")
+    assert A._reject_reason(line) in ("thin", "small")
     dark = blob.copy(); dark[..., :3] = 5
-    assert D._reject_reason(dark) == "dark"
+    assert A._reject_reason(dark) == "dark"
     square = np.full((20, 20, 4), 255, np.uint8)
-    assert D._reject_reason(square) == "cut"
-    x = np.stack([D._centre_box(blob)] * 2 + [D._centre_box(blob[:, :12])])
+    assert A._reject_reason(square) == "cut"
+    x = np.stack([A._centre_box(blob)] * 2 + [A._centre_box(blob[:, :12])])
     assert x.shape == (3, 32, 32, 3) and x[0, 0, 0].tolist() == [0, 0, 0]
-    assert D._near_duplicates(x).tolist() == [True, False, True]
+    assert A._near_duplicates(x).tolist() == [True, False, True]
 
 
 # --- Sprites from a user's path -------------------------------------------------------------------------------
