@@ -16,15 +16,14 @@ from .transformer import GaussianTransformer, transformer_flops
 from .unet import PixelUNet, unet_flops
 
 # %% auto #0
-__all__ = ['PRESETS', 'NAMES', 'DEFAULT_STEPS', 'DDIM_STEPS', 'MODES', 'PAPER', 'FLOP_CONVENTION', 'bench_model',
-           'example_inputs', 'model_flops', 'skip_reason', 'precision', 'make_step', 'time_calls', 'time_step',
-           'end_to_end', 'bench_models', 'cli', 'table2']
+__all__ = ['PRESETS', 'NAMES', 'DDIM_STEPS', 'MODES', 'PAPER', 'FLOP_CONVENTION', 'bench_model', 'example_inputs', 'model_flops',
+           'skip_reason', 'precision', 'make_step', 'time_calls', 'time_step', 'end_to_end', 'bench_models', 'cli',
+           'table2']
 
 # %% ../nbs/10_timing.ipynb #eecefd13
 PRESETS = ("paper", "cpu", "smoke")
-NAMES = {"gt": "GaussianTransformer", "unet": "U-Net (pixel)"}
-DEFAULT_STEPS = {"gt": SAMPLING_STEPS["gir"], "unet": SAMPLING_STEPS["pixel"]}  # the paper's sampling steps (DDPM)
-DDIM_STEPS = {"gt": (100, 50, 25), "unet": (50,)}   # DDIM rows: same ms/step, fewer steps
+NAMES = {"gir": "GaussianTransformer", "pixel": "U-Net (pixel)"}
+DDIM_STEPS = {"gir": (100, 50, 25), "pixel": (50,)}   # DDIM rows: same ms/step, fewer steps
 MODES = {  # label -> what it runs (every mode: eval mode, no autograd, the same random weights)
     "fp32": "float32, TF32 off (the paper's text: 'standard float32 precision')",
     "tf32": "float32 weights, TF32 tensor-core matmuls and convolutions",
@@ -33,8 +32,8 @@ MODES = {  # label -> what it runs (every mode: eval mode, no autograd, the same
     "cuda-graphs": "bf16-autocast, the eager forward captured once as a CUDA graph and replayed",
 }
 PAPER = dict(device="NVIDIA A100-40GB", batch=32, precision="text: float32; Table 2 footnote: FP16/TF32 mixed precision",
-             gt=dict(params_M=40, gflops=4.0, ms_per_step=1.2, steps=200, total_s=0.24),
-             unet=dict(params_M=38, gflops=11.4, ms_per_step=5.4, steps=1000, total_s=5.4),
+             gir=dict(params_M=40, gflops=4.0, ms_per_step=1.2, steps=200, total_s=0.24),
+             pixel=dict(params_M=38, gflops=11.4, ms_per_step=5.4, steps=1000, total_s=5.4),
              flops_ratio=2.8, per_step_speedup=4.5, total_speedup=22)
 FLOP_CONVENTION = ("2 FLOPs per multiply-add of matmuls, convolutions and the attention products, per image, one forward "
                    "pass (FlopCounterMode, SDPA on the MATH backend, on the meta device); norms/activations not counted")
@@ -47,17 +46,17 @@ def _check_preset(preset):
     if preset not in PRESETS: raise ValueError(f"unknown preset {preset!r}: use one of {PRESETS}")
 
 def bench_model(kind: str, preset: str = "paper", device="cpu", channels: int = 3) -> torch.nn.Module:
-    "The GaussianTransformer (`kind='gt'`) or pixel U-Net (`'unet'`) at `preset`, eval mode, input checks off."
+    "The GaussianTransformer (`kind='gir'`) or pixel U-Net (`'pixel'`) at `preset`, eval mode, input checks off."
     _check_preset(preset)
-    if kind == "gt": cls, kw = GaussianTransformer, {}
-    elif kind == "unet": cls, kw = PixelUNet, dict(channels=channels)
-    else: raise ValueError(f"unknown model {kind!r}: use 'gt' or 'unet'")
+    if kind == "gir": cls, kw = GaussianTransformer, {}
+    elif kind == "pixel": cls, kw = PixelUNet, dict(channels=channels)
+    else: raise ValueError(f"unknown model {kind!r}: use 'gir' or 'pixel'")
     with torch.device(device): return getattr(cls, preset)(check_inputs=False, **kw).eval()
 
 def example_inputs(kind: str, batch: int, device="cpu", n_splats: int = 150, channels: int = 3, seed: int = 0):
     "A random noisy batch `x` and timesteps `t [batch]` of the shape each model eats."
     g = torch.Generator().manual_seed(seed)
-    shape = (batch, n_splats, 8) if kind == "gt" else (batch, channels, 32, 32)
+    shape = (batch, n_splats, 8) if kind == "gir" else (batch, channels, 32, 32)
     return torch.randn(shape, generator=g).to(device), torch.randint(0, 1000, (batch,), generator=g).to(device)
 
 @functools.lru_cache(maxsize=None)
@@ -66,7 +65,7 @@ def model_flops(kind: str, preset: str = "paper", n_splats: int = 150, channels:
     m = bench_model(kind, preset, "meta", channels)
     x, t = example_inputs(kind, 1, "meta", n_splats, channels)
     measured = count_flops(m, x, t)
-    analytic = transformer_flops(m, n_splats) if kind == "gt" else unet_flops(m)
+    analytic = transformer_flops(m, n_splats) if kind == "gir" else unet_flops(m)
     return dict(params=count_params(m), gflops=measured / 1e9, gflops_analytic=analytic / 1e9)
 
 # %% ../nbs/10_timing.ipynb #00f51be4
@@ -161,14 +160,14 @@ def end_to_end(model, kind: str, batch: int, sampler: str = "ddpm", steps: int |
     """Wall time of sampling a batch of `batch` with `model` in `steps` (default: the paper's) steps of `sampler`.
     With `max_steps` < steps the same sampler runs `max_steps` steps and the total is extrapolated (every step is one
     forward pass plus the update, whatever its timestep)."""
-    steps = DEFAULT_STEPS[kind] if steps is None else steps
+    steps = SAMPLING_STEPS[kind] if steps is None else steps
     _check_int("batch", batch, 1)
     _check_int("steps", steps, 1)
     if max_steps is not None: _check_int("max_steps", max_steps, 1)
     run = steps if max_steps is None else min(steps, max_steps)
     device = next(model.parameters()).device
     if skip_reason(mode, device): raise ValueError(skip_reason(mode, device))
-    shape = (batch, n_splats, 8) if kind == "gt" else (batch, channels, 32, 32)
+    shape = (batch, n_splats, 8) if kind == "gir" else (batch, channels, 32, 32)
     sched = Schedule(T=model.T)
     gen = torch.Generator(device=device) if device.type == "cuda" else torch.Generator()
     gen.manual_seed(seed)
@@ -183,12 +182,12 @@ def end_to_end(model, kind: str, batch: int, sampler: str = "ddpm", steps: int |
                 measured_s=wall, s_per_step=wall / run, total_s=wall / run * steps)
 
 # %% ../nbs/10_timing.ipynb #4351d616
-def _ratios(gt: dict, unet: dict) -> list[dict]:
+def _ratios(gir: dict, pixel: dict) -> list[dict]:
     "U-Net/GT total time for every pairing of (sampler, steps): the paper's pairing first."
-    pairs = [("ddpm", DEFAULT_STEPS["gt"])] + [("ddim", k) for k in DDIM_STEPS["gt"]]
-    upairs = [("ddpm", DEFAULT_STEPS["unet"])] + [("ddim", k) for k in DDIM_STEPS["unet"]]
-    return [dict(mode=gt["mode"], gt=f"{s} {k}", unet=f"{us} {uk}", gt_s=gt["ms_per_step"] * k / 1e3,
-                 unet_s=unet["ms_per_step"] * uk / 1e3, ratio=(unet["ms_per_step"] * uk) / (gt["ms_per_step"] * k))
+    pairs = [("ddpm", SAMPLING_STEPS["gir"])] + [("ddim", k) for k in DDIM_STEPS["gir"]]
+    upairs = [("ddpm", SAMPLING_STEPS["pixel"])] + [("ddim", k) for k in DDIM_STEPS["pixel"]]
+    return [dict(mode=gir["mode"], gir=f"{s} {k}", pixel=f"{us} {uk}", gir_s=gir["ms_per_step"] * k / 1e3,
+                 pixel_s=pixel["ms_per_step"] * uk / 1e3, ratio=(pixel["ms_per_step"] * uk) / (gir["ms_per_step"] * k))
             for s, k in pairs for us, uk in upairs]
 
 # %% ../nbs/10_timing.ipynb #4eace792
@@ -254,7 +253,7 @@ def bench_models(preset: str = "paper", device="auto", batch: int = 32, modes="a
                        gflops_per_image_step=f["gflops"], ms_per_step=round(ms, 4), ms_min=round(r["ms_min"], 4),
                        ms_all=r["ms_all"], ms_per_image_step=round(ms / batch, 5),
                        tflops_achieved=round(f["gflops"] * batch / ms, 4),  # GFLOP/ms = TFLOP/s
-                       steps=DEFAULT_STEPS[kind], total_s=round(ms * DEFAULT_STEPS[kind] / 1e3, 5),
+                       steps=SAMPLING_STEPS[kind], total_s=round(ms * SAMPLING_STEPS[kind] / 1e3, 5),
                        ddim_total_s={str(k): round(ms * k / 1e3, 5) for k in DDIM_STEPS[kind]})
             if "cpu_ms" in r: row["cpu_ms_per_step"] = round(r["cpu_ms"], 3)
             res["rows"].append(row)
@@ -262,7 +261,7 @@ def bench_models(preset: str = "paper", device="auto", batch: int = 32, modes="a
         for mode in [m for m in ("fp32", "bf16-autocast") if m in mode_list and not reasons[m]]:
             row = next((r for r in res["rows"] if r["model"] == kind and r["mode"] == mode), None)
             if row is None: continue  # the mode failed above; its reason is in res["skipped"]
-            for sampler, steps in [("ddpm", DEFAULT_STEPS[kind]), ("ddim", min(DDIM_STEPS[kind]))]:
+            for sampler, steps in [("ddpm", SAMPLING_STEPS[kind]), ("ddim", min(DDIM_STEPS[kind]))]:
                 if bar is not None:
                     bar.set_postfix_str(f"sampling {kind} {sampler} {mode}")
                     bar.update(mode == "fp32")
@@ -273,11 +272,11 @@ def bench_models(preset: str = "paper", device="auto", batch: int = 32, modes="a
     del models
     if bar is not None: bar.close()
     by = {(r["model"], r["mode"]): r for r in res["rows"]}
-    both = [m for m in mode_list if ("gt", m) in by and ("unet", m) in by]
+    both = [m for m in mode_list if ("gir", m) in by and ("pixel", m) in by]
     for mode in both: res["ratios"] += [{k: round(v, 4) if isinstance(v, float) else v for k, v in d.items()}
-                                        for d in _ratios(by["gt", mode], by["unet", mode])]
-    paper_pair = [r for r in res["ratios"] if r["gt"] == f"ddpm {DEFAULT_STEPS['gt']}" and r["unet"] == f"ddpm {DEFAULT_STEPS['unet']}"]
-    res["summary"] = dict(per_step_ratio={m: round(by["unet", m]["ms_per_step"] / by["gt", m]["ms_per_step"], 3) for m in both},
+                                        for d in _ratios(by["gir", mode], by["pixel", mode])]
+    paper_pair = [r for r in res["ratios"] if r["gir"] == f"ddpm {SAMPLING_STEPS['gir']}" and r["pixel"] == f"ddpm {SAMPLING_STEPS['pixel']}"]
+    res["summary"] = dict(per_step_ratio={m: round(by["pixel", m]["ms_per_step"] / by["gir", m]["ms_per_step"], 3) for m in both},
                           total_ratio={r["mode"]: r["ratio"] for r in paper_pair},
                           best_total_ratio=max((r["ratio"] for r in paper_pair), default=None),
                           meets_paper_22x=any(r["ratio"] >= 22 for r in paper_pair),
@@ -336,7 +335,7 @@ def table2(result: dict, mode: str = "fp32") -> list[dict]:
         r, p = rows[kind], PAPER[kind]
         out.append(dict(source=ours, model=NAMES[kind], params_M=round(r["params"] / 1e6, 1), gflops=round(r["gflops_per_image_step"], 2),
                         ms_per_step=round(r["ms_per_step"], 3), steps=r["steps"], total_s=round(r["total_s"], 3),
-                        ratio=round(r["total_s"] / rows["gt"]["total_s"], 2)))
+                        ratio=round(r["total_s"] / rows["gir"]["total_s"], 2)))
         out.append(dict(source=paper, model=NAMES[kind], params_M=p["params_M"], gflops=p["gflops"], ms_per_step=p["ms_per_step"],
-                        steps=p["steps"], total_s=p["total_s"], ratio=round(p["total_s"] / PAPER["gt"]["total_s"], 2)))
+                        steps=p["steps"], total_s=p["total_s"], ratio=round(p["total_s"] / PAPER["gir"]["total_s"], 2)))
     return out

@@ -22,14 +22,14 @@ def test_schema_and_machine(res):
               "models", "rows", "skipped", "ratios", "end_to_end", "summary", "paper", "wall_s"):
         assert k in res, k
     assert res["device"] == "cpu" and res["torch"] == torch.__version__ and res["threads"] >= 1
-    assert res["paper"]["total_speedup"] == 22 and res["paper"]["gt"]["gflops"] == 4.0
+    assert res["paper"]["total_speedup"] == 22 and res["paper"]["gir"]["gflops"] == 4.0
     json.loads(json.dumps(res))  # JSON-ready
 
 
 def test_rows_values(res):
     rows = {(r["model"], r["mode"]): r for r in res["rows"]}
-    assert set(rows) == {("gt", "fp32"), ("unet", "fp32")}  # the CPU runs fp32 only
-    gt, unet = rows["gt", "fp32"], rows["unet", "fp32"]
+    assert set(rows) == {("gir", "fp32"), ("pixel", "fp32")}  # the CPU runs fp32 only
+    gt, unet = rows["gir", "fp32"], rows["pixel", "fp32"]
     assert gt["steps"] == 200 and unet["steps"] == 1000
     for r in (gt, unet):
         assert r["ms_per_step"] > 0 and r["ms_min"] <= r["ms_per_step"] and len(r["ms_all"]) == 2
@@ -40,20 +40,20 @@ def test_rows_values(res):
     assert ratio == pytest.approx(unet["total_s"] / gt["total_s"], rel=1e-2)
     assert res["summary"]["per_step_ratio"]["fp32"] == pytest.approx(unet["ms_per_step"] / gt["ms_per_step"], rel=1e-2)
     assert res["summary"]["meets_paper_22x"] == (ratio >= 22)
-    paper_pair = [r for r in res["ratios"] if r["gt"] == "ddpm 200" and r["unet"] == "ddpm 1000"]
+    paper_pair = [r for r in res["ratios"] if r["gir"] == "ddpm 200" and r["pixel"] == "ddpm 1000"]
     assert len(paper_pair) == 1 and paper_pair[0]["ratio"] == pytest.approx(ratio, rel=1e-3)
-    assert any(r["gt"] == "ddim 25" for r in res["ratios"]) and any(r["unet"] == "ddim 50" for r in res["ratios"])
+    assert any(r["gir"] == "ddim 25" for r in res["ratios"]) and any(r["pixel"] == "ddim 50" for r in res["ratios"])
 
 
 def test_skipped_modes_have_reasons(res):
     if torch.cuda.is_available(): pytest.skip("CPU-only expectation")
     skipped = {(s["model"], s["mode"]) for s in res["skipped"]}
-    assert skipped == {(k, m) for k in ("gt", "unet") for m in B.MODES if m != "fp32"}
+    assert skipped == {(k, m) for k in ("gir", "pixel") for m in B.MODES if m != "fp32"}
     assert all("CUDA" in s["reason"] for s in res["skipped"])
 
 
 def test_flops_match_count_flops(res):
-    for kind, m, x in [("gt", GaussianTransformer.smoke(), torch.randn(1, 150, 8)), ("unet", PixelUNet.smoke(), torch.randn(1, 3, 32, 32))]:
+    for kind, m, x in [("gir", GaussianTransformer.smoke(), torch.randn(1, 150, 8)), ("pixel", PixelUNet.smoke(), torch.randn(1, 3, 32, 32))]:
         info = res["models"][kind]
         assert info["params"] == count_params(m)
         assert info["gflops"] == pytest.approx(count_flops(m.eval(), x, torch.zeros(1, dtype=torch.long)) / 1e9, rel=1e-3)
@@ -62,14 +62,14 @@ def test_flops_match_count_flops(res):
 
 def test_paper_preset_counts():
     "The paper presets counted on the meta device (instant): 55.3M / 15.6 GFLOPs and 35.7M / 12.4 GFLOPs."
-    gt, unet = B.model_flops("gt", "paper"), B.model_flops("unet", "paper")
+    gt, unet = B.model_flops("gir", "paper"), B.model_flops("pixel", "paper")
     assert gt["params"] / 1e6 == pytest.approx(55.3, abs=0.1) and gt["gflops"] == pytest.approx(15.56, abs=0.05)
     assert unet["params"] / 1e6 == pytest.approx(35.7, abs=0.1) and unet["gflops"] == pytest.approx(12.4, abs=0.1)
 
 
 def test_end_to_end_rows(res):
     e2e = res["end_to_end"]
-    assert {(e["model"], e["sampler"]) for e in e2e} == {("gt", "ddpm"), ("gt", "ddim"), ("unet", "ddpm"), ("unet", "ddim")}
+    assert {(e["model"], e["sampler"]) for e in e2e} == {("gir", "ddpm"), ("gir", "ddim"), ("pixel", "ddpm"), ("pixel", "ddim")}
     for e in e2e:
         assert e["steps_run"] == 3 and e["extrapolated"] and e["measured_s"] > 0
         assert e["total_s"] == pytest.approx(e["measured_s"] / 3 * e["steps"], rel=1e-2)
@@ -78,7 +78,7 @@ def test_end_to_end_rows(res):
 
 def test_per_step_times_steps_predicts_sampling(one_torch_thread):
     "Loose: sampling 20 steps costs about 20 forward steps (the sampler's update is cheap), within 10×."
-    for kind in ("gt", "unet"):
+    for kind in ("gir", "pixel"):
         m = B.bench_model(kind, "smoke")
         x, t = B.example_inputs(kind, 2)
         ms = B.time_step(m, x, t, repeats=5, warmup=2)["ms"]
@@ -126,7 +126,7 @@ def test_cli_bad_args(args, msg, capsys):
 
 
 def test_api_errors():
-    m = B.bench_model("gt", "smoke"); x, t = B.example_inputs("gt", 2)
+    m = B.bench_model("gir", "smoke"); x, t = B.example_inputs("gir", 2)
     with pytest.raises(ValueError, match="repeats"): B.time_step(m, x, t, repeats=0)
     with pytest.raises(ValueError, match="unknown mode"): B.time_step(m, x, t, mode="fp8")
     with pytest.raises(ValueError, match="unknown model"): B.bench_model("vae", "smoke")
