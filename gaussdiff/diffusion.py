@@ -10,8 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .splats import COV, check_splats, render
-from .splats import covariance_to_cov_params
+from .splats import COV, check_splats, covariance_to_cov_params, render
 
 # %% auto #0
 __all__ = ['SCHEDULE_KINDS', 'SAMPLING_STEPS', 'LOG_SCALE_RANGE', 'SHEAR_LIMIT', 'VALUE_LIMIT', 'GIR_FEATURES', 'SHAPE_V_LIMIT',

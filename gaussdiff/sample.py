@@ -4,19 +4,17 @@
 
 # %% ../nbs/08_sample.ipynb #f1986be1
 from __future__ import annotations
-import argparse, math, os
+import argparse, math
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .core import atomic_path, get_device, save_grid
+from .core import atomic_path, check_writable_dir, get_device, make_grid, save_grid
 from .checkpoint import gir_features_of, load_checkpoint
 from .diffusion import decode_gir, gir_to_splats, model_to_pixels, renderable
-from .splats import covariance_to_cov_params
+from .splats import covariance_to_cov_params, render
 from .unet import crop_from_32
-from .core import make_grid
-from .splats import render
 
 # %% auto #0
 __all__ = ['SAMPLE_FORMATS', 'timesteps_for', 'clip_x0', 'ddpm_step', 'ddim_step', 'sample', 'default_clip', 'decode',
@@ -251,13 +249,12 @@ def edit_widget(splats: torch.Tensor, size=(28, 28), min_amplitude: float = 0.05
 SAMPLE_FORMATS = (".png", ".npz")  # a grid to look at, or the images themselves (the ADM evaluation convention)
 
 def check_sample_path(path) -> Path:
-    "A writable `.png` or `.npz` output path, checked before any sampling (so a typo costs nothing)."
+    "A `.png` or `.npz` output path in a writable folder (`core.check_writable_dir`), checked before any sampling."
     path = Path(path)
     if path.is_dir(): raise ValueError(f"--out {path} is a folder: give a file name ending in .png or .npz")
     if path.suffix.lower() not in SAMPLE_FORMATS:
         raise ValueError(f"--out must end in .png (a grid) or .npz (uint8 NHWC images under arr_0), got {path.name!r}")
-    parent = next((q for q in [path.parent, *path.parent.parents] if q.exists()), Path("."))
-    if not os.access(parent, os.W_OK): raise ValueError(f"cannot write {path}: {parent} is not writable")
+    check_writable_dir(path.parent)
     return path
 
 def save_samples(images: torch.Tensor, path, nrow: int = 8) -> Path:
