@@ -49,8 +49,11 @@ def class_path(obj) -> str:
     return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 def schedule_info(schedule) -> dict:
-    "The noise schedule as plain numbers: what a checkpoint stores and compares."
-    return {"T": int(schedule.T), "kind": str(getattr(schedule, "kind", "linear"))}
+    "The noise schedule as plain numbers: what a checkpoint stores and compares (ε-prediction, unweighted: just T and kind)."
+    info = {"T": int(schedule.T), "kind": str(getattr(schedule, "kind", "linear"))}
+    if getattr(schedule, "prediction", "eps") != "eps": info["prediction"] = schedule.prediction
+    if getattr(schedule, "min_snr_gamma", None): info["min_snr_gamma"] = float(schedule.min_snr_gamma)
+    return info
 
 def make_checkpoint(model, ema, opt, lr_sched, scaler, config: dict, space: str, schedule, normalizer, meta: dict,
                     step: int, elapsed: float, history: dict | None, finished: bool, with_optimizer: bool = True) -> dict:
@@ -108,7 +111,8 @@ def build_model(ck: dict) -> nn.Module:
 
 def build_schedule(ck: dict) -> Schedule:
     "The noise schedule a checkpoint was trained with."
-    return Schedule(T=ck["schedule"]["T"], kind=ck["schedule"]["kind"])
+    s = ck["schedule"]
+    return Schedule(T=s["T"], kind=s["kind"], prediction=s.get("prediction", "eps"), min_snr_gamma=s.get("min_snr_gamma"))
 
 def build_normalizer(ck: dict) -> GIRNormalizer | None:
     "The GIR normaliser stored in a checkpoint (None for pixel models)."

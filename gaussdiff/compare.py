@@ -13,6 +13,7 @@ from .core import atomic_path, check_images, cpu_threads
 from .data import load_mnist, load_sprites
 from .metrics import classifier_metrics, get_classifier, pixel_kid
 from .recipes import recipe, training_data
+from .train import BUDGETS
 from .sample import decode, generate, load_samples
 
 # %% auto #0
@@ -39,7 +40,7 @@ VARIANTS = {"pixel U-Net": ("pixel", None, "recipe"), "GIR FiLM": ("gir", "film"
 
 def budget_of(config: dict) -> dict:
     "The budget fields of a stored TrainConfig."
-    return {k: config.get(k) for k in ("budget_minutes", "budget_steps")}
+    return {k: config.get(k) for k in BUDGETS if config.get(k) is not None}
 
 def evaluate_sampler(model, schedule, normalizer, meta: dict, reference, classifier=None, n: int = 64,
                      sampler: str = "ddpm", steps: int | None = None, seed: int = 0, batch_size: int = 256, **kid_kw):

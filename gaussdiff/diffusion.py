@@ -8,14 +8,13 @@ import contextlib, io, math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .splats import COV, check_splats, covariance_to_cov_params, render
 
 # %% auto #0
-__all__ = ['SCHEDULE_KINDS', 'SAMPLING_STEPS', 'LOG_SCALE_RANGE', 'SHEAR_LIMIT', 'VALUE_LIMIT', 'GIR_FEATURES', 'SHAPE_V_LIMIT',
-           'SHAPE_SIZE_RANGE', 'linear_betas', 'cosine_betas', 'Schedule', 'GIRNormalizer', 'renderable',
-           'gir_to_splats', 'decode_gir', 'pixels_to_model', 'model_to_pixels', 'to_shape_features',
+__all__ = ['SCHEDULE_KINDS', 'SAMPLING_STEPS', 'PREDICTIONS', 'LOG_SCALE_RANGE', 'SHEAR_LIMIT', 'VALUE_LIMIT', 'GIR_FEATURES',
+           'SHAPE_V_LIMIT', 'SHAPE_SIZE_RANGE', 'linear_betas', 'cosine_betas', 'Schedule', 'GIRNormalizer',
+           'renderable', 'gir_to_splats', 'decode_gir', 'pixels_to_model', 'model_to_pixels', 'to_shape_features',
            'from_shape_features', 'noise_explorer']
 
 # %% ../nbs/04_noise.ipynb #b5ba7ac6
@@ -36,20 +35,29 @@ def cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Ten
 SAMPLING_STEPS = {"gir": 200, "pixel": 1000}  # the paper: GIRs diffused over T = 200 steps, pixels over 1000
 
 # %% ../nbs/04_noise.ipynb #ecb3307a
+PREDICTIONS = ("eps", "x0", "v")  # what the network outputs: the noise, the clean sample, or v = √ᾱ ε − √(1−ᾱ) x0
+
 class Schedule:
-    "A DDPM noise schedule: `betas`, `alphas`, `alphas_cumprod` (float32, length T), the closed form `q_sample` and the training `loss`."
-    def __init__(self, T: int = 1000, kind: str = "linear"):
+    """A DDPM noise schedule: `betas`, `alphas`, `alphas_cumprod` (float32, length T), the closed form `q_sample`,
+    what the network predicts (`prediction`, converted back by `to_eps`) and the training `loss` (optionally
+    min-SNR-γ weighted, Hang et al. 2023)."""
+    def __init__(self, T: int = 1000, kind: str = "linear", prediction: str = "eps", min_snr_gamma: float | None = None):
         if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 1:
             raise ValueError(f"T must be a positive int (number of diffusion steps), got {T!r}")
         if kind not in SCHEDULE_KINDS: raise ValueError(f"unknown schedule kind {kind!r}: use one of {SCHEDULE_KINDS}")
-        self.T, self.kind = int(T), kind
+        if prediction not in PREDICTIONS: raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+        if min_snr_gamma is not None and not min_snr_gamma > 0: raise ValueError(f"min_snr_gamma must be > 0 or None, got {min_snr_gamma}")
+        self.T, self.kind, self.prediction, self.min_snr_gamma = int(T), kind, prediction, min_snr_gamma
         betas = linear_betas(self.T) if kind == "linear" else cosine_betas(self.T)
         abar = torch.cumprod(1 - betas, 0)  # products in float64, stored in float32
         self.betas, self.alphas, self.alphas_cumprod = betas.float(), (1 - betas).float(), abar.float()
         self.sqrt_alphas_cumprod = abar.sqrt().float()
         self.sqrt_one_minus_alphas_cumprod = (1 - abar).sqrt().float()
 
-    def __repr__(self): return f"Schedule(T={self.T}, kind={self.kind!r})"
+    def __repr__(self):
+        extra = (f", prediction={self.prediction!r}" if self.prediction != "eps" else "") + \
+                (f", min_snr_gamma={self.min_snr_gamma}" if self.min_snr_gamma else "")
+        return f"Schedule(T={self.T}, kind={self.kind!r}{extra})"
 
     @property
     def snr(self) -> torch.Tensor:
@@ -95,16 +103,42 @@ class Schedule:
         if noise.shape != x_prev.shape: raise ValueError(f"noise shape {tuple(noise.shape)} != x shape {tuple(x_prev.shape)}")
         return self._coef(self.alphas.sqrt(), t, x_prev) * x_prev + self._coef(self.betas.sqrt(), t, x_prev) * noise
 
+    def target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        "What the network is trained to output at step `t` for clean `x0` noised with `noise` (see `prediction`)."
+        if self.prediction == "eps": return noise
+        if self.prediction == "x0": return x0
+        a = self._coef(self.alphas_cumprod, t, x0)
+        return a.sqrt() * noise - (1 - a).sqrt() * x0
+
+    def to_eps(self, out: torch.Tensor, x_t: torch.Tensor, t) -> torch.Tensor:
+        "The network's output at noisy `x_t`, step(s) `t`, turned into the noise estimate every sampler steps with."
+        if self.prediction == "eps": return out
+        t = torch.as_tensor(t, device=x_t.device).expand(x_t.shape[0])
+        a = self._coef(self.alphas_cumprod, t, x_t)
+        if self.prediction == "x0": return (x_t - a.sqrt() * out) / (1 - a).sqrt()
+        return (1 - a).sqrt() * x_t + a.sqrt() * out
+
+    def loss_weight(self, t: torch.Tensor) -> torch.Tensor:
+        """Per-sample weight of the squared error: 1, or min-SNR-γ's min(SNR, γ) expressed for this prediction
+        (÷SNR for ε, ÷(SNR+1) for v), which stops the nearly-clean steps from dominating the gradient."""
+        if not self.min_snr_gamma: return torch.ones(len(t), device=t.device)
+        snr = self.snr.to(t.device)[t]
+        w = snr.clamp(max=self.min_snr_gamma)
+        return {"eps": w / snr, "x0": w, "v": w / (snr + 1)}[self.prediction]
+
     def loss(self, model, x0: torch.Tensor, generator: torch.Generator | None = None, autocast=None) -> torch.Tensor:
-        """Ho et al.'s simplified objective on a clean batch `x0 [B,...]`: t ~ U{0..T-1}, ε ~ N(0, I), and the mean
-        squared error between ε and `model(q_sample(x0, t, ε), t)` (run under `autocast` when given)."""
+        """Ho et al.'s simplified objective on a clean batch `x0 [B,...]`: t ~ U{0..T-1}, ε ~ N(0, I), and the
+        (weighted) mean squared error between `target` and `model(q_sample(x0, t, ε), t)`, run under `autocast` when given."""
         t = torch.randint(0, self.T, (x0.shape[0],), generator=generator, device=x0.device)
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         a = self._coef(self.alphas_cumprod, t, x0)
         with (autocast or contextlib.nullcontext()):
             pred = model(a.sqrt() * x0 + (1 - a).sqrt() * noise, t)
         if pred.shape != noise.shape: raise ValueError(f"model returned {tuple(pred.shape)}, expected {tuple(noise.shape)}")
-        return F.mse_loss(pred.float(), noise.float())
+        err = (pred.float() - self.target(x0, noise, t).float()) ** 2
+        if not self.min_snr_gamma: return err.mean()  # exactly F.mse_loss for the plain objective
+        return (self.loss_weight(t) * err.reshape(len(t), -1).mean(1)).mean()
+
 
 # %% ../nbs/04_noise.ipynb #a1a8a8dd
 class GIRNormalizer:

@@ -18,7 +18,7 @@ from .data import DATASETS, channels_of, load_mnist, load_sprites
 from .diffusion import GIR_FEATURES, SAMPLING_STEPS, GIRNormalizer, Schedule, pixels_to_model, to_shape_features
 from .cache import encode_dataset, load_gir, profile_fit_kw
 from .sample import generate
-from .train import RESUMABLE_CHANGES, TrainConfig, TrainResult, train
+from .train import BUDGETS, RESUMABLE_CHANGES, TrainConfig, TrainResult, train
 from .transformer import GaussianTransformer
 from .unet import PixelUNet, pad_to_32
 
@@ -127,15 +127,18 @@ def run_dir(space: str, dataset: str = "mnist", profile: str = "auto", condition
     return data_dir() / "runs" / f"{name}-{resolve_profile(profile)}"
 
 def _config(r: Recipe, seed: int, budget: dict | None) -> TrainConfig:
+    "The recipe's TrainConfig with `seed`; a given `budget` replaces the recipe's budget as a whole."
     cfg = dataclasses.replace(r.cfg, seed=seed)
-    return dataclasses.replace(cfg, **budget) if budget else cfg
+    if not budget: return cfg
+    if set(budget) - set(BUDGETS): raise ValueError(f"budget keys must be among {BUDGETS}, got {sorted(budget)}")
+    return dataclasses.replace(cfg, **{**{k: None for k in BUDGETS}, **budget})
 
 def run(space: str, dataset: str = "mnist", profile: str = "auto", out_dir=None, resume: bool | str = "auto",
         budget: dict | None = None, n: int | None = None, conditioning: str | None = None, device="auto",
         seed: int = 0, preview: bool = True, progress: bool = True, verbose: bool = True, overwrite: bool = True,
         ckpt_every: int | None = None) -> TrainResult:
     """Train the course's model for `space` on `dataset` with the profile's recipe. `budget` replaces the recipe's
-    (`{"budget_minutes": m, "budget_steps": s}`); `conditioning` picks a GaussianTransformer variant (chapter 05).
+    (`{"budget_flops": f}`, `{"budget_minutes": m}`, ...); `conditioning` picks a GaussianTransformer variant (chapter 05).
     The course's run folders are caches (`load_or_train` decides when to replace one), so `overwrite` defaults to True;
     `resume="auto"` continues an unfinished checkpoint of exactly this run (a crash, a Colab disconnect)."""
     r = recipe(space, dataset, profile)
@@ -170,7 +173,7 @@ def run_differs(ck: dict, r: Recipe, cfg: TrainConfig, conditioning: str | None 
     """Why a cached checkpoint is not a finished run of recipe `r` with `cfg` (None when it is). The budget counts
     only when `budget` (a recipe run reused with another budget is still that run)."""
     if not ck.get("finished"): return "it did not finish"
-    skip = set(RESUMABLE_CHANGES) - ({"budget_minutes", "budget_steps"} if budget else set())
+    skip = set(RESUMABLE_CHANGES) - (set(BUDGETS) if budget else set())
     diff = [k for k, v in dataclasses.asdict(cfg).items() if k not in skip and plain(ck["config"].get(k)) != plain(v)]
     if diff: return f"training config differs ({', '.join(diff)})"
     arch = dict(r.model_kw, **({"conditioning": conditioning} if conditioning else {}))
@@ -213,6 +216,7 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true", help="continue from OUT/ckpt.pt")
     ap.add_argument("--budget-minutes", type=float, default=None, help="wall-clock budget of training steps")
     ap.add_argument("--budget-steps", type=int, default=None, help="or a step budget")
+    ap.add_argument("--budget-flops", type=float, default=None, help="or a budget of training FLOPs (forward + backward), e.g. 3e13")
     ap.add_argument("--n", type=int, default=None, help="number of training images (default: the profile's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
@@ -222,9 +226,9 @@ def cli(argv: list[str] | None = None) -> int:
     try:
         if a.n is not None and a.n < 1: raise ValueError(f"--n must be >= 1, got {a.n}")
         with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON summary
-            budget = {"budget_minutes": a.budget_minutes, "budget_steps": a.budget_steps}
+            budget = {k: getattr(a, k) for k in BUDGETS if getattr(a, k) is not None}
             res = run(a.space, a.dataset, a.profile, out_dir=a.out, resume=a.resume, n=a.n, device=a.device, seed=a.seed,
-                      budget=budget if a.budget_minutes is not None or a.budget_steps is not None else None,
+                      budget=budget or None,
                       overwrite=a.overwrite, ckpt_every=a.ckpt_every)
     except (ValueError, FileNotFoundError) as e:
         print(f"gaussdiff train: error: {e}", file=sys.stderr)
@@ -233,6 +237,7 @@ def cli(argv: list[str] | None = None) -> int:
         print(f"gaussdiff train: interrupted: {e}", file=sys.stderr)
         return 130
     print(json.dumps({"space": a.space, "dataset": a.dataset, "steps": res.step, "elapsed_s": round(res.elapsed_s, 2),
-                      "steps_per_s": round(res.steps_per_s, 2), "final_loss": float(np.mean(res.history["loss"][-100:])),
+                      "steps_per_s": round(res.steps_per_s, 2),
+                      "train_flops": res.train_flops, "final_loss": float(np.mean(res.history["loss"][-100:])),
                       "ckpt": str(res.ckpt)}, indent=1))
     return 0

@@ -97,7 +97,7 @@ def sample(model, schedule, shape, steps: int | None = None, sampler: str = "ddp
     try:
         for i, t in enumerate(it):
             t_prev = ts[i + 1] if i + 1 < len(ts) else -1
-            eps = model(x, torch.full((x.shape[0],), t, device=device, dtype=torch.long)).float()
+            eps = schedule.to_eps(model(x, torch.full((x.shape[0],), t, device=device, dtype=torch.long)).float(), x, t)
             if sampler == "ddpm":
                 noise = _randn(x.shape, generator, device) if t > 0 else None
                 x_new, x0 = ddpm_step(x, eps, t, t_prev, abar, noise, clip)

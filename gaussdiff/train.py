@@ -16,8 +16,8 @@ from .core import bf16_native, get_device, save_grid, save_torch_atomic
 from .checkpoint import check_resume, make_checkpoint, read_checkpoint, set_rng_state
 
 # %% auto #0
-__all__ = ['RESUMABLE_CHANGES', 'TrainConfig', 'lr_factor', 'EMA', 'batch_indices', 'step_generator', 'TrainResult', 'run_lock',
-           'train']
+__all__ = ['RESUMABLE_CHANGES', 'BUDGETS', 'TrainConfig', 'lr_factor', 'EMA', 'batch_indices', 'step_generator',
+           'train_step_flops', 'TrainResult', 'run_lock', 'train']
 
 # %% ../nbs/07_train.ipynb #d87319c6
 @dataclass
@@ -33,7 +33,8 @@ class TrainConfig:
     grad_clip: float = 1.0           # max global gradient norm (None/0: off)
     ema_decay: float = 0.999         # EMA target decay; warm-up min(decay, (1+k)/(10+k)) as in diffusers' EMAModel
     budget_minutes: float | None = None  # wall-clock budget of training steps ...
-    budget_steps: int | None = None      # ... or a step budget (reproducible); the first one reached stops
+    budget_steps: int | None = None      # ... or a step budget (reproducible) ...
+    budget_flops: float | None = None    # ... or training FLOPs (forward + backward; machine-independent); the first reached stops
     ckpt_every: int = 1000           # steps between checkpoints (and one at the end)
     sample_every: int | None = None  # steps between preview grids (needs a preview function)
     seed: int = 0
@@ -41,8 +42,10 @@ class TrainConfig:
 
     def __post_init__(self):
         self.betas = tuple(self.betas)
-        if self.budget_minutes is None and self.budget_steps is None:
-            raise ValueError("give a budget: budget_minutes (wall clock) or budget_steps")
+        if self.budget_minutes is None and self.budget_steps is None and self.budget_flops is None:
+            raise ValueError("give a budget: budget_minutes (wall clock), budget_steps or budget_flops")
+        if self.budget_flops is not None and not 0 < self.budget_flops < math.inf:
+            raise ValueError(f"budget_flops must be a finite number > 0, got {self.budget_flops}")
         if self.budget_minutes is not None and not 0 < self.budget_minutes < math.inf:
             raise ValueError(f"budget_minutes must be a finite number > 0, got {self.budget_minutes}")
         if self.budget_steps is not None and (int(self.budget_steps) != self.budget_steps or self.budget_steps < 1):
@@ -54,7 +57,8 @@ class TrainConfig:
         if not 0 <= self.ema_decay < 1: raise ValueError(f"ema_decay must be in [0,1), got {self.ema_decay}")
 
 # Fields that may change between an interrupted run and its resumption (everything else must match).
-RESUMABLE_CHANGES = ("budget_minutes", "budget_steps", "ckpt_every", "sample_every")
+RESUMABLE_CHANGES = ("budget_minutes", "budget_steps", "budget_flops", "ckpt_every", "sample_every")
+BUDGETS = ("budget_minutes", "budget_steps", "budget_flops")
 
 # %% ../nbs/07_train.ipynb #8da5c87e
 def lr_factor(step: int, warmup_steps: int, decay_steps: int | None = None, min_lr_frac: float = 0.1) -> float:
@@ -102,6 +106,16 @@ def step_generator(seed: int, step: int, device) -> torch.Generator:
     "The generator of step `step`'s timesteps and noise: deriving it from (seed, step) makes resuming exact."
     return torch.Generator(device=device).manual_seed(seed * 7_919 + step * 104_729 + 1)
 
+# %% ../nbs/07_train.ipynb #5a0d5d8a
+def train_step_flops(model: nn.Module, schedule, batch: torch.Tensor) -> int:
+    """FLOPs of one training step on `batch`: forward, loss and backward, counted by `FlopCounterMode`. Runs on a
+    copy of `model`, so its weights, gradients and the global RNG are left as they were."""
+    from torch.utils.flop_counter import FlopCounterMode  # imported here: it pulls in sympy, slow to import
+    probe = copy.deepcopy(model).train()
+    with torch.random.fork_rng(devices=[]), FlopCounterMode(display=False) as counter:
+        schedule.loss(probe, batch, torch.Generator(device=batch.device).manual_seed(0)).backward()
+    return int(counter.get_total_flops())
+
 # %% ../nbs/07_train.ipynb #4af8f691
 @dataclass
 class TrainResult:
@@ -114,11 +128,14 @@ class TrainResult:
     snapshots: list = field(default_factory=list)  # [{"at", "step", "epoch", "elapsed_s", "path", "ema"}]
     ckpt: Path | None = None
     steps_per_epoch: int = 1
+    flops_per_step: int = 0  # training FLOPs of one step (forward + backward), see `train_step_flops`
 
     @property
     def steps_per_s(self) -> float: return self.step / max(self.elapsed_s, 1e-9)
     @property
     def epochs(self) -> float: return self.step / self.steps_per_epoch
+    @property
+    def train_flops(self) -> int: return self.step * self.flops_per_step
 
 # %% ../nbs/07_train.ipynb #028f6f5c
 class _StopRequests:
@@ -175,7 +192,7 @@ def train(model: nn.Module, data: torch.Tensor, schedule, cfg: TrainConfig, spac
     Checkpoints go to `out_dir/ckpt.pt`; `resume=True` continues from it (error if missing), `"auto"` when present.
     `preview_fn(ema_model, step) -> images [B,C,H,W] in [0,1]` draws grids to `out_dir/samples/` every
     `cfg.sample_every` steps; `snapshot_fracs` (e.g. (0.2, 0.4, 1.0)) and `snapshot_epochs` (e.g. (10, 20, 50))
-    save loadable EMA snapshots at those fractions of the budget / epochs (when reached);;
+    save loadable EMA snapshots at those fractions of the budget / epochs (when reached);
     `callback(step, loss)` runs after every step (raise in it to interrupt). A fresh run into a folder that holds a
     checkpoint needs `overwrite=True`; Ctrl-C / SIGTERM stop at the next step with a checkpoint saved."""
     if not isinstance(data, torch.Tensor) or data.ndim < 2 or data.shape[0] == 0:
@@ -228,6 +245,8 @@ def _train(model, data, schedule, cfg, space, out_dir, resume, normalizer, meta,
 
     budget_s = cfg.budget_minutes * 60 if cfg.budget_minutes is not None else math.inf
     budget_steps = cfg.budget_steps if cfg.budget_steps is not None else math.inf
+    flops_per_step = train_step_flops(model, schedule, data[:min(cfg.batch_size, data.shape[0])])
+    if cfg.budget_flops is not None: budget_steps = min(budget_steps, math.ceil(cfg.budget_flops / flops_per_step))
     def done_frac(): return max(step / budget_steps, elapsed / budget_s)
     pending = [p for p in [("frac", float(f)) for f in snapshot_fracs] + [("epoch", float(e)) for e in snapshot_epochs]
                if not any(tuple(s["at"]) == p for s in snapshots)]
@@ -235,7 +254,7 @@ def _train(model, data, schedule, cfg, space, out_dir, resume, normalizer, meta,
 
     def save(final=False):
         if ckpt_path is None: return None
-        m = dict(meta or {}, _snapshots=snapshots)
+        m = dict(meta or {}, _snapshots=snapshots, train_flops_per_step=flops_per_step)
         return save_torch_atomic(make_checkpoint(model, ema, opt, lr_sched, scaler, asdict(cfg), space, schedule, normalizer, m,
                                              step, elapsed, history, final), ckpt_path)
 
@@ -253,7 +272,7 @@ def _train(model, data, schedule, cfg, space, out_dir, resume, normalizer, meta,
         mem_snapshots.append(rec)
 
     mem_snapshots = [dict(s, ema=None) for s in snapshots]  # a resumed run knows earlier snapshots by their files
-    bar = _progress_bar(cfg, step, elapsed, progress)
+    bar = _progress_bar(cfg, budget_steps, step, elapsed, progress)
     try:
       with _StopRequests() as stop:
         while step < budget_steps and elapsed < budget_s:
@@ -293,14 +312,14 @@ def _train(model, data, schedule, cfg, space, out_dir, resume, normalizer, meta,
         ckpt = save(final=True)
     finally:
         if bar is not None: bar.close()
-    return TrainResult(model, ema, step, elapsed, history, mem_snapshots, ckpt, per_epoch)
+    return TrainResult(model, ema, step, elapsed, history, mem_snapshots, ckpt, per_epoch, flops_per_step)
 
 # %% ../nbs/07_train.ipynb #ef682c0c
-def _progress_bar(cfg, step, elapsed, progress):
+def _progress_bar(cfg, budget_steps, step, elapsed, progress):
     if not progress: return None
     from tqdm.auto import tqdm
-    if cfg.budget_steps is not None and cfg.budget_minutes is None:
-        return tqdm(total=cfg.budget_steps, initial=step, desc="train", unit="step")
+    if cfg.budget_minutes is None:
+        return tqdm(total=budget_steps, initial=step, desc="train", unit="step")
     return tqdm(total=round(cfg.budget_minutes * 60), initial=int(elapsed), desc="train", unit="s")
 
 def _advance(bar, cfg, step, elapsed, losses):

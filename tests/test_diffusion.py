@@ -267,3 +267,54 @@ def test_noise_explorer_redraws_when_t_schedule_or_image_change():
     kind = [w for w in box.children[0].children if getattr(w, "description", "") == "schedule"][0]
     kind.value = "cosine"
     assert gir.value != at80
+
+
+# ---- what the network predicts, and min-SNR weighting ----
+
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+def test_v_target_matches_diffusers_get_velocity(kind):
+    scaled = dict(beta_start=1e-4 * 5, beta_end=0.02 * 5) if kind == "linear" else {}  # our linear ends scale by 1000/T
+    ours, ref = Schedule(200, kind, prediction="v"), oracle(200, kind, **scaled)
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(5, 24, 8, generator=g), torch.randn(5, 24, 8, generator=g)
+    t = torch.tensor([0, 10, 99, 150, 199])
+    torch.testing.assert_close(ours.target(x0, eps, t), ref.get_velocity(x0, eps, t), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("prediction", ["eps", "x0", "v"])
+def test_to_eps_inverts_the_target(prediction):
+    s = Schedule(200, "cosine", prediction=prediction)
+    g = torch.Generator().manual_seed(1)
+    x0, eps = torch.randn(4, 3, 8, generator=g), torch.randn(4, 3, 8, generator=g)
+    t = torch.tensor([1, 50, 120, 199])
+    torch.testing.assert_close(s.to_eps(s.target(x0, eps, t), s.q_sample(x0, t, eps), t), eps, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("prediction", ["eps", "x0", "v"])
+def test_min_snr_weights_match_diffusers_compute_snr(prediction):
+    "min(SNR, γ)/SNR for ε (diffusers' train_text_to_image recipe), min(SNR, γ) for x0, min(SNR, γ)/(SNR+1) for v."
+    from diffusers.training_utils import compute_snr
+    s, ref = Schedule(1000, "linear", prediction=prediction, min_snr_gamma=5.0), oracle(1000, "linear")
+    t = torch.tensor([0, 100, 400, 999])
+    snr = compute_snr(ref, t)
+    want = torch.stack([snr, 5.0 * torch.ones_like(snr)]).min(0)[0]
+    want = {"eps": want / snr, "x0": want, "v": want / (snr + 1)}[prediction]
+    torch.testing.assert_close(s.loss_weight(t), want.float(), rtol=1e-4, atol=1e-6)
+
+
+def test_unweighted_eps_loss_is_plain_mse_and_weighted_loss_differs():
+    net = torch.nn.Linear(8, 8)
+    x0 = torch.randn(16, 4, 8, generator=torch.Generator().manual_seed(2))
+    plain = Schedule(100).loss(lambda x, t: net(x), x0, torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)
+    t = torch.randint(0, 100, (16,), generator=g)
+    eps = torch.randn(x0.shape, generator=g)
+    torch.testing.assert_close(plain, torch.nn.functional.mse_loss(net(Schedule(100).q_sample(x0, t, eps)), eps))
+    weighted = Schedule(100, min_snr_gamma=1.0).loss(lambda x, t: net(x), x0, torch.Generator().manual_seed(3))
+    assert weighted < plain  # ε-weights min(SNR, 1)/SNR are <= 1 and < 1 at every low-noise step
+
+
+@pytest.mark.parametrize("kw,match", [(dict(prediction="noise"), "prediction"), (dict(min_snr_gamma=0.0), "min_snr_gamma"),
+                                      (dict(min_snr_gamma=-5), "min_snr_gamma")])
+def test_schedule_rejects_bad_prediction_or_gamma(kw, match):
+    with pytest.raises(ValueError, match=match): Schedule(100, **kw)

@@ -5,13 +5,14 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
+from gaussdiff.diffusion import Schedule
 from gaussdiff.sample import clip_x0, ddim_step, ddpm_step, sample, timesteps_for
 
 
-class _Sched:
+class _Sched(Schedule):
     "A schedule with exactly diffusers' alphas_cumprod (so the tests check the samplers, not the schedules)."
-    def __init__(self, ref):
-        self.T = ref.config.num_train_timesteps
+    def __init__(self, ref, prediction="eps"):
+        super().__init__(ref.config.num_train_timesteps, prediction=prediction)
         self.alphas_cumprod = ref.alphas_cumprod.clone()
 
 
@@ -260,3 +261,17 @@ def test_edit_widget_builds_and_rerenders():
     assert len(controls) == 8
     controls[2].value = 0.1  # shift x: triggers a re-render without error
     with pytest.raises(ValueError, match="one GIR"): edit_widget(_gir(3)[None])
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("ours,theirs", [("x0", "sample"), ("v", "v_prediction")])
+def test_x0_and_v_prediction_loops_match_diffusers(ours, theirs):
+    "A network that predicts x0 or v samples exactly as diffusers' scheduler with that prediction_type."
+    model = _Eps()
+    ref = DDPMScheduler(num_train_timesteps=100, beta_schedule="squaredcos_cap_v2", clip_sample=True, clip_sample_range=1.0,
+                        variance_type="fixed_small", prediction_type=theirs, timestep_spacing="trailing")
+    mine = sample(model, _Sched(ref, prediction=ours), (3, 1, 8, 8), steps=20, sampler="ddpm", clip=1.0,
+                  generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    x_T = torch.randn(3, 1, 8, 8, generator=g)
+    torch.testing.assert_close(mine, _diffusers_loop(ref, model, x_T, 20, generator=g), rtol=1e-4, atol=1e-4)

@@ -181,3 +181,42 @@ def test_pixel_training_data_for_sprites_is_rgb_32():
     from gaussdiff.recipes import training_data
     x, _, meta = training_data("pixel", "sprites", n=4, verbose=False)
     assert x.shape == (4, 3, 32, 32) and meta["image_size"] == [32, 32] and meta["channels"] == 3
+
+
+# ---- the FLOP budget ----
+
+def test_train_step_flops_is_forward_plus_backward_and_touches_nothing():
+    from gaussdiff.layers import count_flops
+    from gaussdiff.train import train_step_flops
+    model, batch = _model(), DATA[:16]
+    before = [p.detach().clone() for p in model.parameters()]
+    rng = torch.get_rng_state()
+    step = train_step_flops(model, SCHED, batch)
+    fwd = count_flops(model, batch, torch.zeros(16, dtype=torch.long))
+    assert 2.5 * fwd <= step <= 3.5 * fwd  # backward ≈ 2 × forward
+    assert all(p.grad is None for p in model.parameters()) and all(torch.equal(a, p) for a, p in zip(before, model.parameters()))
+    assert torch.equal(rng, torch.get_rng_state())
+
+
+def test_flop_budget_stops_at_the_step_that_spends_it(tmp_path):
+    from gaussdiff.train import train_step_flops
+    per_step = train_step_flops(_model(), SCHED, DATA[:16])
+    res = _run(tmp_path / "f", cfg=_cfg(budget_steps=None, budget_flops=7.5 * per_step))
+    assert res.step == 8 and res.flops_per_step == per_step and res.train_flops == 8 * per_step
+    assert read_checkpoint(tmp_path / "f" / "ckpt.pt")["meta"]["train_flops_per_step"] == per_step
+    both = _run(tmp_path / "g", cfg=_cfg(budget_steps=5, budget_flops=1e18))  # the first budget reached stops
+    assert both.step == 5
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, math.inf])
+def test_flop_budget_must_be_positive_and_finite(bad):
+    with pytest.raises(ValueError, match="budget_flops"): TrainConfig(budget_flops=bad)
+
+
+def test_a_given_budget_replaces_the_recipe_budget_as_a_whole():
+    "A FLOP budget given to a recipe run must not leave the recipe's wall-clock budget in force beside it."
+    from gaussdiff.recipes import _config, recipe
+    r = recipe("gir", "mnist", "cpu")
+    cfg = _config(r, 0, {"budget_flops": 1e12})
+    assert cfg.budget_flops == 1e12 and cfg.budget_minutes is None and cfg.budget_steps is None
+    with pytest.raises(ValueError, match="budget keys"): _config(r, 0, {"budget_hours": 1})
