@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from .core import by_profile, check_writable_dir, data_dir, plain, resolve_profile, seed_everything
-from .checkpoint import gir_features_of, load_checkpoint, read_checkpoint
+from .checkpoint import gir_features_of, schedule_info, load_checkpoint, read_checkpoint
 from .data import DATASETS, channels_of, load_mnist, load_sprites
 from .diffusion import GIR_FEATURES, SAMPLING_STEPS, GIRNormalizer, Schedule, pixels_to_model, to_shape_features
 from .cache import encode_dataset, load_gir, profile_fit_kw
@@ -44,6 +44,12 @@ class Recipe:
     cfg: TrainConfig
     snapshot_fracs: tuple = ()
     snapshot_epochs: tuple = ()
+    prediction: str = "eps"             # what the network outputs: "eps" | "x0" | "v" (chapter 04)
+    min_snr_gamma: float | None = None  # min-SNR-γ loss weighting (None: Ho et al.'s unweighted loss)
+
+    def make_schedule(self) -> Schedule:
+        "The noise schedule, prediction and loss weighting this recipe trains with."
+        return Schedule(T=self.T, kind=self.schedule, prediction=self.prediction, min_snr_gamma=self.min_snr_gamma)
 
 def recipe(space: str, dataset: str = "mnist", profile: str = "auto") -> Recipe:
     "The course's recipe for a space/data set/profile; both spaces share one TrainConfig (optimiser, batch, LR, EMA, budget)."
@@ -136,34 +142,35 @@ def _config(r: Recipe, seed: int, budget: dict | None) -> TrainConfig:
 def run(space: str, dataset: str = "mnist", profile: str = "auto", out_dir=None, resume: bool | str = "auto",
         budget: dict | None = None, n: int | None = None, conditioning: str | None = None, device="auto",
         seed: int = 0, preview: bool = True, progress: bool = True, verbose: bool = True, overwrite: bool = True,
-        ckpt_every: int | None = None) -> TrainResult:
+        ckpt_every: int | None = None, recipe_: Recipe | None = None) -> TrainResult:
     """Train the course's model for `space` on `dataset` with the profile's recipe. `budget` replaces the recipe's
     (`{"budget_flops": f}`, `{"budget_minutes": m}`, ...); `conditioning` picks a GaussianTransformer variant (chapter 05).
     The course's run folders are caches (`load_or_train` decides when to replace one), so `overwrite` defaults to True;
-    `resume="auto"` continues an unfinished checkpoint of exactly this run (a crash, a Colab disconnect)."""
-    r = recipe(space, dataset, profile)
-    out_dir = check_writable_dir(Path(out_dir) if out_dir is not None else run_dir(space, dataset, r.profile, conditioning))
+    `resume="auto"` continues an unfinished checkpoint of exactly this run (a crash, a Colab disconnect); `recipe_`
+    trains that Recipe instead of the profile's (chapter 09b's levers are recipes changed one field at a time)."""
+    r = recipe(space, dataset, profile) if recipe_ is None else recipe_
+    out_dir = check_writable_dir(Path(out_dir) if out_dir is not None else run_dir(r.space, r.dataset, r.profile, conditioning))
     cfg = _config(r, seed, budget)
     if ckpt_every is not None: cfg = dataclasses.replace(cfg, ckpt_every=ckpt_every)
     if resume == "auto": resume = _interrupted(out_dir / "ckpt.pt", r, cfg, conditioning, budget is not None)
     if resume and verbose: print(f"resuming the unfinished run in {out_dir}")
-    x, norm, meta = training_data(space, dataset, n if n is not None else r.n, r.n_splats, r.profile, verbose,
+    x, norm, meta = training_data(r.space, r.dataset, n if n is not None else r.n, r.n_splats, r.profile, verbose,
                                   gir_features=r.gir_features or "cholesky")
     seed_everything(seed)  # the same seed gives the same initial weights, so runs (and resumes) are reproducible
     model_kw = dict(r.model_kw, **({"conditioning": conditioning} if conditioning else {}))
-    model = make_model(space, r.profile, r.T, meta["channels"], **model_kw)
-    schedule = Schedule(T=r.T, kind=r.schedule)
+    model = make_model(r.space, r.profile, r.T, meta["channels"], **model_kw)
+    schedule = r.make_schedule()
     meta.update(profile=r.profile, n_params=sum(p.numel() for p in model.parameters()))
     def preview_fn(ema_model, step):
-        return generate(ema_model, schedule, norm, dict(meta, space=space), n=16, steps=min(50, r.T), sampler="ddim")
-    return train(model, x, schedule, cfg, space=space, out_dir=out_dir, resume=resume, normalizer=norm, meta=meta,
+        return generate(ema_model, schedule, norm, dict(meta, space=r.space), n=16, steps=min(50, r.T), sampler="ddim")
+    return train(model, x, schedule, cfg, space=r.space, out_dir=out_dir, resume=resume, normalizer=norm, meta=meta,
                  preview_fn=preview_fn if preview else None, snapshot_fracs=r.snapshot_fracs,
                  snapshot_epochs=r.snapshot_epochs, device=device, progress=progress, overwrite=overwrite)
 
 # %% ../nbs/07b_recipes.ipynb #ad0a7965
 def diffusion_differs(ck: dict, r: Recipe) -> str | None:
     "Why a checkpoint's noise schedule or GIR feature form is not recipe `r`'s (None when both match)."
-    want = {"T": r.T, "kind": r.schedule}
+    want = schedule_info(r.make_schedule())
     if ck.get("schedule") != want: return f"schedule {ck.get('schedule')} != {want}"
     old = gir_features_of(ck.get("meta", {}), ck.get("space", r.space))
     if r.space == "gir" and old != r.gir_features: return f"gir_features {old!r} != {r.gir_features!r}"
@@ -179,6 +186,10 @@ def run_differs(ck: dict, r: Recipe, cfg: TrainConfig, conditioning: str | None 
     arch = dict(r.model_kw, **({"conditioning": conditioning} if conditioning else {}))
     model = [k for k, v in arch.items() if plain(ck["model_config"].get(k)) != plain(v)]
     if model: return f"model config differs ({', '.join(model)})"
+    m = ck.get("meta", {})
+    data = [f"{k} {m[k]} != {v}" for k, v in (("n_train", r.n), ("n_splats", r.n_splats if r.space == "gir" else None))
+            if v is not None and m.get(k) is not None and m[k] != v]
+    if data: return f"training data differs ({', '.join(data)})"
     return diffusion_differs(ck, r)
 
 def _interrupted(path: Path, r: Recipe, cfg: TrainConfig, conditioning: str | None, budget: bool) -> bool:
@@ -189,11 +200,12 @@ def _interrupted(path: Path, r: Recipe, cfg: TrainConfig, conditioning: str | No
     return not ck.get("finished") and run_differs(dict(ck, finished=True), r, cfg, conditioning, budget) is None
 
 def load_or_train(space: str, dataset: str = "mnist", profile: str = "auto", device="auto", conditioning: str | None = None,
-                  budget: dict | None = None, seed: int = 0, tag: str = "", **run_kw):
+                  budget: dict | None = None, seed: int = 0, tag: str = "", recipe_: Recipe | None = None, out_dir=None, **run_kw):
     """`(model, schedule, normalizer, meta)` of a course run: loaded from its cached, finished checkpoint when that
-    matches the recipe (and `budget`, when given), else trained now and saved under `run_dir(...)`."""
-    r = recipe(space, dataset, profile)
-    out = run_dir(space, dataset, profile, conditioning, tag)
+    matches the recipe (and `budget`, when given), else trained now and saved under `run_dir(...)` (or `out_dir`).
+    `recipe_` replaces the profile's recipe (its space, data set and profile then win)."""
+    r = recipe(space, dataset, profile) if recipe_ is None else recipe_
+    out = Path(out_dir) if out_dir is not None else run_dir(r.space, r.dataset, r.profile, conditioning, tag)
     path = out / "ckpt.pt"
     if path.exists():
         try:
@@ -202,7 +214,8 @@ def load_or_train(space: str, dataset: str = "mnist", profile: str = "auto", dev
             print(f"not reusing the cached run at {path}: {why}; " + ("continuing it" if why == "it did not finish" else "training it again"))
         except ValueError as e:
             print(f"ignoring cached run at {path}: {e}")
-    run(space, dataset, profile, out_dir=out, budget=budget, conditioning=conditioning, device=device, seed=seed, **run_kw)
+    run(r.space, r.dataset, r.profile, out_dir=out, budget=budget, conditioning=conditioning, device=device, seed=seed,
+        recipe_=r, **run_kw)
     return load_checkpoint(path, device)
 
 # %% ../nbs/07b_recipes.ipynb #c9b052a1
