@@ -17,8 +17,8 @@ from .train import BUDGETS
 from .sample import decode, generate, load_samples
 
 # %% auto #0
-__all__ = ['VARIANTS', 'TABLE_COLUMNS', 'gir_reconstructions', 'budget_of', 'evaluate_sampler', 'results_table', 'save_table_csv',
-           'confident_share', 'evaluate_file', 'cli']
+__all__ = ['VARIANTS', 'TABLE_COLUMNS', 'gir_reconstructions', 'budget_of', 'evaluate_sampler', 'confident_share',
+           'results_table', 'save_table_csv', 'evaluate_file', 'cli']
 
 # %% ../nbs/09a_compare.ipynb #1a0e7c39
 def gir_reconstructions(dataset: str = "mnist", limit: int | None = None, profile: str = "auto", chunk: int = 500):
@@ -33,10 +33,10 @@ def gir_reconstructions(dataset: str = "mnist", limit: int | None = None, profil
     return rendered, real, meta["fit_psnr"]
 
 # %% ../nbs/09a_compare.ipynb #071e1275
-# name -> (space, conditioning, budget rule): "recipe" = chapter 07b's run, "time" = the FiLM run's wall-clock
-# budget, "steps" = as many optimiser steps as the FiLM run made (a shared CPU makes equal time unequal work)
+# name -> (space, conditioning, budget rule): "recipe" = chapter 07b's run, "budget" = the FiLM run's budget
+# (training FLOPs in the cpu profile, wall clock in the gpu profile, as chapter 07b's recipe says)
 VARIANTS = {"pixel U-Net": ("pixel", None, "recipe"), "GIR FiLM": ("gir", "film", "recipe"),
-            "GIR adaLN-Zero": ("gir", "adaLN-Zero", "time"), "GIR adaLN-Zero, FiLM's steps": ("gir", "adaLN-Zero", "steps")}
+            "GIR adaLN-Zero": ("gir", "adaLN-Zero", "budget")}
 
 def budget_of(config: dict) -> dict:
     "The budget fields of a stored TrainConfig."
@@ -54,9 +54,22 @@ def evaluate_sampler(model, schedule, normalizer, meta: dict, reference, classif
                **classifier_metrics(reference, imgs, classifier, seed=seed, **kid_kw))
     return row, imgs
 
+# %% ../nbs/09a_compare.ipynb #3b5a0157
+def confident_share(images, classifier, threshold: float = 0.9) -> dict:
+    """Share of `images` the digit classifier assigns to one class with probability >= `threshold`, and how those
+    confident samples spread over the ten digits (a mode-collapse check beside FID/KID)."""
+    clf = classifier.eval()
+    dev = next(clf.parameters()).device
+    with torch.no_grad():
+        probs = torch.cat([clf(check_images(images[i:i + 500], "images").to(dev)).softmax(-1).cpu() for i in range(0, len(images), 500)])
+    p, cls = probs.max(-1)
+    hist = torch.bincount(cls[p >= threshold], minlength=probs.shape[-1])
+    return dict(confident=float((p >= threshold).float().mean()), threshold=threshold, class_histogram=hist.tolist(),
+                largest_class_share=float(hist.max() / max(1, hist.sum())))
+
 # %% ../nbs/09a_compare.ipynb #2d5e4f49
-TABLE_COLUMNS = ("model", "sampler", "steps", "fid", "kid", "kid_std", "precision", "recall", "sample_seconds",
-                 "ms_per_image", "train_steps", "train_minutes", "params", "n_fake", "n_real")
+TABLE_COLUMNS = ("model", "sampler", "steps", "confident", "fid", "kid", "kid_std", "precision", "recall", "sample_seconds",
+                 "ms_per_image", "train_steps", "train_tflops", "train_minutes", "params", "n_fake", "n_real")
 
 def results_table(rows: list[dict], columns=TABLE_COLUMNS) -> str:
     "Rows of metrics as a markdown table (numbers rounded for reading; the JSON/CSV keep full precision)."
@@ -77,19 +90,6 @@ def save_table_csv(rows: list[dict], path, columns=TABLE_COLUMNS) -> Path:
         w.writeheader()
         w.writerows(rows)
     return Path(path)
-
-# %% ../nbs/09a_compare.ipynb #3b5a0157
-def confident_share(images, classifier, threshold: float = 0.9) -> dict:
-    """Share of `images` the digit classifier assigns to one class with probability >= `threshold`, and how those
-    confident samples spread over the ten digits (a mode-collapse check beside FID/KID)."""
-    clf = classifier.eval()
-    dev = next(clf.parameters()).device
-    with torch.no_grad():
-        probs = torch.cat([clf(check_images(images[i:i + 500], "images").to(dev)).softmax(-1).cpu() for i in range(0, len(images), 500)])
-    p, cls = probs.max(-1)
-    hist = torch.bincount(cls[p >= threshold], minlength=probs.shape[-1])
-    return dict(confident=float((p >= threshold).float().mean()), threshold=threshold, class_histogram=hist.tolist(),
-                largest_class_share=float(hist.max() / max(1, hist.sum())))
 
 # %% ../nbs/09a_compare.ipynb #9a8b26f5
 def evaluate_file(path, dataset: str = "mnist", n_ref: int = 1000, seed: int = 0, classifier="default") -> dict:
