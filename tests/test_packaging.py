@@ -56,3 +56,44 @@ def test_colab_cells_install_from_one_setting_and_never_prompt():
         s = "".join(colab[0]["source"])
         assert "GAUSSDIFF_SOURCE" in s and 'GIT_TERMINAL_PROMPT="0"' in s and "Next step" in s, nb_path.name
         if nb_path.stem in gpu_chapters: assert nb["metadata"].get("accelerator") == "GPU", f"{nb_path.name}: no GPU metadata"
+
+
+# ---- which index torch comes from (tools/torch_index.py, called by tools/install.sh) ----
+
+def _torch_index():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("torch_index", ROOT / "tools" / "torch_index.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_cpu_machine_uses_pytorch_cpu_index_when_it_answers():
+    ti = _torch_index()
+    assert ti.torch_pip_args({}, gpu=lambda: False, answers=lambda: True) == f"--index-url {ti.CPU_INDEX}"
+
+
+def test_cpu_machine_falls_back_to_default_index_with_a_message_when_offline():
+    ti, said = _torch_index(), []
+    assert ti.torch_pip_args({}, gpu=lambda: False, answers=lambda: False, warn=said.append) == ""
+    assert said and "TORCH_PIP_ARGS" in said[0] and "CUDA" in said[0]
+
+
+def test_gpu_machine_takes_the_default_cuda_build_and_the_variable_wins():
+    ti = _torch_index()
+    never = lambda: (_ for _ in ()).throw(AssertionError("the index must not be probed"))
+    assert ti.torch_pip_args({}, gpu=lambda: True, answers=never) == ""
+    assert ti.torch_pip_args({"TORCH_PIP_ARGS": "--find-links /wheels"}, gpu=lambda: False, answers=never) == "--find-links /wheels"
+
+
+def test_index_probe_is_false_when_the_network_fails(monkeypatch):
+    import urllib.request
+    ti = _torch_index()
+    def refuse(*a, **k): raise OSError("network unreachable")
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    assert ti.index_answers() is False
+
+
+def test_install_script_asks_torch_index_on_a_cpu_machine():
+    s = (ROOT / "tools" / "install.sh").read_text()
+    assert "torch_index.py" in s and "nvidia-smi" in s

@@ -2,15 +2,20 @@
 # Set up (or refresh) the virtual env for gaussdiff. Used by `make course` and `make test`.
 #   tools/install.sh VENV EXTRAS [--browser]
 # torch: kept if the env (or Colab) already has one; else a CUDA build when an NVIDIA GPU is present, else the
-# CPU build (TORCH_SPEC, default torch==2.13.0, which this project's machines carry as a CPU wheel). Elsewhere,
-# point TORCH_PIP_ARGS at a CPU wheel index to avoid the multi-GB CUDA build on a CPU-only machine.
+# CPU build (TORCH_SPEC, default torch==2.13.0) from PyTorch's CPU wheel index when it answers, else from the
+# default index (this project's machines carry a CPU wheel there); tools/torch_index.py decides, TORCH_PIP_ARGS wins.
 set -euo pipefail
 venv=${1:-.venv}; extras=${2:-course}; browser=${3:-}
 py="$venv/bin/python"
 [ -x "$py" ] || python3 -m venv "$venv"
 if ! "$py" -c "import torch" 2>/dev/null; then
   if command -v nvidia-smi >/dev/null 2>&1; then "$py" -m pip install -q torch
-  else "$py" -m pip install -q ${TORCH_PIP_ARGS:-} "${TORCH_SPEC:-torch==2.13.0}"; fi
+  else
+    args=$(python3 "$(dirname "$0")/torch_index.py")
+    "$py" -m pip install -q $args "${TORCH_SPEC:-torch==2.13.0}" || {
+      [ -n "$args" ] && echo "install: torch via '$args' failed; trying the default index" >&2 &&
+      "$py" -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"; }
+  fi
 fi
 "$py" -m pip install -q -e ".[$extras]"
 # Sprites come from a Debian package (crawl-tiles-data); apt needs its package lists once.
