@@ -17,8 +17,21 @@ from .train import BUDGETS
 from .sample import decode, generate, load_samples
 
 # %% auto #0
-__all__ = ['VARIANTS', 'TABLE_COLUMNS', 'gir_reconstructions', 'budget_of', 'evaluate_sampler', 'confident_share',
+__all__ = ['VARIANTS', 'TABLE_COLUMNS', 'confident_share', 'gir_reconstructions', 'budget_of', 'evaluate_sampler',
            'results_table', 'save_table_csv', 'evaluate_file', 'cli']
+
+# %% ../nbs/09a_compare.ipynb #3b5a0157
+def confident_share(images, classifier, threshold: float = 0.9) -> dict:
+    """Share of `images` the digit classifier assigns to one class with probability >= `threshold`, and how those
+    confident samples spread over the ten digits (a mode-collapse check beside FID/KID)."""
+    clf = classifier.eval()
+    dev = next(clf.parameters()).device
+    with torch.no_grad():
+        probs = torch.cat([clf(check_images(images[i:i + 500], "images").to(dev)).softmax(-1).cpu() for i in range(0, len(images), 500)])
+    p, cls = probs.max(-1)
+    hist = torch.bincount(cls[p >= threshold], minlength=probs.shape[-1])
+    return dict(confident=float((p >= threshold).float().mean()), threshold=threshold, class_histogram=hist.tolist(),
+                largest_class_share=float(hist.max() / max(1, hist.sum())))
 
 # %% ../nbs/09a_compare.ipynb #1a0e7c39
 def gir_reconstructions(dataset: str = "mnist", limit: int | None = None, profile: str = "auto", chunk: int = 500):
@@ -53,19 +66,6 @@ def evaluate_sampler(model, schedule, normalizer, meta: dict, reference, classif
     row = dict(sampler=sampler, steps=steps or schedule.T, sample_seconds=secs, ms_per_image=1000 * secs / n,
                **classifier_metrics(reference, imgs, classifier, seed=seed, **kid_kw))
     return row, imgs
-
-# %% ../nbs/09a_compare.ipynb #3b5a0157
-def confident_share(images, classifier, threshold: float = 0.9) -> dict:
-    """Share of `images` the digit classifier assigns to one class with probability >= `threshold`, and how those
-    confident samples spread over the ten digits (a mode-collapse check beside FID/KID)."""
-    clf = classifier.eval()
-    dev = next(clf.parameters()).device
-    with torch.no_grad():
-        probs = torch.cat([clf(check_images(images[i:i + 500], "images").to(dev)).softmax(-1).cpu() for i in range(0, len(images), 500)])
-    p, cls = probs.max(-1)
-    hist = torch.bincount(cls[p >= threshold], minlength=probs.shape[-1])
-    return dict(confident=float((p >= threshold).float().mean()), threshold=threshold, class_histogram=hist.tolist(),
-                largest_class_share=float(hist.max() / max(1, hist.sum())))
 
 # %% ../nbs/09a_compare.ipynb #2d5e4f49
 TABLE_COLUMNS = ("model", "sampler", "steps", "confident", "fid", "kid", "kid_std", "precision", "recall", "sample_seconds",
