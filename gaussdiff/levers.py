@@ -50,6 +50,8 @@ GIR_LEVERS = (
     Lever("16 splats", "16 splats per digit instead of 24 (a coarser fit, a simpler set)", {"n_splats": 16}),
     Lever("adaLN-Zero", "DiT's adaLN-Zero conditioning instead of the paper's FiLM", {"model_kw": {"conditioning": "adaLN-Zero"}}),
     Lever("paper features", "the paper's linear schedule and Cholesky covariance numbers", {"schedule": "linear", "gir_features": "cholesky"}),
+    Lever("course features", "the cpu recipe's cosine schedule and shape features (a lever for the gpu recipe)",
+          {"schedule": "cosine", "gir_features": "shape"}),
     Lever("2× budget", "the recipe with twice the training FLOPs", budget_factor=2.0),
 )
 LEVERS = {lever.name: lever for lever in GIR_LEVERS}
