@@ -220,3 +220,22 @@ def test_a_given_budget_replaces_the_recipe_budget_as_a_whole():
     cfg = _config(r, 0, {"budget_flops": 1e12})
     assert cfg.budget_flops == 1e12 and cfg.budget_minutes is None and cfg.budget_steps is None
     with pytest.raises(ValueError, match="budget keys"): _config(r, 0, {"budget_hours": 1})
+
+
+def test_cpu_recipes_spend_equal_training_flops_and_sprites_get_their_own_fit():
+    from gaussdiff.recipes import CPU_BUDGET_FLOPS, recipe
+    g, p = recipe("gir", "mnist", "cpu"), recipe("pixel", "mnist", "cpu")
+    assert g.cfg.budget_flops == p.cfg.budget_flops == CPU_BUDGET_FLOPS and g.cfg.budget_minutes is None
+    assert p.model_kw["attn_resolutions"] == (8,)
+    s = recipe("gir", "sprites", "cpu")
+    assert s.n_splats == 64 and s.cfg.budget_flops == CPU_BUDGET_FLOPS / 2 == recipe("pixel", "sprites", "cpu").cfg.budget_flops
+    assert recipe("gir", "mnist", "gpu").cfg.budget_minutes == 120.0  # the paper's wall-clock protocol on a GPU
+
+
+def test_train_cli_takes_a_flop_budget(tmp_path, capsys):
+    import json
+    from gaussdiff.recipes import cli
+    out = str(tmp_path / "run")
+    assert cli(["--space", "gir", "--budget-flops", "1", "--profile", "smoke", "--n", "8", "--out", out, "--device", "cpu"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["steps"] == 1 and res["train_flops"] > 1  # the first step already spends the budget
