@@ -8,7 +8,7 @@ import argparse, contextlib, functools, json, os, statistics, sys, time
 
 import torch
 
-from .core import bf16_native, device_name, get_device, save_json
+from .core import bf16_native, device_name, get_device, save_json, tf32
 from .diffusion import SAMPLING_STEPS, Schedule
 from .sample import sample
 from .layers import count_flops, count_params
@@ -81,17 +81,10 @@ def skip_reason(mode: str, device) -> str | None:
 @contextlib.contextmanager
 def precision(mode: str, device):
     "TF32 on/off and bf16 autocast as `mode` says, on CUDA (restored afterwards); a no-op on other devices."
-    if torch.device(device).type != "cuda":
-        yield
-        return
-    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = mode != "fp32"
-    try:
-        if mode in ("fp32", "tf32"): yield
+    with tf32(mode != "fp32", device):
+        if mode in ("fp32", "tf32") or torch.device(device).type != "cuda": yield
         else:
             with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False): yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 def _sync(device):
     device = torch.device(device)

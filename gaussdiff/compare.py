@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from .core import atomic_path, check_images, cpu_threads
+from .core import atomic_path, check_images, cpu_threads, tf32
 from .data import load_mnist, load_sprites
 from .metrics import classifier_metrics, get_classifier, pixel_kid
 from .recipes import recipe, training_data
@@ -58,12 +58,14 @@ def budget_of(config: dict) -> dict:
 def evaluate_sampler(model, schedule, normalizer, meta: dict, reference, classifier=None, n: int = 64,
                      sampler: str = "ddpm", steps: int | None = None, seed: int = 0, batch_size: int = 256, **kid_kw):
     """Draw `n` images with `sampler`/`steps`, time it, and measure them against `reference`: `(row dict, images)`.
-    On CPU the sampling runs (and is timed) on one thread: the timings then compare models, not the machine's load."""
-    with cpu_threads(1, next(model.parameters()).device):
+    On CPU the sampling runs (and is timed) on one thread: the timings then compare models, not the machine's load;
+    on CUDA in strict float32 (TF32 off for matmuls and convolutions alike, so the U-Net and the transformer compare fairly)."""
+    dev = next(model.parameters()).device
+    with cpu_threads(1, dev), tf32(False, dev):
         t0 = time.perf_counter()
         imgs = generate(model, schedule, normalizer, meta, n=n, steps=steps, sampler=sampler, seed=seed, batch_size=batch_size)
         secs = time.perf_counter() - t0
-    row = dict(sampler=sampler, steps=steps or schedule.T, sample_seconds=secs, ms_per_image=1000 * secs / n,
+    row = dict(sampler=sampler, steps=steps or schedule.T, numerics="float32, TF32 off", sample_seconds=secs, ms_per_image=1000 * secs / n,
                **classifier_metrics(reference, imgs, classifier, seed=seed, **kid_kw))
     return row, imgs
 

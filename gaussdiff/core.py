@@ -12,9 +12,9 @@ import torch
 
 # %% auto #0
 __all__ = ['PROFILES', 'COMMANDS', 'resolve_profile', 'by_profile', 'get_device', 'bf16_native', 'device_name', 'seed_everything',
-           'check_images', 'make_grid', 'show_grid', 'save_grid', 'atomic_path', 'cpu_threads', 'check_writable_dir',
-           'save_torch_atomic', 'plain', 'save_json', 'repo_root', 'data_dir', 'save_fig', 'save_results',
-           'course_notebooks', 'has_parameters_cell', 'run_course', 'write_summary', 'main']
+           'check_images', 'make_grid', 'show_grid', 'save_grid', 'atomic_path', 'cpu_threads', 'tf32',
+           'check_writable_dir', 'save_torch_atomic', 'plain', 'save_json', 'repo_root', 'data_dir', 'save_fig',
+           'save_results', 'course_notebooks', 'has_parameters_cell', 'run_course', 'write_summary', 'main']
 
 # %% ../nbs/00_core.ipynb #71933f00
 PROFILES = ("smoke", "cpu", "gpu")
@@ -145,6 +145,18 @@ def cpu_threads(n: int, device="cpu"):
     if torch.device(device).type == "cpu": torch.set_num_threads(max(1, min(n, old)))
     try: yield
     finally: torch.set_num_threads(old)
+
+@contextlib.contextmanager
+def tf32(enabled: bool, device="cuda"):
+    """TF32 for matmuls *and* convolutions together (restored afterwards) on CUDA; a no-op elsewhere. PyTorch's
+    defaults differ (cuDNN on, matmul off), so a U-Net and a transformer timed as they come run in different precisions."""
+    if torch.device(device).type != "cuda":
+        yield
+        return
+    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = bool(enabled)
+    try: yield
+    finally: torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 def check_writable_dir(path) -> Path:
     "Create folder `path` if needed and prove a file can be written in it, before long work that would write there."

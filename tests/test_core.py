@@ -158,3 +158,33 @@ def test_no_module_decides_bf16_by_is_bf16_supported():
     from conftest import ROOT
     users = [p.name for p in (ROOT / "gaussdiff").glob("*.py") if "is_bf16_supported" in p.read_text()]
     assert users == [], f"decide bf16 with core.bf16_native (compute capability), not is_bf16_supported: {users}"
+
+
+def test_tf32_sets_matmul_and_conv_together_and_restores():
+    "Issue 16 #6: PyTorch's defaults (cuDNN TF32 on, matmul off) would time a U-Net and a transformer in different precisions."
+    import torch
+    from gaussdiff.core import tf32
+    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = False, True  # the defaults
+    try:
+        with tf32(False, torch.device("cuda")):
+            assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (False, False)
+        with tf32(True, "cuda"):
+            assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (True, True)
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (False, True)
+        with tf32(False, "cpu"):  # a no-op off CUDA
+            assert torch.backends.cudnn.allow_tf32 is True
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+def test_sampling_rows_say_their_precision():
+    import torch
+    from gaussdiff.compare import evaluate_sampler
+    from gaussdiff.diffusion import Schedule
+    from gaussdiff.layers import TinyDenoiser
+    meta = dict(space="pixel", image_size=[28, 28], channels=1, sample_shape=[1, 32, 32], x0_clip=1.0)
+    ref = torch.rand(16, 1, 28, 28)
+    row, imgs = evaluate_sampler(TinyDenoiser(shape=(1, 32, 32)), Schedule(10), None, meta, ref, "smoke", n=8, steps=5,
+                                 kid_subsets=2, kid_subset_size=8)
+    assert row["numerics"] == "float32, TF32 off" and 0 <= row["precision"] <= 1 and imgs.shape == (8, 1, 28, 28)
