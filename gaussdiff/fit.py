@@ -277,7 +277,9 @@ def benchmark(dataset: str = "mnist", n: int = 256, n_splats: int = 150, steps: 
               threads: int | None = None, seed: int = 0, repeats: int = 1) -> dict:
     "Time `fit_splats` on `n` images of a data set (default settings); a JSON-ready dict with images/s and PSNR."
     if threads is not None: torch.set_num_threads(threads)
-    x, _ = load_images(dataset, n, "train", verbose=False)
+    x, _ = load_images(dataset, None, "train", verbose=False)
+    if n > len(x): print(f"[fit] benchmark: only {len(x)} {dataset} images are here; timing all of them instead of {n}")
+    x = x[:n]
     dev = get_device(device)
     fit_splats(x[:8], n_splats, 2, device=dev, progress=False)          # warm-up: allocator, kernels, caches
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
