@@ -230,6 +230,7 @@ def test_cpu_recipes_spend_equal_training_flops_and_sprites_get_their_own_fit():
     s = recipe("gir", "sprites", "cpu")
     assert s.n_splats == 64 and s.cfg.budget_flops == CPU_BUDGET_FLOPS / 2 == recipe("pixel", "sprites", "cpu").cfg.budget_flops
     assert recipe("gir", "mnist", "gpu").cfg.budget_minutes == 120.0  # the paper's wall-clock protocol on a GPU
+    assert recipe("pixel", "sprites", "gpu").cfg.budget_minutes == 30.0  # issue 16 #12: Sprites are budgeted
 
 
 def test_train_cli_takes_a_flop_budget(tmp_path, capsys):
