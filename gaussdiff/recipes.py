@@ -4,7 +4,7 @@
 
 # %% ../nbs/07b_recipes.ipynb #90897963
 from __future__ import annotations
-import argparse, contextlib, dataclasses, json, sys
+import argparse, contextlib, dataclasses, json, sys, warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +106,7 @@ def training_data(space: str, dataset: str = "mnist", n: int | None = None, n_sp
     """Clean training examples for a space: `(x [M,...], normalizer or None, meta)`. GIR: normalised splats from
     the fit chapter's cache, the covariance written as `gir_features` ('cholesky' or 'shape', chapter 04) before
     the normaliser is fitted; pixel: the same images in [-1,1], MNIST padded to 32×32 (chapter 06)."""
+    profile = resolve_profile(profile)
     if space == "gir":
         if gir_features not in GIR_FEATURES: raise ValueError(f"gir_features must be one of {GIR_FEATURES}, got {gir_features!r}")
         gir = _load_or_encode_gir(dataset, n, n_splats or 150, profile, verbose)
@@ -117,13 +118,22 @@ def training_data(space: str, dataset: str = "mnist", n: int | None = None, n_sp
         meta = dict(dataset=dataset, image_size=[h, w], channels=int(gir["channels"]), n_train=len(x),
                     n_splats=int(x.shape[1]), sample_shape=list(x.shape[1:]), x0_clip=_data_range(x), gir_features=gir_features,
                     fit_psnr=float(torch.as_tensor(gir["psnr"]).float().mean()))
+        _check_scale(dataset, len(x), profile)
         return x, norm, meta
     if space != "pixel": raise ValueError(f"space must be one of {SPACES}, got {space!r}")
     imgs = load_mnist(n, "train", verbose=verbose)[0] if dataset == "mnist" else load_sprites(n, verbose=verbose)
     x = pixels_to_model(pad_to_32(imgs))
     meta = dict(dataset=dataset, image_size=list(imgs.shape[-2:]), channels=int(imgs.shape[1]), n_train=len(x),
                 sample_shape=list(x.shape[1:]), x0_clip=1.0)
+    _check_scale(dataset, len(x), profile)
     return x, None, meta
+
+def _check_scale(dataset: str, n_train: int, profile: str):
+    "The gpu profile means the paper's scale: say loudly when only the 4,000 offline MNIST digits stand in for 60,000."
+    if profile == "gpu" and dataset == "mnist" and n_train < 60_000:
+        warnings.warn(f"the gpu profile trains on {n_train:,} MNIST digits, not the paper's 60,000: full MNIST needs "
+                      "torchvision and a network (pip install torchvision; then gaussdiff data --rebuild). Numbers "
+                      "from this run are not paper-scale.", stacklevel=3)
 
 def _load_or_encode_gir(dataset, n, n_splats, profile, verbose):
     "The first `n` GIRs from any cache of the fit chapter with the profile's fit settings (e.g. 03's), else fit them now."

@@ -214,17 +214,21 @@ def test_sprite_path_errors(tmp_path):
     with pytest.raises(ValueError, match="only 3"): load_sprites(4, path=tmp_path / "ok.npy")
 
 
-def test_offline_fallback_is_loud_and_benchmark_caps_n(monkeypatch, capsys):
+def test_offline_fallback_is_loud_at_gpu_scale_and_benchmark_caps_n(monkeypatch, capsys):
     "Issue 16 #7: without torchvision the gpu profile silently used 4,000 digits, and benchmark('mnist', 4096) crashed."
+    import warnings
     import gaussdiff.data as gd
     from gaussdiff.fit import benchmark
+    from gaussdiff.recipes import training_data
     def no_torchvision(split, root): raise ModuleNotFoundError("No module named 'torchvision'")
     monkeypatch.setattr(gd, "_torchvision_mnist", no_torchvision)
-    monkeypatch.setattr(gd, "_FALLBACK_WARNED", set())
     cached = gd._load_npz
     monkeypatch.setattr(gd, "_load_npz", lambda path, keys: None if "full" in str(path) else cached(path, keys))
-    with pytest.warns(UserWarning, match="5,000 offline digits"):
-        x, _ = gd.load_mnist(None, "train", verbose=False)
-    assert len(x) == 4000
+    with pytest.warns(UserWarning, match="not the paper's 60,000"):
+        x, _, meta = training_data("pixel", "mnist", None, None, "gpu", verbose=False)
+    assert meta["n_train"] == 4000
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the cpu profile is designed for the offline digits: no warning there
+        training_data("pixel", "mnist", 100, None, "cpu", verbose=False)
     res = benchmark("mnist", 4096, n_splats=4, steps=0)
     assert res["n_images"] == 4000 and "only 4000 mnist images" in capsys.readouterr().out
