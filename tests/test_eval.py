@@ -76,3 +76,14 @@ def test_eval_cli_prints_json_and_fails_cleanly(tmp_path, digits, capsys):
     assert eval_cli([str(tmp_path / "rgb.npz"), "--dataset", "mnist"]) == 2 and "MNIST digits" in capsys.readouterr().err
     assert eval_cli([str(tmp_path / "rgb.npz"), "--dataset", "sprites", "--n-ref", "50"]) == 0
     assert json.loads(capsys.readouterr().out)["pixel_kid"] > 0
+
+
+def test_inception_rows_reuse_the_tables_samples():
+    "Issue 16 #5: at gpu size 09a drew every model's samples a second time just for the Inception rows."
+    import json
+    from conftest import NBS
+    cells = ["".join(c["source"]) for c in json.load(open(NBS / "09a_compare.ipynb"))["cells"] if c["cell_type"] == "code"]
+    inception = next(c for c in cells if c.startswith("inception_rows = []"))
+    assert "generate(" not in inception and "protocol_imgs[name]" in inception
+    main = next(c for c in cells if "protocol_imgs.setdefault(name, imgs)" in c)
+    assert 'gpu={"pixel": [("ddpm", 1000, n_eval // 4)' in main  # the 1000-step pixel row is sized to fit
