@@ -269,7 +269,9 @@ def fit_splats(images: torch.Tensor, n_splats: int = 150, steps: int | None = No
     splats = torch.cat(out).float()
     if c == 1: splats[..., COL] = splats[..., COL].mean(-1, keepdim=True)   # grey: r = g = b exactly
     seconds = time.perf_counter() - t0
-    final = torch.cat([psnr(render(splats[i:i + 256], (h, w), channels=c), x_all[i:i + 256]) for i in range(0, b, 256)])
+    # the final exact-render PSNR on the fitting device (on a GPU it would otherwise take longer than the fit)
+    final = torch.cat([psnr(render(splats[i:i + 256].to(dev), (h, w), channels=c), x_all[i:i + 256].to(dev)).cpu()
+                       for i in range(0, b, 256)])
     return FitResult(splats=splats, psnr=final, seconds=seconds, settings=dict(settings, workers=workers))
 
 # %% ../nbs/03_fit.ipynb #11968bb2
