@@ -48,6 +48,7 @@ GIR_LEVERS = (
           {"model_kw": dict(d_model=128, depth=4, n_heads=4, t_dim=128)}),
     Lever("batch 128", "4× the batch at 2× the learning rate: a quarter of the steps", cfg=dict(batch_size=128, lr=2e-3)),
     Lever("16 splats", "16 splats per digit instead of 24 (a coarser fit, a simpler set)", {"n_splats": 16}),
+    Lever("4,000 digits", "all 4,000 offline training digits instead of 1,000 (fewer epochs over more data)", {"n": 4000}),
     Lever("adaLN-Zero", "DiT's adaLN-Zero conditioning instead of the paper's FiLM", {"model_kw": {"conditioning": "adaLN-Zero"}}),
     Lever("paper features", "the paper's linear schedule and Cholesky covariance numbers", {"schedule": "linear", "gir_features": "cholesky"}),
     Lever("course features", "the cpu recipe's cosine schedule and shape features (a lever for the gpu recipe)",
