@@ -240,3 +240,16 @@ def test_train_cli_takes_a_flop_budget(tmp_path, capsys):
     assert cli(["--space", "gir", "--budget-flops", "1", "--profile", "smoke", "--n", "8", "--out", out, "--device", "cpu"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["steps"] == 1 and res["train_flops"] > 1  # the first step already spends the budget
+
+
+def test_load_or_train_says_loudly_when_it_trains_what_it_could_not_load(tmp_path, capsys):
+    "Issue 16 #4: a fresh Colab machine silently retrained models (hours at gpu size) that a chapter meant to load."
+    from gaussdiff.recipes import load_or_train
+    load_or_train("gir", "mnist", "smoke", device="cpu", budget={"budget_steps": 2}, out_dir=tmp_path / "run",
+                  n=8, progress=False, preview=False)
+    out = capsys.readouterr().out
+    assert "TRAINING IT NOW" in out and "budget_steps=2" in out
+    load_or_train("gir", "mnist", "smoke", device="cpu", budget={"budget_steps": 2}, out_dir=tmp_path / "run",
+                  n=8, progress=False, preview=False)
+    again = capsys.readouterr().out
+    assert "TRAINING IT NOW" not in again and "not reusing" not in again  # the second call loads the cached run
