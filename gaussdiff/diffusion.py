@@ -139,7 +139,6 @@ class Schedule:
         if not self.min_snr_gamma: return err.mean()  # exactly F.mse_loss for the plain objective
         return (self.loss_weight(t) * err.reshape(len(t), -1).mean(1)).mean()
 
-
 # %% ../nbs/04_noise.ipynb #a1a8a8dd
 class GIRNormalizer:
     "Per-feature standardisation of GIRs `[B,N,F]`: `normalize(g) = (g - mean) / std`, `denormalize` its inverse."

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from .core import data_dir, resolve_profile
-from .compare import confident_share
+from .compare import confident_share, trained_flops
 from .metrics import classifier_metrics
 from .recipes import Recipe, load_or_train, make_model, training_data
 from .sample import generate
@@ -102,7 +102,7 @@ def measure_lever(base: Recipe, lever: Lever, budget_flops: float, reference, cl
     imgs = generate(model, sched, norm, meta, n=n, seed=10_000 + seed)  # the model's T ancestral DDPM steps
     m = classifier_metrics(reference, imgs, classifier, kid_subset_size=min(1000, n, len(reference)), seed=seed)
     c = confident_share(imgs, classifier)
-    res = LeverResult(lever.name, lever.what, seed, meta["step"], meta["step"] * meta.get("train_flops_per_step", 0),
+    res = LeverResult(lever.name, lever.what, seed, meta["step"], trained_flops(meta),
                       meta["elapsed_s"], meta["n_params"], n, c["confident"], c["largest_class_share"], m["kid"],
                       m["kid_std"], m["fid"], m["precision"], m["recall"])
     return res, imgs

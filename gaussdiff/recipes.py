@@ -224,16 +224,15 @@ def load_or_train(space: str, dataset: str = "mnist", profile: str = "auto", dev
     r = recipe(space, dataset, profile) if recipe_ is None else recipe_
     if run_kw.get("n") is not None: r = dataclasses.replace(r, n=run_kw["n"])  # a cached run of that many images matches
     out = Path(out_dir) if out_dir is not None else run_dir(r.space, r.dataset, r.profile, conditioning, tag)
-    path = out / "ckpt.pt"
+    path, cfg = out / "ckpt.pt", _config(r, seed, budget)
     if path.exists():
         try:
-            why = run_differs(read_checkpoint(path), r, _config(r, seed, budget), conditioning, budget=budget is not None)
+            why = run_differs(read_checkpoint(path), r, cfg, conditioning, budget=budget is not None)
             if why is None: return load_checkpoint(path, device)
             print(f"not reusing the cached run at {path}: {why}; " + ("continuing it" if why == "it did not finish" else "training it again"))
         except ValueError as e:
             print(f"ignoring cached run at {path}: {e}")
     else:  # say it before minutes (or, at gpu size, hours) of training that the caller may have meant to load
-        cfg = _config(r, seed, budget)
         print(f"[recipes] no cached {r.space} run of {r.dataset} at {out}: TRAINING IT NOW with the {r.profile} recipe "
               f"({', '.join(f'{k}={getattr(cfg, k)}' for k in BUDGETS if getattr(cfg, k) is not None)}); chapter 07b "
               "trains and caches the course's runs, and a GAUSSDIFF_DATA folder on Drive keeps them between Colab sessions")
