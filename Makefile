@@ -1,10 +1,12 @@
 # The two commands of the course (see README.md):
-#   make course   run every chapter notebook at this machine's profile (PROFILE=auto|smoke|cpu|gpu), outputs in OUT/
+#   make course   run every chapter notebook at this machine's profile (PROFILE=auto|smoke|cpu|gpu), outputs in OUT/;
+#                 PROFILE=gpu REHEARSAL=1 rehearses the gpu profile in minutes on any machine
 #   make test     run the test suite (smoke-profile notebooks, unit tests, nbdev sync check, browser test)
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= auto
+REHEARSAL ?=
 OUT ?= outputs
 PYTEST_ARGS ?= -n 2
 
@@ -17,7 +19,7 @@ install-dev:
 	tools/install.sh $(VENV) dev --browser
 
 course: install-course
-	$(VENV)/bin/gaussdiff course --profile $(PROFILE) --out $(OUT)
+	$(VENV)/bin/gaussdiff course --profile $(PROFILE) --out $(OUT) $(if $(REHEARSAL),--rehearsal)
 
 test: install-dev
 	$(PY) -m pytest $(PYTEST_ARGS) tests

@@ -17,20 +17,23 @@ __all__ = ['PROFILES', 'COMMANDS', 'resolve_profile', 'by_profile', 'get_device'
            'save_results', 'course_notebooks', 'has_parameters_cell', 'run_course', 'write_summary', 'main']
 
 # %% ../nbs/00_core.ipynb #71933f00
-PROFILES = ("smoke", "cpu", "gpu")
+PROFILES = ("smoke", "cpu", "gpu", "rehearsal")
 
 def resolve_profile(profile: str = "auto") -> str:
-    "`'auto'` becomes `'gpu'` when CUDA is available, else `'cpu'`; the three named profiles pass through."
+    "`'auto'` becomes `'gpu'` when CUDA is available, else `'cpu'`; the named profiles pass through."
     if profile == "auto": return "gpu" if torch.cuda.is_available() else "cpu"
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}: use one of {PROFILES} or 'auto'")
     return profile
 
 def by_profile(profile: str, **choices):
-    "Pick the value for `profile` (resolved) from keyword choices `smoke=`, `cpu=`, `gpu=`."
+    """Pick the value for `profile` (resolved) from keyword choices `smoke=`, `cpu=`, `gpu=`; the rehearsal profile
+    takes `rehearsal=` where a choice is given for it (a cut size) and the gpu choice everywhere else."""
     p = resolve_profile(profile)
+    if p == "rehearsal" and p not in choices: p = "gpu"
     if p not in choices: raise KeyError(f"no setting for profile {p!r} (have {sorted(choices)})")
     return choices[p]
+
 
 # %% ../nbs/00_core.ipynb #cfc12323
 def get_device(device: str | torch.device = "auto") -> torch.device:
@@ -221,10 +224,14 @@ def has_parameters_cell(nb_path) -> bool:
     cells = json.loads(Path(nb_path).read_text())["cells"]
     return any("parameters" in c.get("metadata", {}).get("tags", []) for c in cells)
 
-def run_course(profile: str = "auto", out="outputs", only: list[str] | None = None, nbs_dir=None) -> Path:
-    "Execute the course notebooks with papermill at `profile`; returns the output folder."
+def run_course(profile: str = "auto", out="outputs", only: list[str] | None = None, nbs_dir=None,
+               rehearsal: bool = False) -> Path:
+    "Execute the course notebooks with papermill at `profile` (`rehearsal`: the gpu profile's rehearsal); returns the output folder."
     import papermill as pm
     profile = resolve_profile(profile)
+    if rehearsal:
+        if profile not in ("gpu", "rehearsal"): raise ValueError(f"--rehearsal rehearses the gpu profile, not {profile!r}: use --profile gpu")
+        profile = "rehearsal"
     root = repo_root()
     nbs_dir = Path(nbs_dir) if nbs_dir else (root / "nbs" if root else None)
     if nbs_dir is None or not nbs_dir.is_dir():
@@ -279,11 +286,13 @@ def main(argv: list[str] | None = None) -> int:
     cmd, rest = argv[0], argv[1:]
     if cmd == "course":
         ap = argparse.ArgumentParser(prog="gaussdiff course", description="execute the course notebooks with papermill")
-        ap.add_argument("--profile", default="auto", help="smoke | cpu | gpu | auto (default)")
+        ap.add_argument("--profile", default="auto", help="smoke | cpu | gpu | rehearsal | auto (default)")
+        ap.add_argument("--rehearsal", action="store_true",
+                        help="with --profile gpu: the gpu settings with budgets, data and sample counts cut to minutes")
         ap.add_argument("--out", default="outputs", help="output folder (default: outputs/)")
         ap.add_argument("--only", nargs="*", help="notebook name prefixes to run, e.g. 00 01")
         a = ap.parse_args(rest)
-        try: out = run_course(a.profile, a.out, a.only)
+        try: out = run_course(a.profile, a.out, a.only, rehearsal=a.rehearsal)
         except (ValueError, FileNotFoundError) as e:
             print(f"gaussdiff course: error: {e}", file=sys.stderr)
             return 2

@@ -65,7 +65,9 @@ def recipe(space: str, dataset: str = "mnist", profile: str = "auto") -> Recipe:
         cpu=dict(budget_flops=CPU_BUDGET_FLOPS * (1 if dataset == "mnist" else 0.5), batch_size=32, lr=1e-3, warmup_steps=100, ema_decay=0.995, ckpt_every=500),
         # gpu: the paper's 2 h per MNIST model; Sprites (Fig 7, 09a's sprite rows) get half an hour each
         gpu=dict(budget_minutes=120.0 if dataset == "mnist" else 30.0, batch_size=64, lr=2e-4, warmup_steps=1000, ema_decay=0.9999, ckpt_every=2000,
-                 sample_every=5000))
+                 sample_every=5000),
+        # rehearsal: the gpu recipe cut to 8 steps of 4 images, still passing a checkpoint, a preview and 3 snapshots
+        rehearsal=dict(budget_steps=8, batch_size=4, lr=2e-4, warmup_steps=1000, ema_decay=0.9999, ckpt_every=4, sample_every=8))
     # cpu profile: two ~0.3M-parameter models (comparable sizes, as in the paper) get through enough steps in minutes
     model_kw = by_profile(profile, smoke={}, gpu={}, cpu={"gir": dict(d_model=64, depth=3, n_heads=4, t_dim=64),
                                                          # attention at 8×8 only: 20 % fewer FLOPs per step than at 16×16
@@ -74,15 +76,15 @@ def recipe(space: str, dataset: str = "mnist", profile: str = "auto") -> Recipe:
     schedule = by_profile(profile, smoke="linear", cpu="cosine", gpu="linear") if space == "gir" else "linear"
     gir_features = by_profile(profile, smoke="shape", cpu="shape", gpu="cholesky") if space == "gir" else None
     return Recipe(space=space, dataset=dataset, profile=profile, T=SAMPLING_STEPS[space], schedule=schedule,
-                  gir_features=gir_features, model_kw=model_kw, n=by_profile(profile, smoke=32, cpu=1000, gpu=None),
+                  gir_features=gir_features, model_kw=model_kw, n=by_profile(profile, smoke=32, cpu=1000, gpu=None, rehearsal=16),
                   # 150 splats take far longer than a few CPU minutes to organise into strokes; 24 per digit do not
                   # Sprites are RGB and detailed: 24 splats fit the first 64 at 19.8 dB, 64 splats at 25.6 dB
                   n_splats=by_profile(profile, smoke=150, cpu=24 if dataset == "mnist" else 64, gpu=150), cfg=TrainConfig(**cfg),
                   snapshot_fracs=by_profile(profile, smoke=(0.2, 0.4, 1.0), cpu=(0.2, 0.4, 1.0), gpu=(1.0,)),
-                  snapshot_epochs=by_profile(profile, smoke=(), cpu=(), gpu=(10, 20, 50)))
+                  snapshot_epochs=by_profile(profile, smoke=(), cpu=(), gpu=(10, 20, 50), rehearsal=(0.5, 1, 2)))
 
 # %% ../nbs/07b_recipes.ipynb #589e6737
-PRESETS = {"smoke": "smoke", "cpu": "cpu", "gpu": "paper"}  # profile -> the model classes' preset constructors
+PRESETS = {"smoke": "smoke", "cpu": "cpu", "gpu": "paper", "rehearsal": "paper"}  # profile -> the model classes' preset constructors
 
 def make_model(space: str, profile: str = "auto", T: int | None = None, channels: int | None = None, **overrides) -> nn.Module:
     """The profile's preset denoiser for a space (GaussianTransformer for GIRs, PixelUNet for pixels), built for
@@ -178,8 +180,9 @@ def run(space: str, dataset: str = "mnist", profile: str = "auto", out_dir=None,
     model = make_model(r.space, r.profile, r.T, meta["channels"], **model_kw)
     schedule = r.make_schedule()
     meta.update(profile=r.profile, n_params=sum(p.numel() for p in model.parameters()))
+    preview_steps = by_profile(r.profile, smoke=min(50, r.T), cpu=min(50, r.T), gpu=min(50, r.T), rehearsal=3)
     def preview_fn(ema_model, step):
-        return generate(ema_model, schedule, norm, dict(meta, space=r.space), n=16, steps=min(50, r.T), sampler="ddim")
+        return generate(ema_model, schedule, norm, dict(meta, space=r.space), n=16, steps=preview_steps, sampler="ddim")
     return train(model, x, schedule, cfg, space=r.space, out_dir=out_dir, resume=resume, normalizer=norm, meta=meta,
                  preview_fn=preview_fn if preview else None, snapshot_fracs=r.snapshot_fracs,
                  snapshot_epochs=r.snapshot_epochs, device=device, progress=progress, overwrite=overwrite)

@@ -249,7 +249,7 @@ def _train(model, data, schedule, cfg, space, out_dir, resume, normalizer, meta,
     if cfg.budget_flops is not None: budget_steps = min(budget_steps, math.ceil(cfg.budget_flops / flops_per_step))
     def done_frac(): return max(step / budget_steps, elapsed / budget_s)
     pending = [p for p in [("frac", float(f)) for f in snapshot_fracs] + [("epoch", float(e)) for e in snapshot_epochs]
-               if not any(tuple(s["at"]) == p for s in snapshots)]
+               if not any(tuple(s["at"]) == p or list(p) in s.get("also", []) for s in snapshots)]
     per_epoch = max(1, data.shape[0] // min(cfg.batch_size, data.shape[0]))
 
     def save(final=False):
@@ -261,6 +261,9 @@ def _train(model, data, schedule, cfg, space, out_dir, resume, normalizer, meta,
     def reached(p): return (done_frac() if p[0] == "frac" else step / per_epoch) >= p[1] - 1e-9
 
     def snapshot(at):
+        if snapshots and snapshots[-1]["step"] == step:  # two points on one step (the last epoch, the budget's end): one snapshot
+            for s in (snapshots[-1], mem_snapshots[-1]): s.setdefault("also", []).append(list(at))
+            return
         rec = {"at": list(at), "step": step, "epoch": step / per_epoch, "elapsed_s": elapsed, "path": None,
                "ema": {k: v.detach().cpu().clone() for k, v in ema.model.state_dict().items()}}
         if out_dir is not None:
@@ -303,7 +306,7 @@ def _train(model, data, schedule, cfg, space, out_dir, resume, normalizer, meta,
                 snapshot(p)
             if preview_fn is not None and cfg.sample_every and step % cfg.sample_every == 0 and out_dir is not None:
                 save_grid(preview_fn(ema.model, step), out_dir / "samples" / f"step{step:07d}.png")
-            if step % cfg.ckpt_every == 0: save()
+            if step % cfg.ckpt_every == 0 and step < budget_steps: save()  # the final save follows
             if callback is not None: callback(step, history["loss"][-1])
             if stop.requested:
                 ckpt = save()

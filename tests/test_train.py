@@ -106,6 +106,15 @@ def test_checkpoint_loads_for_sampling_with_snapshots(tmp_path):
         load_checkpoint(tmp_path / "ckpt.pt", device="cpu", space="pixel")
 
 
+def test_an_epoch_and_a_fraction_on_one_step_make_one_snapshot(tmp_path):
+    # 96 examples / batch 16 = 6 steps per epoch: epoch 4 is the budget's end (the gpu recipe's last epoch vs frac 1.0)
+    res = _run(tmp_path, snapshot_fracs=(1.0,), snapshot_epochs=(2, 4))
+    assert [s["step"] for s in res.snapshots] == [12, 24]
+    assert len(list((tmp_path / "snapshots").glob("*.pt"))) == 2
+    _run(tmp_path, snapshot_fracs=(1.0,), snapshot_epochs=(2, 4), cfg=_cfg(budget_steps=30), resume=True)
+    assert [s["step"] for s in read_checkpoint(tmp_path / "ckpt.pt")["meta"]["_snapshots"]] == [12, 24]
+
+
 def test_failed_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
     _run(tmp_path, cfg=_cfg(budget_steps=6))
     before = (tmp_path / "ckpt.pt").read_bytes()
