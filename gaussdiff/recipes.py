@@ -220,14 +220,18 @@ def _interrupted(path: Path, r: Recipe, cfg: TrainConfig, conditioning: str | No
     return not ck.get("finished") and run_differs(dict(ck, finished=True), r, cfg, conditioning, budget) is None
 
 def load_or_train(space: str, dataset: str = "mnist", profile: str = "auto", device="auto", conditioning: str | None = None,
-                  budget: dict | None = None, seed: int = 0, tag: str = "", recipe_: Recipe | None = None, out_dir=None, **run_kw):
+                  budget: dict | None = None, seed: int = 0, tag: str = "", recipe_: Recipe | None = None, out_dir=None,
+                  train_budget: dict | None = None, **run_kw):
     """`(model, schedule, normalizer, meta)` of a course run: loaded from its cached, finished checkpoint when that
     matches the recipe (and `budget`, when given), else trained now and saved under `run_dir(...)` (or `out_dir`).
-    `recipe_` replaces the profile's recipe (its space, data set and profile then win)."""
+    `train_budget` (without `budget`): reuse a finished run of any budget, and train with this one only when none is
+    cached (a later chapter's cap on what it trains). `recipe_` replaces the profile's recipe (its space, data set
+    and profile then win)."""
+    if budget is not None and train_budget is not None: raise ValueError("give budget (what must match) or train_budget (what to train when nothing is cached), not both")
     r = recipe(space, dataset, profile) if recipe_ is None else recipe_
     if run_kw.get("n") is not None: r = dataclasses.replace(r, n=run_kw["n"])  # a cached run of that many images matches
     out = Path(out_dir) if out_dir is not None else run_dir(r.space, r.dataset, r.profile, conditioning, tag)
-    path, cfg = out / "ckpt.pt", _config(r, seed, budget)
+    path, cfg = out / "ckpt.pt", _config(r, seed, budget or train_budget)
     if path.exists():
         try:
             why = run_differs(read_checkpoint(path), r, cfg, conditioning, budget=budget is not None)
@@ -239,7 +243,7 @@ def load_or_train(space: str, dataset: str = "mnist", profile: str = "auto", dev
         print(f"[recipes] no cached {r.space} run of {r.dataset} at {out}: TRAINING IT NOW with the {r.profile} recipe "
               f"({', '.join(f'{k}={getattr(cfg, k)}' for k in BUDGETS if getattr(cfg, k) is not None)}); chapter 07b "
               "trains and caches the course's runs, and a GAUSSDIFF_DATA folder on Drive keeps them between Colab sessions")
-    run(r.space, r.dataset, r.profile, out_dir=out, budget=budget, conditioning=conditioning, device=device, seed=seed,
+    run(r.space, r.dataset, r.profile, out_dir=out, budget=budget or train_budget, conditioning=conditioning, device=device, seed=seed,
         recipe_=r, **run_kw)
     return load_checkpoint(path, device)
 
