@@ -56,10 +56,12 @@ def schedule_info(schedule) -> dict:
     return info
 
 def make_checkpoint(model, ema, opt, lr_sched, scaler, config: dict, space: str, schedule, normalizer, meta: dict,
-                    step: int, elapsed: float, history: dict | None, finished: bool, with_optimizer: bool = True) -> dict:
-    "The dict a checkpoint file holds: tensors, numbers and strings only (so it loads with `weights_only=True`)."
+                    step: int, elapsed: float, history: dict | None, finished: bool, sampling_only: bool = False) -> dict:
+    """The dict a checkpoint file holds: tensors, numbers and strings only (so it loads with `weights_only=True`).
+    `sampling_only` (training snapshots): the EMA weights as the model and no optimiser state, a quarter of the size."""
+    with_optimizer = not sampling_only
     return {"format": CKPT_FORMAT, "step": step, "elapsed_s": elapsed, "finished": finished,
-            "model": model.state_dict(), "ema": ema.state_dict(),
+            "model": (ema.model if sampling_only else model).state_dict(), "ema": None if sampling_only else ema.state_dict(),
             "optimizer": opt.state_dict() if with_optimizer else None,
             "scheduler": lr_sched.state_dict() if with_optimizer else None,
             "scaler": scaler.state_dict() if (scaler is not None and with_optimizer) else None,

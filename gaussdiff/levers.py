@@ -93,13 +93,13 @@ def lever_dir(lever: Lever, profile: str, seed: int) -> Path:
     return data_dir() / "runs" / "levers" / f"{slug}-{resolve_profile(profile)}-seed{seed}"
 
 def measure_lever(base: Recipe, lever: Lever, budget_flops: float, reference, classifier, n: int = 512,
-                  seed: int = 0, device="auto") -> tuple[LeverResult, torch.Tensor]:
-    "Train (or reload) `lever` on `base` for `budget_flops × budget_factor`, sample `n` digits, score them."
+                  seed: int = 0, device="auto", steps: int | None = None) -> tuple[LeverResult, torch.Tensor]:
+    "Train (or reload) `lever` on `base` for `budget_flops × budget_factor`, sample `n` digits (DDPM, `steps` or T), score them."
     r = apply_lever(base, lever)
     model, sched, norm, meta = load_or_train(r.space, r.dataset, r.profile, device=device, seed=seed, recipe_=r,
                                              budget={"budget_flops": budget_flops * lever.budget_factor},
                                              out_dir=lever_dir(lever, r.profile, seed), progress=False, preview=False)
-    imgs = generate(model, sched, norm, meta, n=n, seed=10_000 + seed)  # the model's T ancestral DDPM steps
+    imgs = generate(model, sched, norm, meta, n=n, seed=10_000 + seed, steps=steps)  # ancestral DDPM, T steps unless cut
     m = classifier_metrics(reference, imgs, classifier, kid_subset_size=min(1000, n, len(reference)), seed=seed)
     c = confident_share(imgs, classifier)
     res = LeverResult(lever.name, lever.what, seed, meta["step"], trained_flops(meta),

@@ -269,7 +269,7 @@ def _train(model, data, schedule, cfg, space, out_dir, resume, normalizer, meta,
         if out_dir is not None:
             p = out_dir / "snapshots" / f"ema_step{step:07d}.pt"
             save_torch_atomic(make_checkpoint(model, ema, opt, lr_sched, scaler, asdict(cfg), space, schedule, normalizer, meta,
-                                          step, elapsed, None, False, with_optimizer=False), p)
+                                          step, elapsed, None, False, sampling_only=True), p)
             rec["path"] = str(p)
         snapshots.append({k: v for k, v in rec.items() if k != "ema"})
         mem_snapshots.append(rec)

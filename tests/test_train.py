@@ -102,6 +102,10 @@ def test_checkpoint_loads_for_sampling_with_snapshots(tmp_path):
     assert _equal_states(model, res.ema.model)
     snap, *_ = load_checkpoint(res.snapshots[0]["path"], device="cpu")
     assert not _equal_states(snap, res.ema.model)
+    last, *_ = load_checkpoint(res.snapshots[-1]["path"], device="cpu")  # step 24 is the end: the final EMA weights
+    assert _equal_states(last, res.ema.model)
+    # a snapshot holds one copy of the weights (the EMA's), the checkpoint four (model, EMA, Adam's two moments)
+    assert (tmp_path / "snapshots" / "ema_step0000024.pt").stat().st_size < 0.45 * (tmp_path / "ckpt.pt").stat().st_size
     with pytest.raises(ValueError, match="space"):
         load_checkpoint(tmp_path / "ckpt.pt", device="cpu", space="pixel")
 
