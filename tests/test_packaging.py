@@ -96,6 +96,15 @@ def test_index_probe_is_false_when_the_network_fails(monkeypatch):
     assert ti.index_answers() is False
 
 
+def test_torchvision_release_paired_with_torch():
+    ti = _torch_index()
+    assert ti.torchvision_spec("2.13.0") == "torchvision==0.28.0"
+    assert ti.torchvision_spec("2.9.1+cpu") == "torchvision==0.24.1" and ti.torchvision_spec("2.14.1") == "torchvision==0.29.1"
+    with pytest.raises(ValueError, match="2.x"):
+        ti.torchvision_spec("1.13.1")
+
+
 def test_install_script_asks_torch_index_on_a_cpu_machine():
     s = (ROOT / "tools" / "install.sh").read_text()
     assert "torch_index.py" in s and "nvidia-smi" in s
+    assert "--torchvision" in s and 'import torchvision' in s  # the paired torchvision, kept only if it imports

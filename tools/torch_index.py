@@ -4,7 +4,8 @@
 With an NVIDIA GPU: nothing extra (PyPI's default torch is the CUDA build). Without one: PyTorch's CPU wheel index
 when it answers, so that a laptop does not download the multi-GB CUDA build; when it does not answer (offline, or a
 machine that reaches only package registries), nothing extra, with a message on stderr saying what that means.
-TORCH_PIP_ARGS, when set, wins over both."""
+TORCH_PIP_ARGS, when set, wins over both. `torch_index.py --torchvision 2.13.0` prints the torchvision release
+built against that torch (the gpu profile's full MNIST downloads with it; install.sh adds it from the same index)."""
 from __future__ import annotations
 import os, shutil, sys, urllib.request
 
@@ -33,5 +34,15 @@ def torch_pip_args(env=os.environ, gpu=has_nvidia_gpu, answers=index_answers, wa
     return ""
 
 
+def torchvision_spec(torch_version: str) -> str:
+    "The torchvision release built for a torch 2.x release: 2.x.y pairs with 0.(x+15).y (2.13.0 -> 0.28.0)."
+    parts = torch_version.split("+")[0].split(".")
+    if len(parts) < 2 or parts[0] != "2" or not parts[1].isdigit():
+        raise ValueError(f"no torchvision pairing known for torch {torch_version!r} (2.x releases only)")
+    patch = parts[2] if len(parts) > 2 and parts[2].isdigit() else "0"
+    return f"torchvision==0.{int(parts[1]) + 15}.{patch}"
+
+
 if __name__ == "__main__":
-    print(torch_pip_args())
+    if sys.argv[1:2] == ["--torchvision"]: print(torchvision_spec(sys.argv[2]))
+    else: print(torch_pip_args())
