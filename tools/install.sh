@@ -8,21 +8,22 @@ set -euo pipefail
 venv=${1:-.venv}; extras=${2:-course}; browser=${3:-}
 py="$venv/bin/python"
 [ -x "$py" ] || python3 -m venv "$venv"
-vision=""  # pip arguments for torchvision when torch came from an index that carries a matching build
+want_vision=""; vision_args=""  # torchvision only where torch came from an index that carries a matching build
 if ! "$py" -c "import torch" 2>/dev/null; then
-  if command -v nvidia-smi >/dev/null 2>&1; then "$py" -m pip install -q torch; vision=" "
+  if command -v nvidia-smi >/dev/null 2>&1; then "$py" -m pip install -q torch; want_vision=1
   else
     args=$(python3 "$(dirname "$0")/torch_index.py")
-    if "$py" -m pip install -q $args "${TORCH_SPEC:-torch==2.13.0}"; then [ -n "$args" ] && vision="$args"
+    if "$py" -m pip install -q $args "${TORCH_SPEC:-torch==2.13.0}"; then
+      if [ -n "$args" ]; then want_vision=1; vision_args="$args"; fi
     else
       [ -n "$args" ] && echo "install: torch via '$args' failed; trying the default index" >&2 &&
       "$py" -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"; fi
   fi
 fi
 # torchvision (full MNIST for the gpu profile) beside torch, from the same source; kept only if it imports
-if [ -n "$vision" ] && ! "$py" -c "import torchvision" 2>/dev/null; then
+if [ -n "$want_vision" ] && ! "$py" -c "import torchvision" 2>/dev/null; then
   tv=$(python3 "$(dirname "$0")/torch_index.py" --torchvision "$("$py" -c 'import torch; print(torch.__version__)')")
-  if ! { "$py" -m pip install -q $vision "$tv" && "$py" -c "import torchvision" 2>/dev/null; }; then
+  if ! { "$py" -m pip install -q $vision_args "$tv" && "$py" -c "import torchvision" 2>/dev/null; }; then
     "$py" -m pip uninstall -q -y torchvision >/dev/null 2>&1 || true
     echo "install: $tv could not be installed beside torch; the gpu profile then trains on the 4,000 offline MNIST digits" >&2
   fi
