@@ -48,7 +48,7 @@ def test_imports_are_installed_by_the_course_command(path):
 
 def test_colab_cells_install_from_one_setting_and_never_prompt():
     "Issue 16 #8/#9: one configurable source, no git password prompt, a next step on failure; GPU chapters ask Colab for a GPU."
-    gpu_chapters = {"03_fit", "03a_cache", "07_train", "07b_recipes", "08_sample", "09_metrics", "09a_compare", "09b_levers", "10_timing"}
+    gpu_chapters = {"03_fit", "03a_cache", "07_train", "07b_recipes", "08_sample", "08a_edit", "09_metrics", "09a_compare", "09b_levers", "10_timing"}
     for nb_path in sorted(NBS.glob("[0-9][0-9]*_*.ipynb")):   # the chapters (index.ipynb is the README)
         nb = json.loads(nb_path.read_text())
         colab = [c for c in nb["cells"] if c["cell_type"] == "code" and "google.colab" in "".join(c["source"])]
