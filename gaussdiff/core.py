@@ -274,6 +274,7 @@ def write_summary(out: Path, profile: str, rows) -> Path:
 COMMANDS = {  # subcommand -> module whose `cli(argv)` runs it (imported only when used)
     "course": None, "data": "gaussdiff.data", "fit": "gaussdiff.cache", "train": "gaussdiff.recipes",
     "sample": "gaussdiff.sample", "eval": "gaussdiff.compare", "bench": "gaussdiff.bench",
+    "frontier": "gaussdiff.frontier",
 }
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,108 @@
+"Chapter 10a (gaussdiff.frontier): choosing each space's cheapest setting near its best, Table 2's arithmetic, the CLI."
+import json
+
+import pytest
+import torch
+
+from gaussdiff.frontier import (KID_TOLERANCE, Point, call_ms, cheapest_within, cli, equal_quality_table, scorer,
+                                settings)
+
+
+def _p(space, sampler, steps, kid, kid_std=0.001, call=1.0):
+    return Point(space, sampler, steps, 64, kid, kid_std, steps * call)
+
+
+def test_cheapest_within_takes_the_cheapest_point_inside_the_tolerance():
+    pts = [_p("gir", "ddpm", 200, 0.100), _p("gir", "ddim", 50, 0.108), _p("gir", "ddim", 10, 0.150),
+           _p("gir", "dpmpp2m", 20, 0.109), _p("gir", "dpmpp2m", 5, 0.300)]
+    c = cheapest_within(pts)
+    assert c["best"].label == "ddpm 200"
+    assert c["bound"] == pytest.approx(0.100 * (1 + KID_TOLERANCE))
+    assert c["cheapest"].label == "dpmpp2m 20"  # 0.109 <= 0.110, and 20 calls are cheaper than 50
+    assert cheapest_within(pts, rel_tol=0.0)["cheapest"].label == "ddpm 200"
+
+
+def test_tolerance_is_at_least_the_best_points_spread():
+    "Settings closer than the best point's KID noise are not different: the bound widens to its spread."
+    pts = [_p("pixel", "ddim", 50, 0.010, kid_std=0.02), _p("pixel", "ddim", 10, 0.029)]
+    c = cheapest_within(pts)
+    assert c["bound"] == pytest.approx(0.030) and c["cheapest"].label == "ddim 10"
+
+
+def test_equal_quality_table_arithmetic():
+    choice = {"gir": dict(cheapest=_p("gir", "dpmpp2m", 10, 0.1, call=0.5)),
+              "pixel": dict(cheapest=_p("pixel", "ddim", 20, 0.2, call=4.0))}
+    rows = {r["row"]: r for r in equal_quality_table(choice, {"gir": 6.0, "pixel": 90.0}, {"gir": 0.5, "pixel": 4.0},
+                                                      {"gir": 100.0, "pixel": 60.0})}
+    assert rows["paper (A100, as reported)"]["ratio"] == 22
+    assert rows["same steps, these models"]["ratio"] == pytest.approx(1000 * 4.0 / (200 * 0.5))
+    eq = rows["equal quality, measured end to end"]
+    assert eq["ratio"] == pytest.approx(15.0) and (eq["gir"], eq["pixel"]) == ("dpmpp2m 10", "ddim 20")
+    assert rows["equal-quality steps, paper-size models"]["ratio"] == pytest.approx(20 * 60.0 / (10 * 100.0))
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])
+@pytest.mark.parametrize("space,T", [("gir", 200), ("pixel", 1000)])
+def test_settings_cover_every_sampler_within_T(profile, space, T):
+    s = settings(space, T, profile)
+    assert {smp for smp, _ in s} == {"ddpm", "ddim", "dpmpp2m"}
+    assert all(1 <= k <= T for _, k in s) and len(set(s)) == len(s)
+    if profile == "gpu": assert ("ddpm", T) in s  # the paper's protocol on a GPU
+
+
+def test_call_ms_times_every_model_per_image():
+    class Net(torch.nn.Module):
+        def __init__(self, width):
+            super().__init__()
+            self.lin = torch.nn.Linear(8, width)
+            self.out = torch.nn.Linear(width, 8)
+
+        def forward(self, x, t):
+            return self.out(self.lin(x).relu())
+    T = type("S", (), {"T": 10})()
+    models = {"small": (Net(8), T, None, {"sample_shape": [16, 8]}), "big": (Net(1024), T, None, {"sample_shape": [16, 8]})}
+    ms = call_ms(models, batch=32, repeats=5)
+    assert set(ms) == {"small", "big"} and all(v > 0 for v in ms.values())
+    assert ms["big"] > ms["small"]
+
+
+def test_scorer_sprites_uses_pixel_kid_and_zero_for_identical_sets():
+    g = torch.Generator().manual_seed(0)
+    ref = torch.rand(40, 3, 8, 8, generator=g)
+    s = scorer("sprites", ref, subsets=5)(ref.clone())
+    assert set(s) == {"kid", "kid_std"} and abs(s["kid"]) < 0.05
+    far = scorer("sprites", ref, subsets=5)(torch.zeros(40, 3, 8, 8))
+    assert far["kid"] > 10 * abs(s["kid"])
+
+
+def test_cli_refuses_bad_input_without_a_traceback(tmp_path, capsys):
+    assert cli(["--n", "1"]) == 2
+    assert "--n must be >= 2" in capsys.readouterr().err
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert cli(["--json", str(blocker / "out.json"), "--profile", "smoke"]) == 2  # refused before any sampling
+    assert "gaussdiff frontier: error: cannot write to" in capsys.readouterr().err
+    assert blocker.read_text() == "not a folder"
+
+
+def test_gaussdiff_lists_the_frontier_command():
+    from gaussdiff.core import COMMANDS
+    assert COMMANDS["frontier"] == "gaussdiff.frontier"
+    json.dumps({})  # the CLI's output is JSON (see the notebook's smoke run for a whole run)
+
+
+def test_cli_prints_the_frontier_and_table2_as_json(tmp_path, capsys):
+    "The whole `frontier_for` path on the smoke runs (trained first when missing): JSON on stdout and in --json."
+    out = tmp_path / "f.json"
+    assert cli(["--profile", "smoke", "--n", "4", "--json", str(out)]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res == json.loads(out.read_text())
+    assert set(res["points"]) == {"gir", "pixel"} and res["n"] == 4
+    for space, pts in res["points"].items():
+        assert {p["sampler"] for p in pts} == {"ddpm", "ddim", "dpmpp2m"}
+        assert all(p["ms_per_image"] == pytest.approx(p["steps"] * res["call_ms"][space]) for p in pts)
+        chosen = res["chosen"][space]
+        assert chosen["cheapest"]["kid"] <= chosen["bound"] and chosen["best"]["kid"] <= chosen["cheapest"]["kid"]
+    rows = [r["row"] for r in res["table2"]]
+    assert rows == ["paper (A100, as reported)", "same steps, these models", "equal quality, measured end to end",
+                    "equal-quality steps, paper-size models"]
