@@ -4,7 +4,7 @@
 
 # %% ../nbs/07a_checkpoint.ipynb #1e7b1091
 from __future__ import annotations
-import inspect, random
+import contextlib, inspect, os, random
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from .unet import PixelUNet
 # %% auto #0
 __all__ = ['CKPT_FORMAT', 'MODEL_CLASSES', 'rng_state', 'set_rng_state', 'class_path', 'schedule_info', 'make_checkpoint',
            'read_checkpoint', 'gir_features_of', 'build_model', 'build_schedule', 'build_normalizer', 'load_checkpoint',
-           'check_resume']
+           'check_resume', 'run_lock', 'clear_run']
 
 # %% ../nbs/07a_checkpoint.ipynb #b8bdf939
 def rng_state() -> dict:
@@ -154,3 +154,36 @@ def check_resume(ck: dict, model, config: dict, space: str, schedule, path, meta
     if problems:
         raise ValueError(f"cannot resume from {path}: it was written by a different run ({'; '.join(problems)}); "
                          "use another --out folder or start without --resume")
+
+# %% ../nbs/07a_checkpoint.ipynb #31d94389
+@contextlib.contextmanager
+def run_lock(out_dir: Path):
+    "Hold `out_dir/.lock` (this pid) while training, so two trainings cannot write one run folder; stale locks are taken over."
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lock = out_dir / ".lock"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            break
+        except FileExistsError:
+            try: pid = int(lock.read_text() or 0)
+            except (OSError, ValueError): pid = 0
+            if pid and pid != os.getpid() and _alive(pid):
+                raise ValueError(f"another training (pid {pid}) is writing to {out_dir}; wait for it or use another --out") from None
+            lock.unlink(missing_ok=True)  # its process is gone: a stale lock
+    else: raise ValueError(f"could not take the lock {lock}")
+    with os.fdopen(fd, "w") as f: f.write(str(os.getpid()))
+    try: yield
+    finally: lock.unlink(missing_ok=True)
+
+def _alive(pid: int) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    return True
+
+def clear_run(out_dir: Path):
+    "Before a fresh run in an existing folder: drop the old run's snapshots and previews and any orphaned temp files."
+    for pattern in ("snapshots/*.pt", "samples/*.png", ".*.tmp", "snapshots/.*.tmp", "samples/.*.tmp"):
+        for f in out_dir.glob(pattern): f.unlink(missing_ok=True)
+

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 
 from .bench import PAPER, bench_model, example_inputs, time_calls
@@ -20,8 +21,9 @@ from .recipes import load_or_train
 from .sample import generate
 
 # %% auto #0
-__all__ = ['KID_TOLERANCE', 'call_ms', 'Point', 'reference_set', 'scorer', 'settings', 'measure_points', 'cheapest_within',
-           'time_settings', 'paper_call_ms', 'equal_quality_table', 'frontier_for', 'cli']
+__all__ = ['KID_TOLERANCE', 'LEVER_TOLERANCE', 'call_ms', 'Point', 'reference_set', 'scorer', 'settings', 'measure_points',
+           'cheapest_within', 'time_settings', 'paper_call_ms', 'equal_quality_table', 'frontier_for',
+           'cpu_bf16_native', 'cpu_levers', 'batch_sweep', 'cli']
 
 # %% ../nbs/10a_frontier.ipynb #f28472c1
 def call_ms(models: dict, batch: int = 64, repeats: int = 5) -> dict:
@@ -81,7 +83,7 @@ def settings(space: str, T: int, profile: str = "auto") -> list[tuple[str, int]]
     plan = [("ddim", s) for s in ladder] + [("dpmpp2m", s) for s in ladder if s <= dpm_max] + [("ddpm", s) for s in ddpm]
     return [(sampler, s) for sampler, s in plan if s <= T]
 
-def measure_points(loaded, settings_, score, ms_per_call: float, n: int, seed: int = 0, batch_size: int = 256,
+def measure_points(loaded, settings_, score, ms_per_call: float, n: int, seed: int = 0, batch_size: int = 32,
                    progress: bool = True) -> tuple[list[Point], dict]:
     "Sample `n` images at each setting of one loaded model and score them: `(points, {label: first 16 images})`."
     model, schedule, normalizer, meta = loaded
@@ -103,7 +105,7 @@ def cheapest_within(points: list[Point], rel_tol: float = KID_TOLERANCE) -> dict
     return dict(best=best, cheapest=cheapest, bound=bound)
 
 # %% ../nbs/10a_frontier.ipynb #4b4aa5e5
-def time_settings(chosen: dict, models: dict, n: int = 64, rounds: int = 3, seed: int = 0) -> dict:
+def time_settings(chosen: dict, models: dict, n: int = 64, rounds: int = 3, seed: int = 0, batch_size: int = 32) -> dict:
     """End-to-end ms per image of sampling `n` images at each model's chosen point (`{name: Point}`), rounds
     alternating between the models, on one CPU thread (strict float32 on CUDA): the minimum over rounds."""
     best = {name: float("inf") for name in chosen}
@@ -112,7 +114,7 @@ def time_settings(chosen: dict, models: dict, n: int = 64, rounds: int = 3, seed
         for _ in range(rounds):
             for name, p in chosen.items():
                 t0 = time.perf_counter()
-                generate(*models[name], n=n, steps=p.steps, sampler=p.sampler, seed=seed)
+                generate(*models[name], n=n, steps=p.steps, sampler=p.sampler, seed=seed, batch_size=batch_size)
                 best[name] = min(best[name], 1e3 * (time.perf_counter() - t0) / n)
     return best
 
@@ -148,21 +150,98 @@ def frontier_for(dataset: str = "mnist", profile: str = "auto", n: int | None = 
     and Table 2 at equal quality (JSON-ready), for the trained runs of chapter 07b (trained first when missing)."""
     profile = resolve_profile(profile)
     models = {s: load_or_train(s, dataset, profile, device=device, train_budget=train_budget, progress=progress) for s in ("gir", "pixel")}
-    cost = call_ms(models, batch=by_profile(profile, smoke=16, cpu=64, gpu=256, rehearsal=4))
+    batch = by_profile(profile, smoke=16, cpu=32, gpu=256, rehearsal=4)  # samples per denoiser call, everywhere
+    cost = call_ms(models, batch=batch)
     n = n or by_profile(profile, smoke=16, cpu=256, gpu=1000, rehearsal=4)
     clf = get_classifier(by_profile(profile, smoke="smoke", cpu="default", gpu="default", rehearsal="smoke"), verbose=False) if dataset == "mnist" else None
     reference = reference_set(dataset, by_profile(profile, smoke=200, cpu=1000, gpu=10000, rehearsal=200), seed)
     score = scorer(dataset, reference, clf, by_profile(profile, smoke=10, cpu=50, gpu=100, rehearsal=10), seed)
-    points = {s: measure_points(models[s], settings(s, models[s][1].T, profile), score, cost[s], n, seed, progress=progress)[0] for s in models}
+    points = {s: measure_points(models[s], settings(s, models[s][1].T, profile), score, cost[s], n, seed, batch, progress)[0] for s in models}
     choice = {s: cheapest_within(ps) for s, ps in points.items()}
-    e2e = time_settings({s: c["cheapest"] for s, c in choice.items()}, models, n=by_profile(profile, smoke=8, cpu=64, gpu=256, rehearsal=4), seed=seed)
+    e2e = time_settings({s: c["cheapest"] for s, c in choice.items()}, models, n=by_profile(profile, smoke=8, cpu=64, gpu=256, rehearsal=4), seed=seed,
+                        batch_size=batch)
     paper_cost = paper_call_ms(preset=by_profile(profile, smoke="smoke", cpu="paper", gpu="paper", rehearsal="paper"),
                                batch=by_profile(profile, smoke=2, cpu=8, gpu=8, rehearsal=2)) if paper_scale else None
-    return dict(dataset=dataset, profile=profile, n=n, kid_tolerance=KID_TOLERANCE, call_ms=cost,
+    return dict(dataset=dataset, profile=profile, n=n, batch=batch, kid_tolerance=KID_TOLERANCE, call_ms=cost,
                 reference=f"{len(reference)} real {'test digits' if dataset == 'mnist' else 'sprites'}",
                 points={s: [asdict(p) for p in ps] for s, ps in points.items()},
                 chosen={s: dict(best=asdict(c["best"]), cheapest=asdict(c["cheapest"]), bound=c["bound"]) for s, c in choice.items()},
                 table2=equal_quality_table(choice, e2e, cost, paper_cost))
+
+# %% ../nbs/10a_frontier.ipynb #e73aec61
+LEVER_TOLERANCE = {"float32": 1e-4, "bfloat16": 2e-2}  # relative max error against the plain float32 call
+
+def cpu_bf16_native() -> bool:
+    "Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX on Linux); elsewhere bf16 autocast is emulated."
+    try: flags = open("/proc/cpuinfo").read()
+    except OSError: return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+def _lever_calls(model, x, t, space: str) -> dict:
+    "name -> (callable, dtype it computes in, why it was skipped or None)."
+    def under(ctx_fn, fn):
+        def call():
+            with ctx_fn(): return fn()
+        return call
+    plain = lambda: model(x, t)
+    calls = {"no_grad (baseline)": (under(torch.no_grad, plain), "float32", None),
+             "inference_mode": (under(torch.inference_mode, plain), "float32", None),
+             "MATH attention (not SDPA)": (under(lambda: sdpa_kernel(SDPBackend.MATH), under(torch.inference_mode, plain)), "float32", None)}
+    if space == "pixel":
+        xc = x.contiguous(memory_format=torch.channels_last)
+        calls["channels_last"] = (under(torch.inference_mode, lambda: model(xc, t)), "float32", None)
+    bf16 = under(torch.inference_mode, under(lambda: torch.autocast("cpu", dtype=torch.bfloat16), plain))
+    calls["bf16 autocast"] = (bf16, "bfloat16", None if cpu_bf16_native() else "no native bf16 on this CPU")
+    return calls
+
+def cpu_levers(models: dict, batch: int = 64, repeats: int = 5, compile: bool = True) -> list[dict]:
+    """For each loaded model: ms per image of one call under each lever (interleaved, one thread), the speed-up over
+    `no_grad`, the relative max error of its output, and whether it is kept (>= 5 % faster and within tolerance)."""
+    rows = []
+    for space, (model, schedule, _, meta) in models.items():
+        x = torch.randn(batch, *meta["sample_shape"], generator=torch.Generator().manual_seed(0))
+        t = torch.full((batch,), schedule.T // 2, dtype=torch.long)
+        calls = _lever_calls(model.eval(), x, t, space)
+        compile_s = None
+        if compile:
+            t0 = time.perf_counter()
+            try:
+                compiled = torch.compile(model)
+                with torch.inference_mode(): compiled(x, t)  # compiles here, outside the timing
+                calls["torch.compile"] = (lambda: _infer(compiled, x, t), "float32", None)
+                compile_s = time.perf_counter() - t0
+            except Exception as e:  # a missing C++ compiler, an unsupported op: say so, keep the other rows
+                calls["torch.compile"] = (None, "float32", f"{type(e).__name__}: {str(e)[:80]}")
+        with cpu_threads(1):
+            ref = calls["no_grad (baseline)"][0]().float()
+            runnable = {k: fn for k, (fn, _, why) in calls.items() if why is None}
+            timed = time_calls(runnable, torch.device("cpu"), repeats=repeats, warmup=1)
+            base = timed["no_grad (baseline)"]["ms"]
+            for name, (fn, dtype, why) in calls.items():
+                row = dict(model=space, lever=name, dtype=dtype, skipped=why)
+                if why is None:
+                    err = ((fn().float() - ref).abs().max() / ref.abs().max()).item()
+                    ms = timed[name]["ms"] / batch
+                    row.update(ms_per_image=ms, speedup=base / timed[name]["ms"], rel_error=err,
+                               kept=name != "no_grad (baseline)" and base / timed[name]["ms"] >= 1.05 and err <= LEVER_TOLERANCE[dtype])
+                if name == "torch.compile": row["compile_s"] = compile_s
+                rows.append(row)
+    return rows
+
+def _infer(fn, x, t):
+    with torch.inference_mode(): return fn(x, t)
+
+def batch_sweep(models: dict, batches=(1, 8, 32, 128, 256), repeats: int = 3) -> list[dict]:
+    "ms per image of one `inference_mode` call at each batch size, one thread, for each loaded model."
+    rows = []
+    for space, (model, schedule, _, meta) in models.items():
+        with cpu_threads(1):
+            for b in batches:
+                x = torch.randn(b, *meta["sample_shape"], generator=torch.Generator().manual_seed(0))
+                t = torch.full((b,), schedule.T // 2, dtype=torch.long)
+                r = time_calls({"call": lambda: _infer(model, x, t)}, torch.device("cpu"), repeats=repeats, warmup=1)["call"]
+                rows.append(dict(model=space, batch=b, ms_per_image=r["ms"] / b))
+    return rows
 
 # %% ../nbs/10a_frontier.ipynb #fa20f7f4
 def cli(argv: list[str] | None = None) -> int:

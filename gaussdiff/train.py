@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_train.ipynb #4e1bd277
 from __future__ import annotations
-import copy, contextlib, functools, math, os, signal, threading, time
+import copy, contextlib, functools, math, signal, threading, time
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 
@@ -13,11 +13,11 @@ import torch
 import torch.nn as nn
 
 from .core import bf16_native, get_device, save_grid, save_torch_atomic
-from .checkpoint import check_resume, make_checkpoint, read_checkpoint, set_rng_state
+from .checkpoint import check_resume, clear_run, make_checkpoint, read_checkpoint, run_lock, set_rng_state
 
 # %% auto #0
 __all__ = ['RESUMABLE_CHANGES', 'BUDGETS', 'TrainConfig', 'lr_factor', 'EMA', 'batch_indices', 'step_generator',
-           'train_step_flops', 'TrainResult', 'run_lock', 'train']
+           'train_step_flops', 'TrainResult', 'train']
 
 # %% ../nbs/07_train.ipynb #d87319c6
 @dataclass
@@ -152,36 +152,6 @@ class _StopRequests:
     def __exit__(self, *exc):
         for sig, h in self.old.items(): signal.signal(sig, h)
 
-@contextlib.contextmanager
-def run_lock(out_dir: Path):
-    "Hold `out_dir/.lock` (this pid) while training, so two trainings cannot write one run folder; stale locks are taken over."
-    out_dir.mkdir(parents=True, exist_ok=True)
-    lock = out_dir / ".lock"
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-            break
-        except FileExistsError:
-            try: pid = int(lock.read_text() or 0)
-            except (OSError, ValueError): pid = 0
-            if pid and pid != os.getpid() and _alive(pid):
-                raise ValueError(f"another training (pid {pid}) is writing to {out_dir}; wait for it or use another --out") from None
-            lock.unlink(missing_ok=True)  # its process is gone: a stale lock
-    else: raise ValueError(f"could not take the lock {lock}")
-    with os.fdopen(fd, "w") as f: f.write(str(os.getpid()))
-    try: yield
-    finally: lock.unlink(missing_ok=True)
-
-def _alive(pid: int) -> bool:
-    try: os.kill(pid, 0)
-    except ProcessLookupError: return False
-    except PermissionError: return True
-    return True
-
-def _clear_run(out_dir: Path):
-    "Before a fresh run in an existing folder: drop the old run's snapshots and previews and any orphaned temp files."
-    for pattern in ("snapshots/*.pt", "samples/*.png", ".*.tmp", "snapshots/.*.tmp", "samples/.*.tmp"):
-        for f in out_dir.glob(pattern): f.unlink(missing_ok=True)
 
 # %% ../nbs/07_train.ipynb #76111c36
 def train(model: nn.Module, data: torch.Tensor, schedule, cfg: TrainConfig, space: str = "gir", out_dir=None,
@@ -201,121 +171,164 @@ def train(model: nn.Module, data: torch.Tensor, schedule, cfg: TrainConfig, spac
     device = get_device(device)
     out_dir = Path(out_dir) if out_dir is not None else None
     if resume and out_dir is None: raise ValueError("resume needs out_dir (where the checkpoint lives)")
-    if out_dir is None: return _train(model, data, schedule, cfg, space, None, resume, normalizer, meta, preview_fn,
-                                      snapshot_fracs, snapshot_epochs, callback, device, progress)
+    plan = dict(preview_fn=preview_fn, snapshot_fracs=snapshot_fracs, snapshot_epochs=snapshot_epochs, callback=callback,
+                progress=progress)
+    if out_dir is None: return _train(_new_run(model, cfg, space, schedule, normalizer, meta, None, device), data, resume, **plan)
     with run_lock(out_dir):
         fresh = not (resume and (resume is True or (out_dir / "ckpt.pt").exists()))
         if fresh and (out_dir / "ckpt.pt").exists():
             if not overwrite:
                 raise ValueError(f"{out_dir} already holds a run (step {read_checkpoint(out_dir / 'ckpt.pt')['step']}); "
                                  "continue it with --resume, start over with --overwrite, or use another --out")
-            _clear_run(out_dir)
-        return _train(model, data, schedule, cfg, space, out_dir, resume, normalizer, meta, preview_fn,
-                      snapshot_fracs, snapshot_epochs, callback, device, progress)
+            clear_run(out_dir)
+        return _train(_new_run(model, cfg, space, schedule, normalizer, meta, out_dir, device), data, resume, **plan)
 
-def _train(model, data, schedule, cfg, space, out_dir, resume, normalizer, meta, preview_fn, snapshot_fracs,
-           snapshot_epochs, callback, device, progress) -> TrainResult:
-    "The loop of `train` (arguments checked, the run folder locked)."
-    ckpt_path = out_dir / "ckpt.pt" if out_dir is not None else None
+
+# %% ../nbs/07_train.ipynb #31e39e1d
+@dataclass
+class _Run:
+    "The mutable state of one training run and what it needs to checkpoint itself."
+    model: nn.Module
+    ema: EMA
+    opt: torch.optim.Optimizer
+    lr_sched: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler | None
+    cfg: TrainConfig
+    space: str
+    schedule: object
+    normalizer: object
+    meta: dict
+    out_dir: Path | None
+    device: torch.device
+    step: int = 0
+    elapsed: float = 0.0
+    history: dict = field(default_factory=lambda: {"loss": [], "lr": [], "time": []})
+    snapshots: list = field(default_factory=list)      # records kept in the checkpoint (paths, no weights)
+    mem_snapshots: list = field(default_factory=list)  # the same records with the EMA weights, returned by `train`
+    flops_per_step: int = 0
+
+    @property
+    def ckpt_path(self) -> Path | None: return self.out_dir / "ckpt.pt" if self.out_dir is not None else None
+
+    def checkpoint(self, final: bool = False, sampling_only: bool = False) -> dict:
+        "This state in chapter 07a's checkpoint format (a snapshot: EMA weights and what sampling needs)."
+        meta = self.meta if sampling_only else dict(self.meta, _snapshots=self.snapshots, train_flops_per_step=self.flops_per_step)
+        return make_checkpoint(self.model, self.ema, self.opt, self.lr_sched, self.scaler, asdict(self.cfg), self.space,
+                               self.schedule, self.normalizer, meta, self.step, self.elapsed,
+                               None if sampling_only else self.history, final, sampling_only=sampling_only)
+
+    def save(self, final: bool = False) -> Path | None:
+        "Write the checkpoint atomically (nothing without an out_dir)."
+        return save_torch_atomic(self.checkpoint(final), self.ckpt_path) if self.ckpt_path is not None else None
+
+    def snapshot(self, at, per_epoch: int):
+        "Keep the EMA weights at schedule point `at` (in memory, and as a loadable file with an out_dir)."
+        if self.snapshots and self.snapshots[-1]["step"] == self.step:  # two points on one step: one snapshot
+            for s in (self.snapshots[-1], self.mem_snapshots[-1]): s.setdefault("also", []).append(list(at))
+            return
+        rec = {"at": list(at), "step": self.step, "epoch": self.step / per_epoch, "elapsed_s": self.elapsed, "path": None}
+        if self.out_dir is not None:
+            rec["path"] = str(save_torch_atomic(self.checkpoint(sampling_only=True),
+                                                self.out_dir / "snapshots" / f"ema_step{self.step:07d}.pt"))
+        self.snapshots.append(rec)
+        self.mem_snapshots.append(dict(rec, ema={k: v.detach().cpu().clone() for k, v in self.ema.model.state_dict().items()}))
+
+# %% ../nbs/07_train.ipynb #3ccacb2b
+def _new_run(model, cfg: TrainConfig, space: str, schedule, normalizer, meta, out_dir, device) -> _Run:
+    "A fresh run: the model on `device`, AdamW with the warm-up/decay schedule, the EMA, a GradScaler for fp16 AMP."
     torch.manual_seed(cfg.seed)
     model = model.to(device).train()
-    data = data.to(device, torch.float32)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    lr_sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_factor(s, cfg.warmup_steps, cfg.decay_steps, cfg.min_lr_frac))
-    ema = EMA(model, cfg.ema_decay)
-    use_amp = cfg.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if (use_amp and bf16_native(device)) else torch.float16  # fp16 + GradScaler below sm 8
-    scaler = torch.amp.GradScaler("cuda") if (use_amp and amp_dtype == torch.float16) else None
-    autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if use_amp else contextlib.nullcontext
+    lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.warmup_steps, cfg.decay_steps, cfg.min_lr_frac))
+    scaler = torch.amp.GradScaler("cuda") if _amp_dtype(cfg, device) == torch.float16 else None
+    return _Run(model, EMA(model, cfg.ema_decay), opt, lr_sched, scaler, cfg, space, schedule, normalizer, dict(meta or {}),
+                out_dir, device)
 
-    step, elapsed, history, snapshots = 0, 0.0, {"loss": [], "lr": [], "time": []}, []
-    if resume and ckpt_path is not None and (resume is True or ckpt_path.exists()):
-        ck = read_checkpoint(ckpt_path)
-        check_resume(ck, model, asdict(cfg), space, schedule, ckpt_path, meta, RESUMABLE_CHANGES)
-        if ck["optimizer"] is None: raise ValueError(f"{ckpt_path} is a weights-only snapshot; it cannot be resumed")
-        model.load_state_dict(ck["model"])
-        ema.load_state_dict(ck["ema"])
-        opt.load_state_dict(ck["optimizer"])
-        lr_sched.load_state_dict(ck["scheduler"])
-        if scaler is not None and ck["scaler"] is not None: scaler.load_state_dict(ck["scaler"])
-        set_rng_state(ck["rng"])
-        step, elapsed, history = ck["step"], ck["elapsed_s"], ck["history"]
-        snapshots = list(ck["meta"].get("_snapshots", []))
+def _amp_dtype(cfg: TrainConfig, device: torch.device):
+    "None without AMP (off, or not on CUDA); bfloat16 where the GPU computes it natively, else float16 (+ GradScaler)."
+    if not (cfg.amp and device.type == "cuda"): return None
+    return torch.bfloat16 if bf16_native(device) else torch.float16
 
+def _restore(run: _Run, meta) -> None:
+    "Continue `run` from its checkpoint: weights, EMA, optimiser, LR schedule, scaler, RNG, step, time, history, snapshots."
+    ck = read_checkpoint(run.ckpt_path)
+    check_resume(ck, run.model, asdict(run.cfg), run.space, run.schedule, run.ckpt_path, meta, RESUMABLE_CHANGES)
+    if ck["optimizer"] is None: raise ValueError(f"{run.ckpt_path} is a weights-only snapshot; it cannot be resumed")
+    run.model.load_state_dict(ck["model"])
+    run.ema.load_state_dict(ck["ema"])
+    run.opt.load_state_dict(ck["optimizer"])
+    run.lr_sched.load_state_dict(ck["scheduler"])
+    if run.scaler is not None and ck["scaler"] is not None: run.scaler.load_state_dict(ck["scaler"])
+    set_rng_state(ck["rng"])
+    run.step, run.elapsed, run.history = ck["step"], ck["elapsed_s"], ck["history"]
+    run.snapshots = list(ck["meta"].get("_snapshots", []))
+    run.mem_snapshots = [dict(s, ema=None) for s in run.snapshots]  # earlier snapshots are known by their files
+
+def _optimiser_step(run: _Run, data: torch.Tensor, autocast) -> float:
+    "One step: the batch and noise of `run.step` (pure functions of seed and step), the loss, clipping, AdamW, LR, EMA."
+    cfg = run.cfg
+    x0 = data[batch_indices(run.step, data.shape[0], cfg.batch_size, cfg.seed).to(run.device)]
+    loss = run.schedule.loss(run.model, x0, step_generator(cfg.seed, run.step, run.device), autocast())
+    if not torch.isfinite(loss): raise FloatingPointError(f"loss became {loss.item()} at step {run.step}")
+    run.opt.zero_grad(set_to_none=True)
+    if run.scaler is not None:
+        run.scaler.scale(loss).backward()
+        run.scaler.unscale_(run.opt)
+    else: loss.backward()
+    if cfg.grad_clip: torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
+    if run.scaler is not None:
+        run.scaler.step(run.opt)
+        run.scaler.update()
+    else: run.opt.step()
+    run.history["lr"].append(run.lr_sched.get_last_lr()[0])
+    run.lr_sched.step()
+    run.ema.update(run.model)
+    return loss.item()  # .item() synchronises CUDA, so the caller's timing is honest
+
+# %% ../nbs/07_train.ipynb #0f1b2e40
+def _train(run: _Run, data: torch.Tensor, resume, preview_fn, snapshot_fracs, snapshot_epochs, callback, progress) -> TrainResult:
+    "The loop of `train` (arguments checked, the run folder locked): step until the budget is spent, then save."
+    cfg, data = run.cfg, data.to(run.device, torch.float32)
+    amp = _amp_dtype(cfg, run.device)
+    autocast = (lambda: torch.autocast("cuda", dtype=amp)) if amp is not None else contextlib.nullcontext
+    if resume and run.ckpt_path is not None and (resume is True or run.ckpt_path.exists()): _restore(run, run.meta)
     budget_s = cfg.budget_minutes * 60 if cfg.budget_minutes is not None else math.inf
     budget_steps = cfg.budget_steps if cfg.budget_steps is not None else math.inf
-    flops_per_step = train_step_flops(model, schedule, data[:min(cfg.batch_size, data.shape[0])])
-    if cfg.budget_flops is not None: budget_steps = min(budget_steps, math.ceil(cfg.budget_flops / flops_per_step))
-    def done_frac(): return max(step / budget_steps, elapsed / budget_s)
-    pending = [p for p in [("frac", float(f)) for f in snapshot_fracs] + [("epoch", float(e)) for e in snapshot_epochs]
-               if not any(tuple(s["at"]) == p or list(p) in s.get("also", []) for s in snapshots)]
+    run.flops_per_step = train_step_flops(run.model, run.schedule, data[:min(cfg.batch_size, data.shape[0])])
+    if cfg.budget_flops is not None: budget_steps = min(budget_steps, math.ceil(cfg.budget_flops / run.flops_per_step))
     per_epoch = max(1, data.shape[0] // min(cfg.batch_size, data.shape[0]))
+    pending = [p for p in [("frac", float(f)) for f in snapshot_fracs] + [("epoch", float(e)) for e in snapshot_epochs]
+               if not any(tuple(s["at"]) == p or list(p) in s.get("also", []) for s in run.snapshots)]
+    def reached(p):
+        done = max(run.step / budget_steps, run.elapsed / budget_s) if p[0] == "frac" else run.step / per_epoch
+        return done >= p[1] - 1e-9
 
-    def save(final=False):
-        if ckpt_path is None: return None
-        m = dict(meta or {}, _snapshots=snapshots, train_flops_per_step=flops_per_step)
-        return save_torch_atomic(make_checkpoint(model, ema, opt, lr_sched, scaler, asdict(cfg), space, schedule, normalizer, m,
-                                             step, elapsed, history, final), ckpt_path)
-
-    def reached(p): return (done_frac() if p[0] == "frac" else step / per_epoch) >= p[1] - 1e-9
-
-    def snapshot(at):
-        if snapshots and snapshots[-1]["step"] == step:  # two points on one step (the last epoch, the budget's end): one snapshot
-            for s in (snapshots[-1], mem_snapshots[-1]): s.setdefault("also", []).append(list(at))
-            return
-        rec = {"at": list(at), "step": step, "epoch": step / per_epoch, "elapsed_s": elapsed, "path": None,
-               "ema": {k: v.detach().cpu().clone() for k, v in ema.model.state_dict().items()}}
-        if out_dir is not None:
-            p = out_dir / "snapshots" / f"ema_step{step:07d}.pt"
-            save_torch_atomic(make_checkpoint(model, ema, opt, lr_sched, scaler, asdict(cfg), space, schedule, normalizer, meta,
-                                          step, elapsed, None, False, sampling_only=True), p)
-            rec["path"] = str(p)
-        snapshots.append({k: v for k, v in rec.items() if k != "ema"})
-        mem_snapshots.append(rec)
-
-    mem_snapshots = [dict(s, ema=None) for s in snapshots]  # a resumed run knows earlier snapshots by their files
-    bar = _progress_bar(cfg, budget_steps, step, elapsed, progress)
+    bar = _progress_bar(cfg, budget_steps, run.step, run.elapsed, progress)
     try:
       with _StopRequests() as stop:
-        while step < budget_steps and elapsed < budget_s:
+        while run.step < budget_steps and run.elapsed < budget_s:
             t0 = time.perf_counter()
-            x0 = data[batch_indices(step, data.shape[0], cfg.batch_size, cfg.seed).to(device)]
-            loss = schedule.loss(model, x0, step_generator(cfg.seed, step, device), autocast())
-            if not torch.isfinite(loss): raise FloatingPointError(f"loss became {loss.item()} at step {step}")
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.unscale_(opt)
-            else: loss.backward()
-            if cfg.grad_clip: torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            if scaler is not None:
-                scaler.step(opt)
-                scaler.update()
-            else: opt.step()
-            history["lr"].append(lr_sched.get_last_lr()[0])
-            lr_sched.step()
-            ema.update(model)
-            history["loss"].append(loss.item())  # .item() synchronises CUDA, so the timing below is honest
-            step += 1
-            elapsed += time.perf_counter() - t0
-            history["time"].append(elapsed)
-            _advance(bar, cfg, step, elapsed, history["loss"])
+            loss = _optimiser_step(run, data, autocast)
+            run.step += 1
+            run.elapsed += time.perf_counter() - t0
+            run.history["loss"].append(loss)
+            run.history["time"].append(run.elapsed)
+            _advance(bar, cfg, run.step, run.elapsed, run.history["loss"])
             for p in [p for p in pending if reached(p)]:
                 pending.remove(p)
-                snapshot(p)
-            if preview_fn is not None and cfg.sample_every and step % cfg.sample_every == 0 and out_dir is not None:
-                save_grid(preview_fn(ema.model, step), out_dir / "samples" / f"step{step:07d}.png")
-            if step % cfg.ckpt_every == 0 and step < budget_steps: save()  # the final save follows
-            if callback is not None: callback(step, history["loss"][-1])
+                run.snapshot(p, per_epoch)
+            if preview_fn is not None and cfg.sample_every and run.step % cfg.sample_every == 0 and run.out_dir is not None:
+                save_grid(preview_fn(run.ema.model, run.step), run.out_dir / "samples" / f"step{run.step:07d}.png")
+            if run.step % cfg.ckpt_every == 0 and run.step < budget_steps: run.save()  # the final save follows
+            if callback is not None: callback(run.step, loss)
             if stop.requested:
-                ckpt = save()
-                raise KeyboardInterrupt(f"{stop.requested} at step {step}: " + (f"checkpoint saved to {ckpt}; continue with --resume" if ckpt else "nothing saved (no out_dir)"))
-        for p in [p for p in pending if p[0] == "frac"]: snapshot(p)  # a time budget ends between steps: take them now
-        ckpt = save(final=True)
+                ckpt = run.save()
+                raise KeyboardInterrupt(f"{stop.requested} at step {run.step}: " + (f"checkpoint saved to {ckpt}; continue with --resume" if ckpt else "nothing saved (no out_dir)"))
+        for p in [p for p in pending if p[0] == "frac"]: run.snapshot(p, per_epoch)  # a time budget ends between steps
+        ckpt = run.save(final=True)
     finally:
         if bar is not None: bar.close()
-    return TrainResult(model, ema, step, elapsed, history, mem_snapshots, ckpt, per_epoch, flops_per_step)
+    return TrainResult(run.model, run.ema, run.step, run.elapsed, run.history, run.mem_snapshots, ckpt, per_epoch, run.flops_per_step)
 
 # %% ../nbs/07_train.ipynb #ef682c0c
 def _progress_bar(cfg, budget_steps, step, elapsed, progress):

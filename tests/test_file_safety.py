@@ -156,7 +156,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path):
 
 
 def test_a_run_folder_is_locked_and_not_overwritten_by_accident(tmp_path):
-    from gaussdiff.train import run_lock
+    from gaussdiff.checkpoint import run_lock
     out = tmp_path / "run"
     _toy_train(out)
     with pytest.raises(ValueError, match="already holds a run \\(step 20\\).*--resume.*--overwrite"):
