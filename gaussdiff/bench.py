@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse, contextlib, functools, json, os, statistics, sys, time
 
 import torch
+from tqdm.auto import tqdm
 
 from .core import bf16_native, device_name, get_device, save_json, tf32
 from .diffusion import SAMPLING_STEPS, Schedule
@@ -191,14 +192,11 @@ def bench_models(preset: str = "paper", device="auto", batch: int = 32, modes="a
     `modes`: 'auto' (all that apply to the device) or a list/comma string of `MODES`; `e2e_steps`: sampler steps run
     per model and sampler (-1: all on CUDA, 2 elsewhere; None: all; 0: no end-to-end)."""
     _check_preset(preset)
-    _check_int("batch", batch, 1)
-    _check_int("n_splats", n_splats, 1)
     dev = get_device(device)
     cuda = dev.type == "cuda"
     repeats = (50 if cuda else 3) if repeats is None else repeats
     warmup = (10 if cuda else 1) if warmup is None else warmup
-    _check_int("repeats", repeats, 1)
-    _check_int("warmup", warmup, 0)
+    for name, v, lo in (("batch", batch, 1), ("n_splats", n_splats, 1), ("repeats", repeats, 1), ("warmup", warmup, 0)): _check_int(name, v, lo)
     if e2e_steps == -1: e2e_steps = None if cuda else 2
     if e2e_steps is not None: _check_int("e2e_steps", e2e_steps, 0)
     mode_list = list(MODES) if modes == "auto" else [m.strip() for m in (modes.split(",") if isinstance(modes, str) else modes)]
@@ -220,10 +218,24 @@ def bench_models(preset: str = "paper", device="auto", batch: int = 32, modes="a
         torch.manual_seed(seed)
         models[kind] = bench_model(kind, preset, dev, channels)
         inputs[kind] = example_inputs(kind, batch, dev, n_splats, channels, seed)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=len(mode_list) + (2 * len(NAMES) if e2e_steps != 0 else 0), desc=f"bench {preset} on {dev.type}", file=sys.stderr)
+    bar = tqdm(total=len(mode_list) + (2 * len(NAMES) if e2e_steps != 0 else 0), desc=f"bench {preset} on {dev.type}",
+               file=sys.stderr) if progress else None
+    _time_modes(res, models, inputs, mode_list, reasons, dev, repeats, warmup, bar)
+    if e2e_steps != 0: _end_to_end_rows(res, models, mode_list, reasons, e2e_steps, n_splats, channels, seed, bar)
+    if bar is not None: bar.close()
+    res["summary"] = _summary(res, mode_list)
+    res["wall_s"] = round(time.perf_counter() - t_start, 2)
+    if dev.type == "cpu" and load0 and load0[0] > 0.5 * (os.cpu_count() or 1):
+        res["note"] = (f"the machine was busy when this started (1-min load {load0[0]:.1f} on {os.cpu_count()} cores): "
+                       "CPU times are inflated and noisy; rerun on an idle machine (or compare with --threads 1)")
+    res["load_avg"] = dict(before=load0, after=os.getloadavg() if hasattr(os, "getloadavg") else None)
+    return res
+
+
+# %% ../nbs/10_timing.ipynb #16ac8dec
+def _time_modes(res: dict, models: dict, inputs: dict, mode_list, reasons, dev, repeats, warmup, bar):
+    "Chapter 10 section 3 for every mode: one row per model into `res['rows']`, or the reason into `res['skipped']`."
+    preset, batch = res["preset"], res["batch"]
     for mode in mode_list:
         if bar is not None:
             bar.set_postfix_str(mode)
@@ -250,7 +262,13 @@ def bench_models(preset: str = "paper", device="auto", batch: int = 32, modes="a
                        ddim_total_s={str(k): round(ms * k / 1e3, 5) for k in DDIM_STEPS[kind]})
             if "cpu_ms" in r: row["cpu_ms_per_step"] = round(r["cpu_ms"], 3)
             res["rows"].append(row)
-    for kind in NAMES if e2e_steps != 0 else ():
+
+
+# %% ../nbs/10_timing.ipynb #adef35e9
+def _end_to_end_rows(res: dict, models: dict, mode_list, reasons, e2e_steps, n_splats, channels, seed, bar):
+    "Section 4 for fp32 and bf16: sample end to end with both samplers, against steps × the timed ms/step."
+    batch = res["batch"]
+    for kind in NAMES:
         for mode in [m for m in ("fp32", "bf16-autocast") if m in mode_list and not reasons[m]]:
             row = next((r for r in res["rows"] if r["model"] == kind and r["mode"] == mode), None)
             if row is None: continue  # the mode failed above; its reason is in res["skipped"]
@@ -262,24 +280,22 @@ def bench_models(preset: str = "paper", device="auto", batch: int = 32, modes="a
                 e["predicted_s"] = row["ms_per_step"] * steps / 1e3
                 e["measured_over_predicted"] = round(e["total_s"] / e["predicted_s"], 3)
                 res["end_to_end"].append({k: round(v, 5) if isinstance(v, float) else v for k, v in e.items()})
-    del models
-    if bar is not None: bar.close()
+
+
+# %% ../nbs/10_timing.ipynb #8786192b
+def _summary(res: dict, mode_list) -> dict:
+    "Fill `res['ratios']` with the U-Net/GT ratio of every pairing; return the per-mode summary (the paper's pairing first)."
     by = {(r["model"], r["mode"]): r for r in res["rows"]}
     both = [m for m in mode_list if ("gir", m) in by and ("pixel", m) in by]
     for mode in both: res["ratios"] += [{k: round(v, 4) if isinstance(v, float) else v for k, v in d.items()}
                                         for d in _ratios(by["gir", mode], by["pixel", mode])]
     paper_pair = [r for r in res["ratios"] if r["gir"] == f"ddpm {SAMPLING_STEPS['gir']}" and r["pixel"] == f"ddpm {SAMPLING_STEPS['pixel']}"]
-    res["summary"] = dict(per_step_ratio={m: round(by["pixel", m]["ms_per_step"] / by["gir", m]["ms_per_step"], 3) for m in both},
-                          total_ratio={r["mode"]: r["ratio"] for r in paper_pair},
-                          best_total_ratio=max((r["ratio"] for r in paper_pair), default=None),
-                          meets_paper_22x=any(r["ratio"] >= 22 for r in paper_pair),
-                          best_ratio_with_ddim=max((r["ratio"] for r in res["ratios"]), default=None))
-    res["wall_s"] = round(time.perf_counter() - t_start, 2)
-    if dev.type == "cpu" and load0 and load0[0] > 0.5 * (os.cpu_count() or 1):
-        res["note"] = (f"the machine was busy when this started (1-min load {load0[0]:.1f} on {os.cpu_count()} cores): "
-                       "CPU times are inflated and noisy; rerun on an idle machine (or compare with --threads 1)")
-    res["load_avg"] = dict(before=load0, after=os.getloadavg() if hasattr(os, "getloadavg") else None)
-    return res
+    return dict(per_step_ratio={m: round(by["pixel", m]["ms_per_step"] / by["gir", m]["ms_per_step"], 3) for m in both},
+                total_ratio={r["mode"]: r["ratio"] for r in paper_pair},
+                best_total_ratio=max((r["ratio"] for r in paper_pair), default=None),
+                meets_paper_22x=any(r["ratio"] >= 22 for r in paper_pair),
+                best_ratio_with_ddim=max((r["ratio"] for r in res["ratios"]), default=None))
+
 
 # %% ../nbs/10_timing.ipynb #ff0d524b
 def cli(argv: list[str] | None = None) -> int:

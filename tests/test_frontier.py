@@ -4,8 +4,8 @@ import json
 import pytest
 import torch
 
-from gaussdiff.frontier import (KID_TOLERANCE, Point, call_ms, cheapest_within, cli, equal_quality_table, scorer,
-                                settings)
+from gaussdiff.frontier import (KID_TOLERANCE, Point, call_ms, cheapest_within, cli, equal_kid, equal_quality_table,
+                                scorer, settings)
 
 
 def _p(space, sampler, steps, kid, kid_std=0.001, call=1.0):
@@ -29,16 +29,29 @@ def test_tolerance_is_at_least_the_best_points_spread():
     assert c["bound"] == pytest.approx(0.030) and c["cheapest"].label == "ddim 10"
 
 
+def test_equal_kid_holds_both_models_to_the_worse_models_bound():
+    "The better model may reach the worse one's quality with a much cheaper setting; the worse one keeps its own."
+    points = {"gir": [_p("gir", "ddpm", 200, 0.50), _p("gir", "ddim", 20, 0.90)],
+              "pixel": [_p("pixel", "ddpm", 100, 0.20), _p("pixel", "ddim", 5, 0.54), _p("pixel", "ddim", 20, 0.30)]}
+    same = equal_kid(points)
+    assert same["gir"]["bound"] == same["pixel"]["bound"] == pytest.approx(0.55)
+    assert same["gir"]["cheapest"].label == "ddpm 200" and same["pixel"]["cheapest"].label == "ddim 5"
+    assert cheapest_within(points["gir"], bound=0.1)["cheapest"] is None  # nothing reaches it
+
+
 def test_equal_quality_table_arithmetic():
-    choice = {"gir": dict(cheapest=_p("gir", "dpmpp2m", 10, 0.1, call=0.5)),
-              "pixel": dict(cheapest=_p("pixel", "ddim", 20, 0.2, call=4.0))}
-    rows = {r["row"]: r for r in equal_quality_table(choice, {"gir": 6.0, "pixel": 90.0}, {"gir": 0.5, "pixel": 4.0},
-                                                      {"gir": 100.0, "pixel": 60.0})}
+    g, p = _p("gir", "dpmpp2m", 10, 0.1, call=0.5), _p("pixel", "ddim", 20, 0.2, call=4.0)
+    g2, p2 = _p("gir", "ddpm", 200, 0.05, call=0.5), _p("pixel", "ddpm", 100, 0.04, call=4.0)
+    own = {"gir": dict(cheapest=g2), "pixel": dict(cheapest=p2)}
+    same = {"gir": dict(cheapest=g), "pixel": dict(cheapest=p)}
+    e2e = {"gir dpmpp2m 10": 6.0, "pixel ddim 20": 90.0, "gir ddpm 200": 100.0, "pixel ddpm 100": 400.0}
+    rows = {r["row"]: r for r in equal_quality_table(own, same, e2e, {"gir": 0.5, "pixel": 4.0}, {"gir": 100.0, "pixel": 60.0})}
     assert rows["paper (A100, as reported)"]["ratio"] == 22
     assert rows["same steps, these models"]["ratio"] == pytest.approx(1000 * 4.0 / (200 * 0.5))
-    eq = rows["equal quality, measured end to end"]
+    assert rows["each at its own best, end to end"]["ratio"] == pytest.approx(4.0)
+    eq = rows["equal KID, end to end"]
     assert eq["ratio"] == pytest.approx(15.0) and (eq["gir"], eq["pixel"]) == ("dpmpp2m 10", "ddim 20")
-    assert rows["equal-quality steps, paper-size models"]["ratio"] == pytest.approx(20 * 60.0 / (10 * 100.0))
+    assert rows["equal-KID steps, paper-size models"]["ratio"] == pytest.approx(20 * 60.0 / (10 * 100.0))
 
 
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])
@@ -104,5 +117,6 @@ def test_cli_prints_the_frontier_and_table2_as_json(tmp_path, capsys):
         chosen = res["chosen"][space]
         assert chosen["cheapest"]["kid"] <= chosen["bound"] and chosen["best"]["kid"] <= chosen["cheapest"]["kid"]
     rows = [r["row"] for r in res["table2"]]
-    assert rows == ["paper (A100, as reported)", "same steps, these models", "equal quality, measured end to end",
-                    "equal-quality steps, paper-size models"]
+    assert rows == ["paper (A100, as reported)", "same steps, these models", "each at its own best, end to end",
+                    "equal KID, end to end", "equal-KID steps, paper-size models"]
+    assert res["equal_kid"]["gir"]["bound"] == res["equal_kid"]["pixel"]["bound"]
