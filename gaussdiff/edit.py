@@ -4,8 +4,9 @@
 
 # %% ../nbs/08a_edit.ipynb #bba46d9d
 from __future__ import annotations
-import math
+import io, math
 
+import numpy as np
 import torch
 
 from .splats import covariance_to_cov_params, render
@@ -48,11 +49,25 @@ def edit_splats(splats: torch.Tensor, mask: torch.Tensor | None = None, shift=(0
     return out
 
 # %% ../nbs/08a_edit.ipynb #f21df409
+def _side_by_side_png(imgs: torch.Tensor, box=None, upscale: int = 8) -> bytes:
+    "Images `[2,3,H,W]` in [0,1] next to each other as PNG bytes (nearest-neighbour upscaled), `box` outlined on the first."
+    from PIL import Image, ImageDraw
+    a = (imgs.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    h, w = a.shape[1:3]
+    canvas = Image.new("RGB", (2 * w * upscale + upscale, h * upscale), (255, 255, 255))
+    for k, im in enumerate(a):
+        canvas.paste(Image.fromarray(im).resize((w * upscale, h * upscale), Image.NEAREST), (k * (w * upscale + upscale), 0))
+    if box is not None:
+        x0, y0, x1, y1 = box
+        ImageDraw.Draw(canvas).rectangle([x0 * w * upscale, y0 * h * upscale, x1 * w * upscale - 1, y1 * h * upscale - 1], outline=(0, 255, 255))
+    buf = io.BytesIO()
+    canvas.save(buf, format="PNG")
+    return buf.getvalue()
+
 def edit_widget(splats: torch.Tensor, size=(28, 28), min_amplitude: float = 0.05):
     """Interactive editor for one raw GIR `[N,8]`: select splats with a box, then move, scale, rotate and recolour
-    them; the render updates live (needs ipywidgets and a live kernel)."""
+    them; the original (with the box) and the edit redraw live as one image (needs ipywidgets and a live kernel)."""
     import ipywidgets as W
-    import matplotlib.pyplot as plt
     splats = splats.detach().float().cpu()
     if splats.ndim != 2: raise ValueError(f"edit_widget takes one GIR [N,8], got {tuple(splats.shape)}")
     sl = lambda d, lo, hi, v, st=0.01: W.FloatSlider(value=v, min=lo, max=hi, step=st, description=d, continuous_update=True)
@@ -62,23 +77,14 @@ def edit_widget(splats: torch.Tensor, size=(28, 28), min_amplitude: float = 0.05
     col = W.Dropdown(options=[("keep", None), ("red", (1, 0, 0)), ("green", (0, 1, 0)), ("blue", (0, 0, 1)),
                               ("yellow", (1, 1, 0))], description="colour")
     bright = sl("brightness", 0.0, 2.0, 1.0)
-    out = W.Output()
+    view, caption = W.Image(format="png"), W.Label()
 
     def redraw(*_):
-        mask = select_splats(splats, (xr.value[0], yr.value[0], xr.value[1], yr.value[1]), min_amplitude)
+        box = (xr.value[0], yr.value[0], xr.value[1], yr.value[1])
+        mask = select_splats(splats, box, min_amplitude)
         edited = edit_splats(splats, mask, (dx.value, dy.value), sc.value, rot.value, col.value, bright.value)
-        imgs = render(torch.stack([splats, edited]), size=tuple(size), channels=3)
-        with out:
-            out.clear_output(wait=True)
-            fig, axs = plt.subplots(1, 2, figsize=(6, 3))
-            for ax, im, title in zip(axs, imgs, ["original", f"edited ({int(mask.sum())} splats)"]):
-                ax.imshow(im.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
-                ax.set_title(title)
-                ax.axis("off")
-            h, w = size
-            axs[0].add_patch(plt.Rectangle((xr.value[0] * w - 0.5, yr.value[0] * h - 0.5), (xr.value[1] - xr.value[0]) * w,
-                                           (yr.value[1] - yr.value[0]) * h, fill=False, color="cyan"))
-            plt.show()
+        view.value = _side_by_side_png(render(torch.stack([splats, edited]), size=tuple(size), channels=3), box)
+        caption.value = f"original (box: the selection) | edited ({int(mask.sum())} splats)"
     for w_ in (xr, yr, dx, dy, sc, rot, col, bright): w_.observe(redraw, names="value")
     redraw()
-    return W.HBox([W.VBox([xr, yr, dx, dy, sc, rot, col, bright]), out])
+    return W.HBox([W.VBox([xr, yr, dx, dy, sc, rot, col, bright]), W.VBox([view, caption])])

@@ -56,5 +56,9 @@ def test_edit_widget_builds_and_rerenders():
     w = edit_widget(_gir(12), size=(16, 16))
     controls = w.children[0].children
     assert len(controls) == 8
-    controls[2].value = 0.1  # shift x: triggers a re-render without error
+    view = w.children[1].children[0]
+    before = view.value
+    assert before[:8] == b"\x89PNG\r\n\x1a\n"
+    controls[2].value = 0.1  # shift x: the edited half is drawn again
+    assert view.value != before
     with pytest.raises(ValueError, match="one GIR"): edit_widget(_gir(3)[None])

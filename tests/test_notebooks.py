@@ -17,4 +17,5 @@ def test_there_are_notebooks():
 def test_notebook_smoke(nb: Path, tmp_path):
     out = tmp_path / "out"
     pm.execute_notebook(str(nb), str(tmp_path / nb.name), parameters=dict(profile="smoke", out_dir=str(out)),
-                        kernel_name="python3", cwd=str(NBS), progress_bar=False)
+                        kernel_name="python3", cwd=str(NBS), progress_bar=False,
+                        execution_timeout=900)  # a cell that hangs fails the test instead of the whole CI run
