@@ -21,11 +21,17 @@ from .recipes import load_or_train
 from .sample import generate
 
 # %% auto #0
-__all__ = ['KID_TOLERANCE', 'LEVER_TOLERANCE', 'call_ms', 'Point', 'reference_set', 'scorer', 'settings', 'measure_points',
-           'cheapest_within', 'equal_kid', 'time_settings', 'paper_call_ms', 'equal_quality_table', 'frontier_for',
-           'cpu_bf16_native', 'cpu_levers', 'batch_sweep', 'cli']
+__all__ = ['KID_TOLERANCE', 'LEVER_TOLERANCE', 'example_call', 'call_ms', 'Point', 'reference_set', 'scorer', 'settings',
+           'measure_points', 'cheapest_within', 'equal_kid', 'time_settings', 'paper_call_ms', 'equal_quality_table',
+           'frontier_for', 'cpu_bf16_native', 'cpu_levers', 'batch_sweep', 'cli']
 
 # %% ../nbs/10a_frontier.ipynb #f28472c1
+def example_call(loaded, batch: int, device="cpu"):
+    "A fixed noisy batch `(x, t)` of a loaded model's sample shape at the middle timestep: what every timing below feeds it."
+    _, schedule, _, meta = loaded
+    x = torch.randn(batch, *meta["sample_shape"], generator=torch.Generator().manual_seed(0)).to(device)
+    return x, torch.full((batch,), schedule.T // 2, device=device, dtype=torch.long)
+
 def call_ms(models: dict, batch: int = 32, repeats: int = 7, rounds: int = 2) -> dict:
     """Milliseconds per image of one denoiser call, for each loaded model `{name: (model, schedule, normalizer, meta)}`,
     on one CPU thread (on CUDA: strict float32): the fastest call of `repeats` in a warm block per model, the blocks
@@ -35,9 +41,8 @@ def call_ms(models: dict, batch: int = 32, repeats: int = 7, rounds: int = 2) ->
     best = {name: float("inf") for name in models}
     with torch.no_grad(), cpu_threads(1, dev), tf32(False, dev):
         for _ in range(rounds):
-            for name, (model, schedule, _, meta) in models.items():
-                x = torch.randn(batch, *meta["sample_shape"], generator=torch.Generator().manual_seed(0)).to(dev)
-                t = torch.full((batch,), schedule.T // 2, device=dev, dtype=torch.long)
+            for name, loaded in models.items():
+                model, (x, t) = loaded[0], example_call(loaded, batch, dev)
                 r = time_calls({name: lambda: model(x, t)}, dev, repeats=repeats, warmup=3)[name]
                 best[name] = min(best[name], r["ms_min"] / batch)
     return best
@@ -57,6 +62,8 @@ class Point:
 
     @property
     def label(self) -> str: return f"{self.sampler} {self.steps}"
+    @property
+    def key(self) -> str: return f"{self.space} {self.label}"  # a setting of one model, across both models
 
 def reference_set(dataset: str, n_ref: int = 1000, seed: int = 0) -> torch.Tensor:
     "The real images every setting is scored against: MNIST's first `n_ref` test digits, or `n_ref` Sprites drawn with `seed`."
@@ -119,14 +126,14 @@ def time_settings(points: list[Point], models: dict, n: int = 64, rounds: int = 
     """End-to-end ms per image of sampling `n` images at each point with its space's model (`models[point.space]`),
     rounds alternating between the points, on one CPU thread (strict float32 on CUDA): the fastest round of each,
     keyed `"space sampler steps"`."""
-    best = {f"{p.space} {p.label}": float("inf") for p in points}
+    best = {p.key: float("inf") for p in points}
     dev = next(next(iter(models.values()))[0].parameters()).device
     with cpu_threads(1, dev), tf32(False, dev):
         for _ in range(rounds):
-            for p in {f"{p.space} {p.label}": p for p in points}.values():
+            for p in {p.key: p for p in points}.values():
                 t0 = time.perf_counter()
                 generate(*models[p.space], n=n, steps=p.steps, sampler=p.sampler, seed=seed, batch_size=batch_size)
-                best[f"{p.space} {p.label}"] = min(best[f"{p.space} {p.label}"], 1e3 * (time.perf_counter() - t0) / n)
+                best[p.key] = min(best[p.key], 1e3 * (time.perf_counter() - t0) / n)
     return best
 
 def paper_call_ms(batch: int = 8, preset: str = "paper", repeats: int = 2, device="cpu") -> dict:
@@ -145,7 +152,7 @@ def equal_quality_table(choice: dict, same: dict, end_to_end: dict, cost: dict, 
     measured end to end (`time_settings`); and the equal-KID step counts priced with the paper-size models."""
     def measured(row, picks):
         g, p = picks["gir"]["cheapest"], picks["pixel"]["cheapest"]
-        gm, pm = end_to_end[f"gir {g.label}"], end_to_end[f"pixel {p.label}"]
+        gm, pm = end_to_end[g.key], end_to_end[p.key]
         return dict(row=row, gir=g.label, pixel=p.label, gir_ms=gm, pixel_ms=pm, ratio=pm / gm, gir_kid=g.kid, pixel_kid=p.kid)
     rows = [dict(row="paper (A100, as reported)", gir="ddpm 200", pixel="ddpm 1000", gir_ms=PAPER["gir"]["total_s"] * 1e3,
                  pixel_ms=PAPER["pixel"]["total_s"] * 1e3, ratio=PAPER["total_speedup"]),
@@ -217,9 +224,8 @@ def cpu_levers(models: dict, batch: int = 64, repeats: int = 5, compile: bool = 
     """For each loaded model: ms per image of one call under each lever (interleaved, one thread), the speed-up over
     `no_grad`, the relative max error of its output, and whether it is kept (>= 5 % faster and within tolerance)."""
     rows = []
-    for space, (model, schedule, _, meta) in models.items():
-        x = torch.randn(batch, *meta["sample_shape"], generator=torch.Generator().manual_seed(0))
-        t = torch.full((batch,), schedule.T // 2, dtype=torch.long)
+    for space, loaded in models.items():
+        model, (x, t) = loaded[0], example_call(loaded, batch)
         calls = _lever_calls(model.eval(), x, t, space)
         compile_s = None
         if compile:
@@ -255,12 +261,11 @@ def _infer(fn, x, t):
 def batch_sweep(models: dict, batches=(1, 8, 32, 128, 256), repeats: int = 3) -> list[dict]:
     "ms per image of one `inference_mode` call at each batch size, one thread, for each loaded model."
     rows = []
-    for space, (model, schedule, _, meta) in models.items():
+    for space, loaded in models.items():
         with cpu_threads(1):
             for b in batches:
-                x = torch.randn(b, *meta["sample_shape"], generator=torch.Generator().manual_seed(0))
-                t = torch.full((b,), schedule.T // 2, dtype=torch.long)
-                r = time_calls({"call": lambda: _infer(model, x, t)}, torch.device("cpu"), repeats=repeats, warmup=1)["call"]
+                x, t = example_call(loaded, b)
+                r = time_calls({"call": lambda: _infer(loaded[0], x, t)}, torch.device("cpu"), repeats=repeats, warmup=1)["call"]
                 rows.append(dict(model=space, batch=b, ms_per_image=r["ms_min"] / b))
     return rows
 

@@ -16,9 +16,9 @@ from .diffusion import decode_gir, gir_to_splats, model_to_pixels, renderable
 from .unet import crop_from_32
 
 # %% auto #0
-__all__ = ['SAMPLERS', 'SAMPLE_FORMATS', 'timesteps_for', 'clip_x0', 'ddpm_step', 'ddim_step', 'half_log_snr', 'dpmpp2m_step',
-           'sample', 'gaussian_ode_demo', 'default_clip', 'decode', 'gir_splats', 'generate', 'trajectory_frames',
-           'save_gif', 'check_sample_path', 'save_samples', 'load_samples', 'cli']
+__all__ = ['SAMPLERS', 'SAMPLE_FORMATS', 'timesteps_for', 'clip_x0', 'predict_x0', 'ddpm_step', 'ddim_step', 'half_log_snr',
+           'dpmpp2m_step', 'sample', 'gaussian_ode_demo', 'default_clip', 'decode', 'gir_splats', 'generate',
+           'trajectory_frames', 'save_gif', 'check_sample_path', 'save_samples', 'load_samples', 'cli']
 
 # %% ../nbs/08_sample.ipynb #7b979a2b
 def timesteps_for(T: int, steps: int | None = None, spacing: str = "trailing") -> list[int]:
@@ -40,6 +40,10 @@ def clip_x0(x0: torch.Tensor, clip=None) -> torch.Tensor:
     lo, hi = (torch.as_tensor(v, dtype=x0.dtype, device=x0.device) for v in clip)
     return torch.maximum(torch.minimum(x0, hi), lo)
 
+def predict_x0(x, eps, a_t, clip=None):
+    "The clean sample a noise prediction implies at ᾱ_t = `a_t`: x̂0 = (x − √(1−ᾱ_t) ε) / √ᾱ_t, clipped (see `clip_x0`)."
+    return clip_x0((x - (1 - a_t).sqrt() * eps) / a_t.sqrt(), clip)
+
 def _abar(alphas_cumprod, t: int):
     return alphas_cumprod[t] if t >= 0 else torch.ones((), dtype=alphas_cumprod.dtype, device=alphas_cumprod.device)
 
@@ -47,7 +51,7 @@ def ddpm_step(x, eps, t: int, t_prev: int, alphas_cumprod, noise=None, clip=None
     "One ancestral DDPM step from timestep `t` to `t_prev` (-1: the end); returns `(x_prev, x0_hat)`."
     a_t, a_p = _abar(alphas_cumprod, t), _abar(alphas_cumprod, t_prev)
     beta = 1 - a_t / a_p
-    x0 = clip_x0((x - (1 - a_t).sqrt() * eps) / a_t.sqrt(), clip)
+    x0 = predict_x0(x, eps, a_t, clip)
     mean = (a_p.sqrt() * beta / (1 - a_t)) * x0 + ((1 - beta).sqrt() * (1 - a_p) / (1 - a_t)) * x
     if t > 0 and noise is not None:
         var = ((1 - a_p) / (1 - a_t) * beta).clamp(min=1e-20)
@@ -58,7 +62,7 @@ def ddim_step(x, eps, t: int, t_prev: int, alphas_cumprod, eta: float = 0.0, noi
               clipped_eps: bool = False):
     "One DDIM step from `t` to `t_prev` (-1: the end) with stochasticity `eta`; returns `(x_prev, x0_hat)`."
     a_t, a_p = _abar(alphas_cumprod, t), _abar(alphas_cumprod, t_prev)
-    x0 = clip_x0((x - (1 - a_t).sqrt() * eps) / a_t.sqrt(), clip)
+    x0 = predict_x0(x, eps, a_t, clip)
     if clipped_eps: eps = (x - a_t.sqrt() * x0) / (1 - a_t).sqrt()
     sigma = eta * ((1 - a_p) / (1 - a_t) * (1 - a_t / a_p)).sqrt()
     x_prev = a_p.sqrt() * x0 + (1 - a_p - sigma ** 2).clamp(min=0).sqrt() * eps
@@ -125,7 +129,7 @@ def sample(model, schedule, shape, steps: int | None = None, sampler: str = "ddp
                 noise = _randn(x.shape, generator, device) if eta > 0 else None
                 x_new, x0 = ddim_step(x, eps, t, t_prev, abar, eta, noise, clip, clipped_eps)
             else:
-                x0 = clip_x0((x - (1 - abar[t]).sqrt() * eps) / abar[t].sqrt(), clip)
+                x0 = predict_x0(x, eps, abar[t], clip)
                 x_new = dpmpp2m_step(x, x0, t, t_prev, abar, x0_last, t_last)
                 x0_last, t_last = x0, t
             if return_trajectory:
