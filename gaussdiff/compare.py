@@ -4,7 +4,7 @@
 
 # %% ../nbs/09a_compare.ipynb #b4dd794c
 from __future__ import annotations
-import argparse, csv, json, sys, time
+import argparse, contextlib, csv, json, sys, time
 from pathlib import Path
 
 import torch
@@ -126,7 +126,8 @@ def cli(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     try:
         if a.n_ref < 2: raise ValueError(f"--n-ref must be >= 2, got {a.n_ref}")
-        res = evaluate_file(a.samples, a.dataset, a.n_ref, a.seed)
+        with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON
+            res = evaluate_file(a.samples, a.dataset, a.n_ref, a.seed)
     except (ValueError, FileNotFoundError) as e:
         print(f"gaussdiff eval: error: {e}", file=sys.stderr)
         return 2

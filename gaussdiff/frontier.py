@@ -4,7 +4,7 @@
 
 # %% ../nbs/10a_frontier.ipynb #eb598766
 from __future__ import annotations
-import argparse, json, sys, time
+import argparse, contextlib, json, sys, time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -284,7 +284,8 @@ def cli(argv: list[str] | None = None) -> int:
     try:
         if a.n is not None and a.n < 2: raise ValueError(f"--n must be >= 2, got {a.n}")
         if a.json: check_writable_dir(Path(a.json).parent)  # before minutes of sampling
-        res = frontier_for(a.dataset, a.profile, a.n, a.seed, a.device)
+        with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON (training a missing run prints)
+            res = frontier_for(a.dataset, a.profile, a.n, a.seed, a.device)
     except (ValueError, FileNotFoundError, PermissionError) as e:
         print(f"gaussdiff frontier: error: {e}", file=sys.stderr)
         return 2

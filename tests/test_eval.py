@@ -87,3 +87,15 @@ def test_inception_rows_reuse_the_tables_samples():
     assert "generate(" not in inception and "protocol_imgs[name]" in inception
     main = next(c for c in cells if "protocol_imgs.setdefault(name, imgs)" in c)
     assert 'gpu={"pixel": [("ddpm", 1000, n_eval // 4)' in main  # the 1000-step pixel row is sized to fit
+
+
+def test_eval_stdout_is_only_json_when_scoring_prints(capsys, monkeypatch):
+    "Training the classifier on first use, or skipping Inception, prints: that goes to stderr, not into the JSON."
+    import gaussdiff.compare as C
+    def noisy_evaluate(*args):
+        print("[metrics] Inception FID/KID skipped")
+        return {"n": 6}
+    monkeypatch.setattr(C, "evaluate_file", noisy_evaluate)
+    assert eval_cli(["samples.npz"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out) == {"n": 6} and "skipped" in out.err

@@ -120,3 +120,15 @@ def test_cli_prints_the_frontier_and_table2_as_json(tmp_path, capsys):
     assert rows == ["paper (A100, as reported)", "same steps, these models", "each at its own best, end to end",
                     "equal KID, end to end", "equal-KID steps, paper-size models"]
     assert res["equal_kid"]["gir"]["bound"] == res["equal_kid"]["pixel"]["bound"]
+
+
+def test_cli_stdout_is_only_json_when_the_work_prints(tmp_path, capsys, monkeypatch):
+    "On a clean clone the smoke runs are trained on first use, which prints: that goes to stderr, not into the JSON."
+    import gaussdiff.frontier as F
+    def noisy_frontier(*args):
+        print("[recipes] no cached gir run of mnist: TRAINING IT NOW")
+        return {"n": 4}
+    monkeypatch.setattr(F, "frontier_for", noisy_frontier)
+    assert cli(["--profile", "smoke"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out) == {"n": 4} and "TRAINING IT NOW" in out.err
