@@ -5,6 +5,7 @@
 # %% ../nbs/07a_checkpoint.ipynb #1e7b1091
 from __future__ import annotations
 import contextlib, inspect, os, random
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +20,8 @@ from .unet import PixelUNet
 
 # %% auto #0
 __all__ = ['CKPT_FORMAT', 'MODEL_CLASSES', 'rng_state', 'set_rng_state', 'class_path', 'schedule_info', 'make_checkpoint',
-           'read_checkpoint', 'gir_features_of', 'build_model', 'build_schedule', 'build_normalizer', 'load_checkpoint',
-           'check_resume', 'run_lock', 'clear_run']
+           'read_checkpoint', 'gir_features_of', 'DataInfo', 'RunInfo', 'build_model', 'build_schedule',
+           'build_normalizer', 'load_checkpoint', 'check_resume', 'run_lock', 'clear_run']
 
 # %% ../nbs/07a_checkpoint.ipynb #b8bdf939
 def rng_state() -> dict:
@@ -89,6 +90,56 @@ def gir_features_of(meta: dict, space: str) -> str | None:
     "How a run writes its GIR covariance; GIR runs from before the form was recorded diffused Cholesky numbers."
     return meta.get("gir_features", "cholesky" if space == "gir" else None)
 
+# %% ../nbs/07a_checkpoint.ipynb #dbb1a280
+@dataclass
+class DataInfo:
+    "What a model learned and how its samples decode: the facts a checkpoint keeps beside the weights."
+    space: str                                  # 'gir' (splats) or 'pixel'
+    dataset: str | None = None
+    image_size: tuple[int, int] | None = None   # of the images the samples decode to
+    channels: int = 1
+    sample_shape: tuple[int, ...] = ()          # one sample as the model sees it: (N, F) splats or (C, 32, 32) pixels
+    n_train: int | None = None
+    x0_clip: float | list | None = None         # the range predicted x0 is clipped to: a number, or per-feature [lo, hi]
+    gir_features: str | None = None             # how a GIR writes its covariance ('cholesky' | 'shape'); None for pixels
+    n_splats: int | None = None
+    fit_psnr: float | None = None               # mean PSNR of the training GIRs: the representation's ceiling
+    profile: str | None = None
+    n_params: int | None = None
+
+    def __post_init__(self):
+        if self.image_size is not None: self.image_size = tuple(self.image_size)
+        self.sample_shape = tuple(self.sample_shape)
+        if self.gir_features is None: self.gir_features = gir_features_of({}, self.space)
+
+    def as_dict(self) -> dict:
+        "Plain numbers, lists and strings: how a checkpoint stores it (`weights_only=True` loads it back)."
+        return plain(asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict, **given):
+        "From a checkpoint's plain dict, `given` taking precedence; keys this class does not declare are left out."
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in {**d, **given}.items() if k in known})
+
+@dataclass
+class RunInfo(DataInfo):
+    "A loaded run: its `DataInfo` and how it was trained (what `load_checkpoint` returns beside the model)."
+    step: int = 0
+    elapsed_s: float = 0.0
+    finished: bool = False
+    train_flops_per_step: int = 0               # forward + backward of one optimiser step (chapter 07's FlopCounterMode)
+    snapshots: list[dict] = field(default_factory=list)   # Fig 8's EMA snapshots: step, epoch, elapsed_s, path
+    config: dict = field(default_factory=dict)  # the TrainConfig it was trained with
+    model_class: str = ""
+    model_config: dict = field(default_factory=dict)
+    schedule: dict = field(default_factory=dict)
+    path: str | None = None
+
+    def trained_flops(self, step: int | None = None) -> int:
+        "Training FLOPs the run had spent by `step` (default: its last)."
+        return (self.step if step is None else step) * self.train_flops_per_step
+
 # %% ../nbs/07a_checkpoint.ipynb #ab1196cc
 MODEL_CLASSES = {f"{c.__module__}.{c.__qualname__}": c for c in (GaussianTransformer, PixelUNet, TinyDenoiser)}
 MODEL_CLASSES["gaussdiff.train.TinyDenoiser"] = TinyDenoiser  # where checkpoints before the layers module name it
@@ -122,7 +173,7 @@ def build_normalizer(ck: dict) -> GIRNormalizer | None:
     return GIRNormalizer.from_state_dict(ck["normalizer"])
 
 def load_checkpoint(path, device="auto", ema: bool = True, space: str | None = None):
-    """Load a checkpoint for sampling: `(model, schedule, normalizer, meta)` with the model in eval mode on `device`.
+    """Load a checkpoint for sampling: `(model, schedule, normalizer, RunInfo)` with the model in eval mode on `device`.
     `ema=True` takes the EMA weights (what one samples from); `space` ('gir'/'pixel') is checked when given."""
     ck = read_checkpoint(path)
     if space is not None and ck["space"] != space:
@@ -131,19 +182,19 @@ def load_checkpoint(path, device="auto", ema: bool = True, space: str | None = N
     weights = ck["ema"]["model"] if (ema and ck.get("ema") is not None) else ck["model"]
     model.load_state_dict(weights)
     model = model.to(get_device(device)).eval()
-    meta = dict(ck["meta"], space=ck["space"], step=ck["step"], elapsed_s=ck["elapsed_s"], finished=ck.get("finished"),
-                config=ck["config"], model_class=ck["model_class"], model_config=ck["model_config"],
-                schedule=ck["schedule"], path=str(path))
-    meta["gir_features"] = gir_features_of(meta, ck["space"])
-    return model, build_schedule(ck), build_normalizer(ck), meta
+    info = RunInfo.from_dict(ck["meta"], space=ck["space"], step=ck["step"], elapsed_s=ck["elapsed_s"],
+                             finished=bool(ck.get("finished")), snapshots=list(ck["meta"].get("_snapshots", [])),
+                             config=ck["config"], model_class=ck["model_class"], model_config=ck["model_config"],
+                             schedule=ck["schedule"], path=str(path))
+    return model, build_schedule(ck), build_normalizer(ck), info
 
 # %% ../nbs/07a_checkpoint.ipynb #cf9010fe
-def check_resume(ck: dict, model, config: dict, space: str, schedule, path, meta: dict | None = None,
+def check_resume(ck: dict, model, config: dict, space: str, schedule, path, meta: DataInfo | None = None,
                  resumable=()):
     "Refuse to resume from a checkpoint of another space, model, schedule, GIR feature form or hyper-parameters."
     problems = []
     if meta is not None:
-        old, new = gir_features_of(ck["meta"], ck["space"]), gir_features_of(meta, space)
+        old, new = gir_features_of(ck["meta"], ck["space"]), meta.gir_features
         if old != new: problems.append(f"gir_features {old!r} != {new!r}")
     if ck["space"] != space: problems.append(f"space {ck['space']!r} != {space!r}")
     if ck["model_class"] != class_path(model): problems.append(f"model {ck['model_class']} != {class_path(model)}")

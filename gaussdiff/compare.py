@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from .checkpoint import DataInfo
 from .core import atomic_path, check_images, cpu_threads, tf32
 from .data import load_mnist, load_sprites
 from .metrics import classifier_metrics, get_classifier, pixel_kid
@@ -17,8 +18,8 @@ from .train import BUDGETS
 from .sample import decode, generate, load_samples
 
 # %% auto #0
-__all__ = ['VARIANTS', 'TABLE_COLUMNS', 'confident_share', 'gir_reconstructions', 'budget_of', 'trained_flops',
-           'evaluate_sampler', 'results_table', 'save_table_csv', 'evaluate_file', 'cli']
+__all__ = ['VARIANTS', 'TABLE_COLUMNS', 'confident_share', 'gir_reconstructions', 'budget_of', 'evaluate_sampler',
+           'results_table', 'save_table_csv', 'evaluate_file', 'cli']
 
 # %% ../nbs/09a_compare.ipynb #3b5a0157
 def confident_share(images, classifier, threshold: float = 0.9) -> dict:
@@ -41,9 +42,9 @@ def gir_reconstructions(dataset: str = "mnist", limit: int | None = None, profil
     x, norm, meta = training_data("gir", dataset, r.n, r.n_splats, r.profile, verbose=False,
                                   gir_features=r.gir_features)  # decode() converts the features back
     x = x[:limit]
-    rendered = torch.cat([decode(x[i:i + chunk], dict(meta, space="gir"), norm) for i in range(0, len(x), chunk)])
+    rendered = torch.cat([decode(x[i:i + chunk], meta, norm) for i in range(0, len(x), chunk)])
     real = load_mnist(len(x), "train", verbose=False)[0] if dataset == "mnist" else load_sprites(len(x), verbose=False)
-    return rendered, real, meta["fit_psnr"]
+    return rendered, real, meta.fit_psnr
 
 # %% ../nbs/09a_compare.ipynb #071e1275
 # name -> (space, conditioning, budget rule): "recipe" = chapter 07b's run, "budget" = the FiLM run's budget
@@ -55,11 +56,7 @@ def budget_of(config: dict) -> dict:
     "The budget fields of a stored TrainConfig."
     return {k: config.get(k) for k in BUDGETS if config.get(k) is not None}
 
-def trained_flops(meta: dict, step: int | None = None) -> int:
-    "Training FLOPs a loaded run had spent by `step` (default: its last), from the step cost its checkpoint records."
-    return (meta["step"] if step is None else step) * meta.get("train_flops_per_step", 0)
-
-def evaluate_sampler(model, schedule, normalizer, meta: dict, reference, classifier=None, n: int = 64,
+def evaluate_sampler(model, schedule, normalizer, meta: DataInfo, reference, classifier=None, n: int = 64,
                      sampler: str = "ddpm", steps: int | None = None, seed: int = 0, batch_size: int = 256, **kid_kw):
     """Draw `n` images with `sampler`/`steps`, time it, and measure them against `reference`: `(row dict, images)`.
     On CPU the sampling runs (and is timed) on one thread: the timings then compare models, not the machine's load;

@@ -29,7 +29,7 @@ __all__ = ['KID_TOLERANCE', 'LEVER_TOLERANCE', 'example_call', 'call_ms', 'Point
 def example_call(loaded, batch: int, device="cpu"):
     "A fixed noisy batch `(x, t)` of a loaded model's sample shape at the middle timestep: what every timing below feeds it."
     _, schedule, _, meta = loaded
-    x = torch.randn(batch, *meta["sample_shape"], generator=torch.Generator().manual_seed(0)).to(device)
+    x = torch.randn(batch, *meta.sample_shape, generator=torch.Generator().manual_seed(0)).to(device)
     return x, torch.full((batch,), schedule.T // 2, device=device, dtype=torch.long)
 
 def call_ms(models: dict, batch: int = 32, repeats: int = 7, rounds: int = 2) -> dict:
@@ -99,9 +99,9 @@ def measure_points(loaded, settings_, score, ms_per_call: float, n: int, seed: i
     "Sample `n` images at each setting of one loaded model and score them: `(points, {label: first 16 images})`."
     model, schedule, normalizer, meta = loaded
     points, shown = [], {}
-    for sampler, steps in tqdm(settings_, desc=f"frontier of the {meta['space']} model", disable=not progress, leave=False):
+    for sampler, steps in tqdm(settings_, desc=f"frontier of the {meta.space} model", disable=not progress, leave=False):
         imgs = generate(model, schedule, normalizer, meta, n=n, steps=steps, sampler=sampler, seed=seed, batch_size=batch_size)
-        points.append(Point(meta["space"], sampler, steps, n, ms_per_image=steps * ms_per_call, **score(imgs)))
+        points.append(Point(meta.space, sampler, steps, n, ms_per_image=steps * ms_per_call, **score(imgs)))
         shown[points[-1].label] = imgs[:16]
     return points, shown
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from .core import data_dir, resolve_profile
-from .compare import confident_share, trained_flops
+from .compare import confident_share
 from .metrics import classifier_metrics
 from .recipes import Recipe, load_or_train, make_model, training_data
 from .sample import generate
@@ -64,7 +64,7 @@ def lever_step_flops(base: Recipe, lever: Lever) -> int:
     x, _, meta = training_data(r.space, r.dataset, r.n, r.n_splats, r.profile, verbose=False,
                                gir_features=r.gir_features or "cholesky")
     torch.manual_seed(0)
-    model = make_model(r.space, r.profile, r.T, meta["channels"], **r.model_kw)
+    model = make_model(r.space, r.profile, r.T, meta.channels, **r.model_kw)
     return train_step_flops(model, r.make_schedule(), x[:r.cfg.batch_size])
 
 # %% ../nbs/09b_levers.ipynb #f2c757bb
@@ -102,8 +102,8 @@ def measure_lever(base: Recipe, lever: Lever, budget_flops: float, reference, cl
     imgs = generate(model, sched, norm, meta, n=n, seed=10_000 + seed, steps=steps)  # ancestral DDPM, T steps unless cut
     m = classifier_metrics(reference, imgs, classifier, kid_subset_size=min(1000, n, len(reference)), seed=seed)
     c = confident_share(imgs, classifier)
-    res = LeverResult(lever.name, lever.what, seed, meta["step"], trained_flops(meta),
-                      meta["elapsed_s"], meta["n_params"], n, c["confident"], c["largest_class_share"], m["kid"],
+    res = LeverResult(lever.name, lever.what, seed, meta.step, meta.trained_flops(),
+                      meta.elapsed_s, meta.n_params, n, c["confident"], c["largest_class_share"], m["kid"],
                       m["kid_std"], m["fid"], m["precision"], m["recall"])
     return res, imgs
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from .core import by_profile, check_writable_dir, data_dir, plain, resolve_profile, seed_everything
-from .checkpoint import gir_features_of, schedule_info, load_checkpoint, read_checkpoint
+from .checkpoint import DataInfo, gir_features_of, schedule_info, load_checkpoint, read_checkpoint
 from .data import DATASETS, channels_of, load_mnist, load_sprites
 from .diffusion import GIR_FEATURES, SAMPLING_STEPS, GIRNormalizer, Schedule, pixels_to_model, to_shape_features
 from .cache import encode_dataset, load_gir, profile_fit_kw
@@ -105,7 +105,7 @@ def _data_range(x: torch.Tensor, margin: float = 0.1):
 
 def training_data(space: str, dataset: str = "mnist", n: int | None = None, n_splats: int | None = None,
                   profile: str = "auto", verbose: bool = True, gir_features: str = "cholesky"):
-    """Clean training examples for a space: `(x [M,...], normalizer or None, meta)`. GIR: normalised splats from
+    """Clean training examples for a space: `(x [M,...], normalizer or None, DataInfo)`. GIR: normalised splats from
     the fit chapter's cache, the covariance written as `gir_features` ('cholesky' or 'shape', chapter 04) before
     the normaliser is fitted; pixel: the same images in [-1,1], MNIST padded to 32×32 (chapter 06)."""
     profile = resolve_profile(profile)
@@ -117,16 +117,15 @@ def training_data(space: str, dataset: str = "mnist", n: int | None = None, n_sp
         norm = GIRNormalizer.fit(splats)
         x = norm.normalize(splats)
         h, w = tuple(gir["image_size"])
-        meta = dict(dataset=dataset, image_size=[h, w], channels=int(gir["channels"]), n_train=len(x),
-                    n_splats=int(x.shape[1]), sample_shape=list(x.shape[1:]), x0_clip=_data_range(x), gir_features=gir_features,
-                    fit_psnr=float(torch.as_tensor(gir["psnr"]).float().mean()))
+        meta = DataInfo("gir", dataset, (h, w), int(gir["channels"]), tuple(x.shape[1:]), len(x), x0_clip=_data_range(x),
+                        gir_features=gir_features, n_splats=int(x.shape[1]),
+                        fit_psnr=float(torch.as_tensor(gir["psnr"]).float().mean()))
         _check_scale(dataset, len(x), profile)
         return x, norm, meta
     if space != "pixel": raise ValueError(f"space must be one of {SPACES}, got {space!r}")
     imgs = load_mnist(n, "train", verbose=verbose)[0] if dataset == "mnist" else load_sprites(n, verbose=verbose)
     x = pixels_to_model(pad_to_32(imgs))
-    meta = dict(dataset=dataset, image_size=list(imgs.shape[-2:]), channels=int(imgs.shape[1]), n_train=len(x),
-                sample_shape=list(x.shape[1:]), x0_clip=1.0)
+    meta = DataInfo("pixel", dataset, tuple(imgs.shape[-2:]), int(imgs.shape[1]), tuple(x.shape[1:]), len(x), x0_clip=1.0)
     _check_scale(dataset, len(x), profile)
     return x, None, meta
 
@@ -177,12 +176,12 @@ def run(space: str, dataset: str = "mnist", profile: str = "auto", out_dir=None,
                                   gir_features=r.gir_features or "cholesky")
     seed_everything(seed)  # the same seed gives the same initial weights, so runs (and resumes) are reproducible
     model_kw = dict(r.model_kw, **({"conditioning": conditioning} if conditioning else {}))
-    model = make_model(r.space, r.profile, r.T, meta["channels"], **model_kw)
+    model = make_model(r.space, r.profile, r.T, meta.channels, **model_kw)
     schedule = r.make_schedule()
-    meta.update(profile=r.profile, n_params=sum(p.numel() for p in model.parameters()))
+    meta = dataclasses.replace(meta, profile=r.profile, n_params=sum(p.numel() for p in model.parameters()))
     preview_steps = by_profile(r.profile, smoke=min(50, r.T), cpu=min(50, r.T), gpu=min(50, r.T), rehearsal=3)
     def preview_fn(ema_model, step):
-        return generate(ema_model, schedule, norm, dict(meta, space=r.space), n=16, steps=preview_steps, sampler="ddim")
+        return generate(ema_model, schedule, norm, meta, n=16, steps=preview_steps, sampler="ddim")
     return train(model, x, schedule, cfg, space=r.space, out_dir=out_dir, resume=resume, normalizer=norm, meta=meta,
                  preview_fn=preview_fn if preview else None, snapshot_fracs=r.snapshot_fracs,
                  snapshot_epochs=r.snapshot_epochs, device=device, progress=progress, overwrite=overwrite)
@@ -222,7 +221,7 @@ def _interrupted(path: Path, r: Recipe, cfg: TrainConfig, conditioning: str | No
 def load_or_train(space: str, dataset: str = "mnist", profile: str = "auto", device="auto", conditioning: str | None = None,
                   budget: dict | None = None, seed: int = 0, tag: str = "", recipe_: Recipe | None = None, out_dir=None,
                   train_budget: dict | None = None, **run_kw):
-    """`(model, schedule, normalizer, meta)` of a course run: loaded from its cached, finished checkpoint when that
+    """`(model, schedule, normalizer, RunInfo)` of a course run: loaded from its cached, finished checkpoint when that
     matches the recipe (and `budget`, when given), else trained now and saved under `run_dir(...)` (or `out_dir`).
     `train_budget` (without `budget`): reuse a finished run of any budget, and train with this one only when none is
     cached (a later chapter's cap on what it trains). `recipe_` replaces the profile's recipe (its space, data set

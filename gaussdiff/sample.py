@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .core import atomic_path, check_writable_dir, get_device, make_grid, save_grid
-from .checkpoint import gir_features_of, load_checkpoint
+from .checkpoint import DataInfo, load_checkpoint
 from .diffusion import decode_gir, gir_to_splats, model_to_pixels, renderable
 from .unet import crop_from_32
 
@@ -173,44 +173,44 @@ def gaussian_ode_demo(schedule, steps: int, mu: float = 0.5, s: float = 0.1, n: 
     return err
 
 # %% ../nbs/08_sample.ipynb #8e94318a
-def default_clip(meta: dict):
+def default_clip(meta: DataInfo):
     "The x0 clipping range stored with a model (a number, or per-feature `(lo, hi)`); None when absent."
-    c = meta.get("x0_clip")
+    c = meta.x0_clip
     return tuple(c) if isinstance(c, (list, tuple)) else c
 
-def decode(x: torch.Tensor, meta: dict, normalizer=None) -> torch.Tensor:
+def decode(x: torch.Tensor, meta: DataInfo, normalizer=None) -> torch.Tensor:
     "Samples in the model's space -> images `[B,C,H,W]` in [0,1] on the CPU."
     x = x.detach().float().cpu()
-    if meta["space"] == "gir":
+    if meta.space == "gir":
         if normalizer is None: raise ValueError("decoding GIR samples needs the checkpoint's normalizer")
-        return decode_gir(x, normalizer, size=tuple(meta["image_size"]), channels=meta["channels"],
-                          features=gir_features_of(meta, "gir")).clamp(0, 1)
+        return decode_gir(x, normalizer, size=meta.image_size, channels=meta.channels,
+                          features=meta.gir_features).clamp(0, 1)
     img = model_to_pixels(x)
-    size = tuple(meta["image_size"])
+    size = meta.image_size
     return img if tuple(img.shape[-2:]) == size else crop_from_32(img, size)  # MNIST was padded 28 -> 32 for the U-Net
 
-def gir_splats(x: torch.Tensor, meta: dict, normalizer) -> torch.Tensor:
+def gir_splats(x: torch.Tensor, meta: DataInfo, normalizer) -> torch.Tensor:
     """Normalised GIR samples -> raw Cholesky splats `[B,N,8]` on the CPU (what `render`, `edit_splats` and chapter
-    02 take), whichever covariance form (`meta["gir_features"]`) the model diffuses; clamped to `renderable`."""
+    02 take), whichever covariance form (`meta.gir_features`) the model diffuses; clamped to `renderable`."""
     if normalizer is None: raise ValueError("GIR samples need the checkpoint's normalizer")
-    return renderable(gir_to_splats(normalizer.denormalize(x.detach().float().cpu()), gir_features_of(meta, "gir")))
+    return renderable(gir_to_splats(normalizer.denormalize(x.detach().float().cpu()), meta.gir_features))
 
-def generate(model, schedule, normalizer, meta: dict, n: int = 64, steps: int | None = None, sampler: str = "ddpm",
+def generate(model, schedule, normalizer, meta: DataInfo, n: int = 64, steps: int | None = None, sampler: str = "ddpm",
              eta: float = 0.0, seed: int = 0, batch_size: int = 256, return_samples: bool = False,
              progress: bool = False, **kw):
     "Draw `n` images from a loaded model (see `load_checkpoint`); optionally also the raw samples (GIR: Cholesky splats)."
     if n < 1: raise ValueError(f"n must be >= 1, got {n}")
     g = torch.Generator().manual_seed(seed)
     kw.setdefault("clip", default_clip(meta))
-    xs = [sample(model, schedule, (min(batch_size, n - i), *meta["sample_shape"]), steps, sampler, eta, g,
+    xs = [sample(model, schedule, (min(batch_size, n - i), *meta.sample_shape), steps, sampler, eta, g,
                  progress=progress, **kw) for i in range(0, n, batch_size)]
     x = torch.cat(xs).cpu()
     imgs = decode(x, meta, normalizer)
     if not return_samples: return imgs
-    return imgs, (gir_splats(x, meta, normalizer) if meta["space"] == "gir" else x)
+    return imgs, (gir_splats(x, meta, normalizer) if meta.space == "gir" else x)
 
 # %% ../nbs/08_sample.ipynb #353029c9
-def trajectory_frames(traj: dict, meta: dict, normalizer=None, n_frames: int = 8, key: str = "x"):
+def trajectory_frames(traj: dict, meta: DataInfo, normalizer=None, n_frames: int = 8, key: str = "x"):
     "Render `n_frames` evenly spaced states of a trajectory: `(frames [F,B,C,H,W], timesteps [F])`."
     K = traj[key].shape[0]
     idx = np.unique(np.round(np.linspace(0, K - 1, max(2, n_frames))).astype(int))
@@ -289,13 +289,13 @@ def cli(argv: list[str] | None = None) -> int:
         secs = time.perf_counter() - t0
         save_samples(imgs, a.out)
         if a.gif:
-            _, traj = sample(model, schedule, (min(16, a.n), *meta["sample_shape"]), a.steps, a.sampler, a.eta,
+            _, traj = sample(model, schedule, (min(16, a.n), *meta.sample_shape), a.steps, a.sampler, a.eta,
                              torch.Generator().manual_seed(a.seed), clip=default_clip(meta), return_trajectory=True)
             frames, _ = trajectory_frames(traj, meta, norm, n_frames=40)
             save_gif(frames, a.gif, nrow=8)
     except (ValueError, FileNotFoundError) as e:
         print(f"gaussdiff sample: error: {e}", file=sys.stderr)
         return 2
-    print(json.dumps({"ckpt": a.ckpt, "space": meta["space"], "sampler": a.sampler, "steps": a.steps or schedule.T,
+    print(json.dumps({"ckpt": a.ckpt, "space": meta.space, "sampler": a.sampler, "steps": a.steps or schedule.T,
                       "n": a.n, "seconds": round(secs, 3), "out": a.out, "gif": a.gif}, indent=1))
     return 0

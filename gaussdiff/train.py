@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from .core import bf16_native, get_device, save_grid, save_torch_atomic
-from .checkpoint import check_resume, clear_run, make_checkpoint, read_checkpoint, run_lock, set_rng_state
+from .checkpoint import DataInfo, check_resume, clear_run, make_checkpoint, read_checkpoint, run_lock, set_rng_state
 
 # %% auto #0
 __all__ = ['RESUMABLE_CHANGES', 'BUDGETS', 'TrainConfig', 'lr_factor', 'EMA', 'batch_indices', 'step_generator',
@@ -155,7 +155,7 @@ class _StopRequests:
 
 # %% ../nbs/07_train.ipynb #76111c36
 def train(model: nn.Module, data: torch.Tensor, schedule, cfg: TrainConfig, space: str = "gir", out_dir=None,
-          resume: bool | str = False, normalizer=None, meta: dict | None = None, preview_fn=None,
+          resume: bool | str = False, normalizer=None, meta: DataInfo | None = None, preview_fn=None,
           snapshot_fracs=(), snapshot_epochs=(), callback=None, device="auto", progress: bool = True,
           overwrite: bool = False) -> TrainResult:
     """Train ε-network `model` on clean (normalised) examples `data [M, ...]` until `cfg`'s budget is spent.
@@ -197,7 +197,7 @@ class _Run:
     space: str
     schedule: object
     normalizer: object
-    meta: dict
+    meta: DataInfo
     out_dir: Path | None
     device: torch.device
     step: int = 0
@@ -212,7 +212,8 @@ class _Run:
 
     def checkpoint(self, final: bool = False, sampling_only: bool = False) -> dict:
         "This state in chapter 07a's checkpoint format (a snapshot: EMA weights and what sampling needs)."
-        meta = self.meta if sampling_only else dict(self.meta, _snapshots=self.snapshots, train_flops_per_step=self.flops_per_step)
+        meta = self.meta.as_dict()
+        if not sampling_only: meta.update(_snapshots=self.snapshots, train_flops_per_step=self.flops_per_step)
         return make_checkpoint(self.model, self.ema, self.opt, self.lr_sched, self.scaler, asdict(self.cfg), self.space,
                                self.schedule, self.normalizer, meta, self.step, self.elapsed,
                                None if sampling_only else self.history, final, sampling_only=sampling_only)
@@ -241,7 +242,7 @@ def _new_run(model, cfg: TrainConfig, space: str, schedule, normalizer, meta, ou
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.warmup_steps, cfg.decay_steps, cfg.min_lr_frac))
     scaler = torch.amp.GradScaler("cuda") if _amp_dtype(cfg, device) == torch.float16 else None
-    return _Run(model, EMA(model, cfg.ema_decay), opt, lr_sched, scaler, cfg, space, schedule, normalizer, dict(meta or {}),
+    return _Run(model, EMA(model, cfg.ema_decay), opt, lr_sched, scaler, cfg, space, schedule, normalizer, meta or DataInfo(space),
                 out_dir, device)
 
 def _amp_dtype(cfg: TrainConfig, device: torch.device):

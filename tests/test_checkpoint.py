@@ -48,3 +48,21 @@ def test_allowed_classes_and_the_old_tinydenoiser_name(ckpt, tmp_path):
     torch.save(dict(ck, model_class="gaussdiff.train.TinyDenoiser"), tmp_path / "old.pt")
     model, *_ = load_checkpoint(tmp_path / "old.pt", device="cpu")
     assert isinstance(model, TinyDenoiser)
+
+
+def test_run_info_is_typed_and_reads_older_checkpoints(ckpt, tmp_path):
+    "`load_checkpoint` returns a RunInfo; a checkpoint from before the form was recorded (meta {}) or from a newer course loads."
+    from gaussdiff.checkpoint import DataInfo, RunInfo
+    _, _, _, info = load_checkpoint(ckpt, device="cpu")
+    assert isinstance(info, RunInfo) and info.space == "toy" and info.step == 2 and info.finished
+    assert info.train_flops_per_step > 0 and info.trained_flops() == 2 * info.train_flops_per_step
+    ck = read_checkpoint(ckpt)
+    old = dict(ck, space="gir", meta={"dataset": "mnist", "image_size": [28, 28], "sample_shape": [2, 8], "_snapshots": [{"step": 1}],
+                                      "a_newer_field": 7})
+    torch.save(old, tmp_path / "old.pt")
+    _, _, _, info = load_checkpoint(tmp_path / "old.pt", device="cpu")
+    assert info.gir_features == "cholesky"  # GIR runs before the feature form was recorded diffused Cholesky numbers
+    assert info.image_size == (28, 28) and info.sample_shape == (2, 8) and info.snapshots == [{"step": 1}]
+    assert info.train_flops_per_step == 0 and not hasattr(info, "a_newer_field")
+    d = DataInfo("pixel", "sprites", image_size=(32, 32), channels=3, sample_shape=(3, 32, 32), x0_clip=1.0)
+    assert d.gir_features is None and DataInfo.from_dict(d.as_dict()) == d and d.as_dict()["image_size"] == [32, 32]

@@ -183,7 +183,8 @@ def test_sampling_rows_say_their_precision():
     from gaussdiff.compare import evaluate_sampler
     from gaussdiff.diffusion import Schedule
     from gaussdiff.layers import TinyDenoiser
-    meta = dict(space="pixel", image_size=[28, 28], channels=1, sample_shape=[1, 32, 32], x0_clip=1.0)
+    from gaussdiff.checkpoint import DataInfo
+    meta = DataInfo("pixel", image_size=(28, 28), sample_shape=(1, 32, 32), x0_clip=1.0)
     ref = torch.rand(16, 1, 28, 28)
     row, imgs = evaluate_sampler(TinyDenoiser(shape=(1, 32, 32)), Schedule(10), None, meta, ref, "smoke", n=8, steps=5,
                                  kid_subsets=2, kid_subset_size=8)

@@ -226,7 +226,7 @@ def test_offline_fallback_is_loud_at_gpu_scale_and_benchmark_caps_n(monkeypatch,
     monkeypatch.setattr(gd, "_load_npz", lambda path, keys: None if "full" in str(path) else cached(path, keys))
     with pytest.warns(UserWarning, match="not the paper's 60,000"):
         x, _, meta = training_data("pixel", "mnist", None, None, "gpu", verbose=False)
-    assert meta["n_train"] == 4000
+    assert meta.n_train == 4000
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the cpu profile is designed for the offline digits: no warning there
         training_data("pixel", "mnist", 100, None, "cpu", verbose=False)

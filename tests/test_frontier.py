@@ -4,6 +4,7 @@ import json
 import pytest
 import torch
 
+from gaussdiff.checkpoint import DataInfo
 from gaussdiff.frontier import (KID_TOLERANCE, Point, call_ms, cheapest_within, cli, equal_kid, equal_quality_table,
                                 scorer, settings)
 
@@ -73,7 +74,8 @@ def test_call_ms_times_every_model_per_image():
         def forward(self, x, t):
             return self.out(self.lin(x).relu())
     T = type("S", (), {"T": 10})()
-    models = {"small": (Net(8), T, None, {"sample_shape": [16, 8]}), "big": (Net(1024), T, None, {"sample_shape": [16, 8]})}
+    info = DataInfo("gir", sample_shape=(16, 8))
+    models = {"small": (Net(8), T, None, info), "big": (Net(1024), T, None, info)}
     ms = call_ms(models, batch=32, repeats=5)
     assert set(ms) == {"small", "big"} and all(v > 0 for v in ms.values())
     assert ms["big"] > ms["small"]

@@ -190,7 +190,8 @@ def test_evaluate_sampler_on_a_tiny_pixel_model(clf, digits):
     from gaussdiff.layers import TinyDenoiser
     torch.manual_seed(0)
     model, sched = TinyDenoiser(shape=(1, 32, 32), hidden=16), Schedule(T=10)
-    meta = dict(space="pixel", image_size=[28, 28], channels=1, sample_shape=[1, 32, 32], x0_clip=1.0)
+    from gaussdiff.checkpoint import DataInfo
+    meta = DataInfo("pixel", image_size=(28, 28), sample_shape=(1, 32, 32), x0_clip=1.0)
     row, imgs = C.evaluate_sampler(model, sched, None, meta, digits[:50], clf, n=12, sampler="ddim", steps=5, seed=1,
                                    kid_subsets=3, kid_subset_size=12)
     assert imgs.shape == (12, 1, 28, 28) and row["steps"] == 5 and row["n_fake"] == 12 and row["n_real"] == 50
@@ -214,7 +215,7 @@ def test_adaln_zero_variant_is_trained_once_then_loaded(tmp_data):
     model, sched, norm, meta = load_or_train("gir", "mnist", "smoke", device="cpu", conditioning="adaLN-Zero", budget=budget, progress=False)
     path = run_dir("gir", "mnist", "smoke", "adaLN-Zero") / "ckpt.pt"
     assert path.exists() and str(path).startswith(str(tmp_data))
-    assert model.config["conditioning"] == "adaLN-Zero" and meta["step"] == 3 and norm is not None
+    assert model.config["conditioning"] == "adaLN-Zero" and meta.step == 3 and norm is not None
     stamp = path.stat().st_mtime_ns
     again = load_or_train("gir", "mnist", "smoke", device="cpu", conditioning="adaLN-Zero", budget=budget, progress=False)
     assert path.stat().st_mtime_ns == stamp  # loaded, not retrained

@@ -92,11 +92,11 @@ def test_training_data_converts_and_records_the_features():
     from gaussdiff.recipes import training_data
     xc, nc, mc = training_data("gir", "mnist", n=8, n_splats=150, profile="smoke", verbose=False)
     xs, ns, ms = training_data("gir", "mnist", n=8, n_splats=150, profile="smoke", verbose=False, gir_features="shape")
-    assert mc["gir_features"] == "cholesky" and ms["gir_features"] == "shape"
+    assert mc.gir_features == "cholesky" and ms.gir_features == "shape" and ms.space == "gir"
     assert xs.shape == xc.shape and not torch.allclose(xs[..., 2:5], xc[..., 2:5])
     assert xs.reshape(-1, 8).mean(0).abs().max() < 1e-4  # normalised after the conversion
-    torch.testing.assert_close(decode(xs, dict(ms, space="gir"), ns), decode(xc, dict(mc, space="gir"), nc), atol=1e-5, rtol=0)
-    torch.testing.assert_close(gir_splats(xs, dict(ms, space="gir"), ns), gir_splats(xc, dict(mc, space="gir"), nc),
+    torch.testing.assert_close(decode(xs, ms, ns), decode(xc, mc, nc), atol=1e-5, rtol=0)
+    torch.testing.assert_close(gir_splats(xs, ms, ns), gir_splats(xc, mc, nc),
                                atol=1e-5, rtol=1e-4)
     with pytest.raises(ValueError, match="gir_features"):
         training_data("gir", "mnist", n=8, n_splats=150, profile="smoke", verbose=False, gir_features="polar")
@@ -109,7 +109,8 @@ def test_generate_returns_cholesky_splats_for_a_shape_model():
     sp = _splats(4)
     f = to_shape_features(sp)
     norm = GIRNormalizer.fit(f)
-    meta = dict(space="gir", sample_shape=[40, 8], image_size=[28, 28], channels=1, x0_clip=None, gir_features="shape")
+    from gaussdiff.checkpoint import DataInfo
+    meta = DataInfo("gir", sample_shape=(40, 8), image_size=(28, 28), gir_features="shape")
     torch.manual_seed(0)
     model = GaussianTransformer(n_features=8, T=10, d_model=16, depth=1, n_heads=2, t_dim=16).eval()
     imgs, splats = generate(model, Schedule(10), norm, meta, n=2, sampler="ddim", steps=3, return_samples=True)
@@ -146,6 +147,7 @@ def test_cached_run_with_an_old_recipe_is_retrained(tmp_data, capsys, monkeypatc
 
 
 def test_resume_refuses_another_feature_form(tmp_path):
+    from gaussdiff.checkpoint import DataInfo
     from gaussdiff.diffusion import Schedule
     from gaussdiff.layers import TinyDenoiser
     from gaussdiff.train import TrainConfig, train
@@ -153,7 +155,7 @@ def test_resume_refuses_another_feature_form(tmp_path):
     cfg = TrainConfig(budget_steps=4, batch_size=8, warmup_steps=1, ckpt_every=2)
     torch.manual_seed(0)
     train(TinyDenoiser(shape=(4, 8), hidden=16, t_dim=8), data, Schedule(10), cfg, space="gir", out_dir=tmp_path,
-          meta={"gir_features": "cholesky"}, device="cpu", progress=False)
+          meta=DataInfo("gir", gir_features="cholesky"), device="cpu", progress=False)
     with pytest.raises(ValueError, match="gir_features"):
         train(TinyDenoiser(shape=(4, 8), hidden=16, t_dim=8), data, Schedule(10), cfg.__class__(**{**cfg.__dict__, "budget_steps": 6}),
-              space="gir", out_dir=tmp_path, resume=True, meta={"gir_features": "shape"}, device="cpu", progress=False)
+              space="gir", out_dir=tmp_path, resume=True, meta=DataInfo("gir", gir_features="shape"), device="cpu", progress=False)

@@ -6,7 +6,7 @@ import torch
 
 from gaussdiff.core import save_torch_atomic
 from gaussdiff.diffusion import Schedule
-from gaussdiff.checkpoint import load_checkpoint, read_checkpoint
+from gaussdiff.checkpoint import DataInfo, RunInfo, load_checkpoint, read_checkpoint
 from gaussdiff.layers import TinyDenoiser
 from gaussdiff.train import EMA, TrainConfig, batch_indices, lr_factor, train
 
@@ -94,11 +94,12 @@ def test_lr_schedule_and_batches():
 
 
 def test_checkpoint_loads_for_sampling_with_snapshots(tmp_path):
-    res = _run(tmp_path, snapshot_fracs=(0.25, 0.5, 1.0), meta={"dataset": "toy"})
+    res = _run(tmp_path, snapshot_fracs=(0.25, 0.5, 1.0), meta=DataInfo("toy", "toy"))
     assert [s["step"] for s in res.snapshots] == [6, 12, 24]
     model, schedule, normalizer, meta = load_checkpoint(tmp_path / "ckpt.pt", device="cpu")
     assert isinstance(model, TinyDenoiser) and not model.training and normalizer is None
-    assert schedule.T == 50 and meta["space"] == "toy" and meta["dataset"] == "toy" and meta["finished"]
+    assert schedule.T == 50 and isinstance(meta, RunInfo) and meta.space == "toy" and meta.dataset == "toy" and meta.finished
+    assert [s["step"] for s in meta.snapshots] == [6, 12, 24] and meta.trained_flops() == 24 * meta.train_flops_per_step > 0
     assert _equal_states(model, res.ema.model)
     snap, *_ = load_checkpoint(res.snapshots[0]["path"], device="cpu")
     assert not _equal_states(snap, res.ema.model)
@@ -160,9 +161,9 @@ def test_bad_input(tmp_path):
 def test_pixel_training_data_pads_mnist_to_32():
     from gaussdiff.recipes import training_data
     x, norm, meta = training_data("pixel", "mnist", n=8, verbose=False)
-    assert x.shape == (8, 1, 32, 32) and norm is None and meta["image_size"] == [28, 28]
+    assert x.shape == (8, 1, 32, 32) and norm is None and meta.image_size == (28, 28)
     assert x.min() >= -1 and x.max() <= 1 and (x[:, :, :2] == -1).all() and (x[:, :, :, -2:] == -1).all()
-    assert meta["sample_shape"] == [1, 32, 32] and meta["x0_clip"] == 1.0
+    assert meta.sample_shape == (1, 32, 32) and meta.x0_clip == 1.0 and meta.space == "pixel"
 
 
 def test_recipe_gives_both_spaces_the_same_training_config():
@@ -193,7 +194,7 @@ def test_train_cli_trains_resumes_and_refuses_the_other_space(tmp_path, capsys):
 def test_pixel_training_data_for_sprites_is_rgb_32():
     from gaussdiff.recipes import training_data
     x, _, meta = training_data("pixel", "sprites", n=4, verbose=False)
-    assert x.shape == (4, 3, 32, 32) and meta["image_size"] == [32, 32] and meta["channels"] == 3
+    assert x.shape == (4, 3, 32, 32) and meta.image_size == (32, 32) and meta.channels == 3
 
 
 # ---- the FLOP budget ----
