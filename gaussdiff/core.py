@@ -12,9 +12,9 @@ import torch
 
 # %% auto #0
 __all__ = ['PROFILES', 'COMMANDS', 'resolve_profile', 'by_profile', 'get_device', 'bf16_native', 'device_name', 'seed_everything',
-           'check_images', 'make_grid', 'show_grid', 'save_grid', 'atomic_path', 'cpu_threads', 'tf32',
-           'check_writable_dir', 'save_torch_atomic', 'plain', 'save_json', 'repo_root', 'data_dir', 'save_fig',
-           'save_results', 'course_notebooks', 'has_parameters_cell', 'run_course', 'write_summary', 'main']
+           'check_images', 'make_grid', 'show_grid', 'save_grid', 'atomic_path', 'check_writable_dir',
+           'save_torch_atomic', 'plain', 'save_json', 'repo_root', 'data_dir', 'save_fig', 'save_results',
+           'cpu_threads', 'tf32', 'course_notebooks', 'has_parameters_cell', 'run_course', 'write_summary', 'main']
 
 # %% ../nbs/00_core.ipynb #71933f00
 PROFILES = ("smoke", "cpu", "gpu", "rehearsal")
@@ -118,7 +118,7 @@ def save_grid(x: torch.Tensor, path, nrow: int = 8, upscale: int = 2, **kw) -> P
     with atomic_path(path) as tmp: img.save(tmp, format="PNG")
     return Path(path)
 
-# %% ../nbs/00_core.ipynb #c283681a
+# %% ../nbs/00_core.ipynb #479c66bd
 def _umask() -> int:
     "The process umask (read by setting and restoring it)."
     m = os.umask(0o22)
@@ -140,26 +140,6 @@ def atomic_path(path):
     except BaseException:
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
         raise
-
-@contextlib.contextmanager
-def cpu_threads(n: int, device="cpu"):
-    "Run with at most `n` torch CPU threads on a CPU device: small kernels gain nothing from more, and a shared CPU's load costs a lot."
-    old = torch.get_num_threads()
-    if torch.device(device).type == "cpu": torch.set_num_threads(max(1, min(n, old)))
-    try: yield
-    finally: torch.set_num_threads(old)
-
-@contextlib.contextmanager
-def tf32(enabled: bool, device="cuda"):
-    """TF32 for matmuls *and* convolutions together (restored afterwards) on CUDA; a no-op elsewhere. PyTorch's
-    defaults differ (cuDNN on, matmul off), so a U-Net and a transformer timed as they come run in different precisions."""
-    if torch.device(device).type != "cuda":
-        yield
-        return
-    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = bool(enabled)
-    try: yield
-    finally: torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 def check_writable_dir(path) -> Path:
     "Create folder `path` if needed and prove a file can be written in it, before long work that would write there."
@@ -187,6 +167,8 @@ def save_json(obj, path) -> Path:
     with atomic_path(path) as tmp: Path(tmp).write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
     return Path(path)
 
+
+# %% ../nbs/00_core.ipynb #9356ce51
 def repo_root() -> Path | None:
     "The checkout this package lives in (holding settings.ini and nbs/), or None when installed elsewhere."
     root = Path(__file__).resolve().parent.parent
@@ -212,6 +194,29 @@ def save_results(name: str, results: dict, out_dir=None) -> Path | None:
     "Save a chapter's machine-readable results as `out_dir/results/name.json` when `out_dir` is set."
     if out_dir is None: return None
     return save_json(results, Path(out_dir) / "results" / f"{name}.json")
+
+
+# %% ../nbs/00_core.ipynb #84ce7e19
+@contextlib.contextmanager
+def cpu_threads(n: int, device="cpu"):
+    "Run with at most `n` torch CPU threads on a CPU device: small kernels gain nothing from more, and a shared CPU's load costs a lot."
+    old = torch.get_num_threads()
+    if torch.device(device).type == "cpu": torch.set_num_threads(max(1, min(n, old)))
+    try: yield
+    finally: torch.set_num_threads(old)
+
+@contextlib.contextmanager
+def tf32(enabled: bool, device="cuda"):
+    """TF32 for matmuls *and* convolutions together (restored afterwards) on CUDA; a no-op elsewhere. PyTorch's
+    defaults differ (cuDNN on, matmul off), so a U-Net and a transformer timed as they come run in different precisions."""
+    if torch.device(device).type != "cuda":
+        yield
+        return
+    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = bool(enabled)
+    try: yield
+    finally: torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
 
 # %% ../nbs/00_core.ipynb #b8e12dcd
 def course_notebooks(nbs_dir) -> list[Path]:

@@ -13,8 +13,9 @@ from .splats import COV, check_splats, covariance_to_cov_params, render
 
 # %% auto #0
 __all__ = ['SCHEDULE_KINDS', 'SAMPLING_STEPS', 'PREDICTIONS', 'LOG_SCALE_RANGE', 'SHEAR_LIMIT', 'VALUE_LIMIT', 'GIR_FEATURES',
-           'SHAPE_V_LIMIT', 'SHAPE_SIZE_RANGE', 'linear_betas', 'cosine_betas', 'Schedule', 'GIRNormalizer',
-           'renderable', 'gir_to_splats', 'decode_gir', 'pixels_to_model', 'model_to_pixels', 'to_shape_features',
+           'SHAPE_V_LIMIT', 'SHAPE_SIZE_RANGE', 'linear_betas', 'cosine_betas', 'check_timesteps', 'check_batch',
+           'Schedule', 'prediction_target', 'eps_from_prediction', 'min_snr_weight', 'GIRNormalizer', 'renderable',
+           'gir_to_splats', 'decode_gir', 'pixels_to_model', 'model_to_pixels', 'to_shape_features',
            'from_shape_features', 'noise_explorer']
 
 # %% ../nbs/04_noise.ipynb #b5ba7ac6
@@ -33,6 +34,27 @@ def cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Ten
 
 # %% ../nbs/04_noise.ipynb #8d4f6889
 SAMPLING_STEPS = {"gir": 200, "pixel": 1000}  # the paper: GIRs diffused over T = 200 steps, pixels over 1000
+
+# %% ../nbs/04_noise.ipynb #b321d07f
+def check_timesteps(t, T: int, batch: int | None = None) -> torch.Tensor:
+    "Timesteps as int64 `[B]` in [0, T): an int or a 0-d tensor is broadcast to `batch`; anything else is a ValueError."
+    t = torch.as_tensor(t)
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise ValueError(f"t must hold integer timesteps, got dtype {t.dtype}")
+    if t.ndim == 0 and batch is not None: t = t.expand(batch)
+    if t.ndim != 1: raise ValueError(f"t must be [B] integer timesteps, got shape {tuple(t.shape)}")
+    if batch is not None and len(t) != batch: raise ValueError(f"t has {len(t)} timesteps for a batch of {batch}")
+    if len(t) and (t.min() < 0 or t.max() >= T):
+        raise ValueError(f"timesteps must lie in [0, {T}) (0-based); got range [{t.min().item()}, {t.max().item()}]")
+    return t.long()
+
+def check_batch(x, name: str) -> torch.Tensor:
+    "`x` if it is a finite floating-point batch `[B,...]` with B >= 1; otherwise a ValueError naming `name`."
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor [B,...]")
+    if x.ndim < 1 or x.shape[0] == 0: raise ValueError(f"{name} must be [B,...] with B >= 1, got shape {tuple(x.shape)}")
+    if not torch.isfinite(x).all(): raise ValueError(f"{name} contains NaN or inf")
+    return x
 
 # %% ../nbs/04_noise.ipynb #ecb3307a
 PREDICTIONS = ("eps", "x0", "v")  # what the network outputs: the noise, the clean sample, or v = √ᾱ ε − √(1−ᾱ) x0
@@ -65,31 +87,16 @@ class Schedule:
         return self.alphas_cumprod / (1 - self.alphas_cumprod)
 
     def check_t(self, t, batch: int | None = None) -> torch.Tensor:
-        "Timesteps as int64 `[B]` in [0, T): an int or a 0-d tensor is broadcast to `batch`."
-        t = torch.as_tensor(t)
-        if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
-            raise ValueError(f"t must hold integer timesteps, got dtype {t.dtype}")
-        if t.ndim == 0 and batch is not None: t = t.expand(batch)
-        if t.ndim != 1: raise ValueError(f"t must be [B] integer timesteps, got shape {tuple(t.shape)}")
-        if batch is not None and len(t) != batch: raise ValueError(f"t has {len(t)} timesteps for a batch of {batch}")
-        if len(t) and (t.min() < 0 or t.max() >= self.T):
-            raise ValueError(f"timesteps must lie in [0, {self.T}) (0-based); got range [{t.min().item()}, {t.max().item()}]")
-        return t.long()
+        "Timesteps as int64 `[B]` in [0, T) (see `check_timesteps`)."
+        return check_timesteps(t, self.T, batch)
 
     def _coef(self, values: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         "Per-sample coefficient values[t] shaped to broadcast over x `[B,...]`."
         return values.to(x.device, x.dtype)[t.to(x.device)].reshape(-1, *[1] * (x.ndim - 1))
 
-    def _check_x(self, x, name: str) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-            raise ValueError(f"{name} must be a floating-point tensor [B,...]")
-        if x.ndim < 1 or x.shape[0] == 0: raise ValueError(f"{name} must be [B,...] with B >= 1, got shape {tuple(x.shape)}")
-        if not torch.isfinite(x).all(): raise ValueError(f"{name} contains NaN or inf")
-        return x
-
     def q_sample(self, x0: torch.Tensor, t, noise: torch.Tensor | None = None, generator=None) -> torch.Tensor:
         "Closed-form forward process x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise, for x0 `[B,...]`, t `[B]`."
-        x0 = self._check_x(x0, "x0")
+        x0 = check_batch(x0, "x0")
         t = self.check_t(t, batch=x0.shape[0])
         if noise is None: noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
         if noise.shape != x0.shape: raise ValueError(f"noise shape {tuple(noise.shape)} != x0 shape {tuple(x0.shape)}")
@@ -97,7 +104,7 @@ class Schedule:
 
     def q_step(self, x_prev: torch.Tensor, t, noise: torch.Tensor | None = None, generator=None) -> torch.Tensor:
         "One forward step, the paper's eq. 4: x_t = sqrt(alpha_t) x_{t-1} + sqrt(1 - alpha_t) noise."
-        x_prev = self._check_x(x_prev, "x_prev")
+        x_prev = check_batch(x_prev, "x_prev")
         t = self.check_t(t, batch=x_prev.shape[0])
         if noise is None: noise = torch.randn(x_prev.shape, generator=generator, dtype=x_prev.dtype).to(x_prev.device)
         if noise.shape != x_prev.shape: raise ValueError(f"noise shape {tuple(noise.shape)} != x shape {tuple(x_prev.shape)}")
@@ -105,26 +112,18 @@ class Schedule:
 
     def target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         "What the network is trained to output at step `t` for clean `x0` noised with `noise` (see `prediction`)."
-        if self.prediction == "eps": return noise
-        if self.prediction == "x0": return x0
-        a = self._coef(self.alphas_cumprod, t, x0)
-        return a.sqrt() * noise - (1 - a).sqrt() * x0
+        return prediction_target(self.prediction, x0, noise, self._coef(self.alphas_cumprod, t, x0))
 
     def to_eps(self, out: torch.Tensor, x_t: torch.Tensor, t) -> torch.Tensor:
         "The network's output at noisy `x_t`, step(s) `t`, turned into the noise estimate every sampler steps with."
         if self.prediction == "eps": return out
         t = torch.as_tensor(t, device=x_t.device).expand(x_t.shape[0])
-        a = self._coef(self.alphas_cumprod, t, x_t)
-        if self.prediction == "x0": return (x_t - a.sqrt() * out) / (1 - a).sqrt()
-        return (1 - a).sqrt() * x_t + a.sqrt() * out
+        return eps_from_prediction(self.prediction, out, x_t, self._coef(self.alphas_cumprod, t, x_t))
 
     def loss_weight(self, t: torch.Tensor) -> torch.Tensor:
-        """Per-sample weight of the squared error: 1, or min-SNR-γ's min(SNR, γ) expressed for this prediction
-        (÷SNR for ε, ÷(SNR+1) for v), which stops the nearly-clean steps from dominating the gradient."""
+        "Per-sample weight of the squared error: 1, or min-SNR-γ's (`min_snr_weight`)."
         if not self.min_snr_gamma: return torch.ones(len(t), device=t.device)
-        snr = self.snr.to(t.device)[t]
-        w = snr.clamp(max=self.min_snr_gamma)
-        return {"eps": w / snr, "x0": w, "v": w / (snr + 1)}[self.prediction]
+        return min_snr_weight(self.prediction, self.snr.to(t.device)[t], self.min_snr_gamma)
 
     def loss(self, model, x0: torch.Tensor, generator: torch.Generator | None = None, autocast=None) -> torch.Tensor:
         """Ho et al.'s simplified objective on a clean batch `x0 [B,...]`: t ~ U{0..T-1}, ε ~ N(0, I), and the
@@ -138,6 +137,25 @@ class Schedule:
         err = (pred.float() - self.target(x0, noise, t).float()) ** 2
         if not self.min_snr_gamma: return err.mean()  # exactly F.mse_loss for the plain objective
         return (self.loss_weight(t) * err.reshape(len(t), -1).mean(1)).mean()
+
+# %% ../nbs/04_noise.ipynb #7c0eef0f
+def prediction_target(prediction: str, x0: torch.Tensor, noise: torch.Tensor, abar: torch.Tensor) -> torch.Tensor:
+    "What a network of kind `prediction` is trained to output for clean `x0` noised with `noise` at ᾱ = `abar` (broadcastable)."
+    if prediction == "eps": return noise
+    if prediction == "x0": return x0
+    return abar.sqrt() * noise - (1 - abar).sqrt() * x0
+
+def eps_from_prediction(prediction: str, out: torch.Tensor, x_t: torch.Tensor, abar: torch.Tensor) -> torch.Tensor:
+    "The noise estimate in a network's output `out` at noisy `x_t` (ᾱ = `abar`): what every sampler steps with."
+    if prediction == "eps": return out
+    if prediction == "x0": return (x_t - abar.sqrt() * out) / (1 - abar).sqrt()
+    return (1 - abar).sqrt() * x_t + abar.sqrt() * out
+
+def min_snr_weight(prediction: str, snr: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Min-SNR-γ's per-step weight min(SNR, γ) on the x0 error, written for the error of `prediction` (÷SNR for ε,
+    ÷(SNR+1) for v): it stops the many nearly-clean steps from dominating the gradient."""
+    w = snr.clamp(max=gamma)
+    return {"eps": w / snr, "x0": w, "v": w / (snr + 1)}[prediction]
 
 # %% ../nbs/04_noise.ipynb #a1a8a8dd
 class GIRNormalizer:

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from .layers import TimeEmbedding, check_dtype, validate_t
 
 # %% auto #0
-__all__ = ['pad_to_32', 'crop_from_32', 'group_norm', 'ResBlock', 'AttnBlock', 'Downsample', 'Upsample', 'PixelUNet',
-           'unet_flops']
+__all__ = ['pad_to_32', 'crop_from_32', 'group_norm', 'ResBlock', 'AttnBlock', 'Downsample', 'Upsample', 'DownLevel', 'UpLevel',
+           'PixelUNet', 'unet_flops']
 
 # %% ../nbs/06_unet.ipynb #f5607866
 def pad_to_32(x: torch.Tensor, value: float = 0.0) -> torch.Tensor:
@@ -78,6 +78,41 @@ class Upsample(nn.Module):
         self.conv = nn.Conv2d(channels, channels, 3, padding=1)
     def forward(self, x): return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
+# %% ../nbs/06_unet.ipynb #9381958d
+class DownLevel(nn.Module):
+    "One resolution of the down path: ResBlocks, each followed by attention (or nothing), then a downsample unless last."
+    def __init__(self, c_in: int, c_out: int, n_res_blocks: int, temb_dim: int, attend: bool, dropout: float,
+                 groups: int, downsample: bool):
+        super().__init__()
+        self.res = nn.ModuleList(ResBlock(c_in if j == 0 else c_out, c_out, temb_dim, dropout, groups) for j in range(n_res_blocks))
+        self.attn = nn.ModuleList(AttnBlock(c_out, groups) if attend else nn.Identity() for _ in range(n_res_blocks))
+        self.down = Downsample(c_out) if downsample else None
+
+    def forward(self, h, temb, skips: list):
+        "Every block's output (and the downsampled one) is pushed on `skips` for the up path."
+        for res, attn in zip(self.res, self.attn):
+            h = attn(res(h, temb))
+            skips.append(h)
+        if self.down is not None:
+            h = self.down(h)
+            skips.append(h)
+        return h
+
+class UpLevel(nn.Module):
+    "One resolution of the up path: a ResBlock per skip it eats (concatenated on the channels), then an upsample unless last."
+    def __init__(self, c_in: int, skip_channels: list[int], c_out: int, temb_dim: int, attend: bool, dropout: float,
+                 groups: int, upsample: bool):
+        super().__init__()
+        widths = [c_in] + [c_out] * (len(skip_channels) - 1)
+        self.res = nn.ModuleList(ResBlock(w + s, c_out, temb_dim, dropout, groups) for w, s in zip(widths, skip_channels))
+        self.attn = nn.ModuleList(AttnBlock(c_out, groups) if attend else nn.Identity() for _ in skip_channels)
+        self.upsample = Upsample(c_out) if upsample else None
+
+    def forward(self, h, temb, skips: list):
+        for res, attn in zip(self.res, self.attn):
+            h = attn(res(torch.cat([h, skips.pop()], dim=1), temb))
+        return self.upsample(h) if self.upsample is not None else h
+
 # %% ../nbs/06_unet.ipynb #61b65238
 class PixelUNet(nn.Module):
     """DDPM U-Net ε-network on `[B,C,32,32]` images: `forward(x, t [B] int) -> [B,C,32,32]`; `.config` rebuilds it.
@@ -94,33 +129,21 @@ class PixelUNet(nn.Module):
         temb = 4 * base
         self.time = TimeEmbedding(temb, base)
         self.conv_in = nn.Conv2d(channels, base, 3, padding=1)
-        skips, ch, res = [base], base, image_size
+        skips, ch, res = [base], base, image_size  # channels of every saved skip, in order; current width; resolution
         self.down = nn.ModuleList()
         for i, m in enumerate(mults):
-            level = nn.Module()
-            level.res, level.attn = nn.ModuleList(), nn.ModuleList()
-            for _ in range(n_res_blocks):
-                level.res.append(ResBlock(ch, base * m, temb, dropout, groups))
-                ch = base * m
-                level.attn.append(AttnBlock(ch, groups) if res in attn_resolutions else nn.Identity())
-                skips.append(ch)
-            level.down = Downsample(ch) if i < len(mults) - 1 else None
-            if level.down is not None:
-                skips.append(ch)
-                res //= 2
-            self.down.append(level)
+            last = i == len(mults) - 1
+            self.down.append(DownLevel(ch, base * m, n_res_blocks, temb, res in attn_resolutions, dropout, groups, not last))
+            ch = base * m
+            skips += [ch] * (n_res_blocks + (not last))
+            if not last: res //= 2
         self.mid1, self.mid_attn, self.mid2 = ResBlock(ch, ch, temb, dropout, groups), AttnBlock(ch, groups), ResBlock(ch, ch, temb, dropout, groups)
         self.up = nn.ModuleList()
         for i, m in reversed(list(enumerate(mults))):
-            level = nn.Module()
-            level.res, level.attn = nn.ModuleList(), nn.ModuleList()
-            for _ in range(n_res_blocks + 1):
-                level.res.append(ResBlock(ch + skips.pop(), base * m, temb, dropout, groups))
-                ch = base * m
-                level.attn.append(AttnBlock(ch, groups) if res in attn_resolutions else nn.Identity())
-            level.upsample = Upsample(ch) if i > 0 else None
-            if level.upsample is not None: res *= 2
-            self.up.append(level)
+            eaten = [skips.pop() for _ in range(n_res_blocks + 1)]
+            self.up.append(UpLevel(ch, eaten, base * m, temb, res in attn_resolutions, dropout, groups, i > 0))
+            ch = base * m
+            if i > 0: res *= 2
         self.norm_out, self.conv_out = group_norm(ch, groups), nn.Conv2d(ch, channels, 3, padding=1)
 
     @classmethod
@@ -156,18 +179,9 @@ class PixelUNet(nn.Module):
         temb = self.time(t)
         h = self.conv_in(x)
         skips = [h]
-        for level in self.down:
-            for res, attn in zip(level.res, level.attn):
-                h = attn(res(h, temb))
-                skips.append(h)
-            if level.down is not None:
-                h = level.down(h)
-                skips.append(h)
+        for level in self.down: h = level(h, temb, skips)
         h = self.mid2(self.mid_attn(self.mid1(h, temb)), temb)
-        for level in self.up:
-            for res, attn in zip(level.res, level.attn):
-                h = attn(res(torch.cat([h, skips.pop()], dim=1), temb))
-            if level.upsample is not None: h = level.upsample(h)
+        for level in self.up: h = level(h, temb, skips)
         out = self.conv_out(F.silu(self.norm_out(h)))
         return out.mean(1, keepdim=True) if grey else out
 
