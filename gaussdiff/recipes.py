@@ -16,6 +16,7 @@ from .core import by_profile, check_writable_dir, data_dir, plain, resolve_profi
 from .checkpoint import DataInfo, gir_features_of, schedule_info, load_checkpoint, read_checkpoint
 from .data import DATASETS, channels_of, load_mnist, load_sprites
 from .diffusion import GIR_FEATURES, SAMPLING_STEPS, GIRNormalizer, Schedule, pixels_to_model, to_shape_features
+from .distributed import start_ranks, stop_ranks
 from .cache import encode_dataset, load_gir, profile_fit_kw
 from .sample import generate
 from .train import BUDGETS, RESUMABLE_CHANGES, TrainConfig, TrainResult, train
@@ -23,8 +24,8 @@ from .transformer import GaussianTransformer
 from .unet import PixelUNet, pad_to_32
 
 # %% auto #0
-__all__ = ['SPACES', 'CPU_BUDGET_FLOPS', 'PRESETS', 'Recipe', 'recipe', 'make_model', 'training_data', 'run_dir', 'run',
-           'diffusion_differs', 'run_differs', 'load_or_train', 'cli']
+__all__ = ['SPACES', 'CPU_BUDGET_FLOPS', 'PRESETS', 'Recipe', 'recipe', 'make_model', 'training_data', 'run_dir', 'recipe_data',
+           'run', 'diffusion_differs', 'run_differs', 'load_or_train', 'cli']
 
 # %% ../nbs/07b_recipes.ipynb #48780964
 SPACES = ("gir", "pixel")
@@ -157,6 +158,11 @@ def _config(r: Recipe, seed: int, budget: dict | None) -> TrainConfig:
     if set(budget) - set(BUDGETS): raise ValueError(f"budget keys must be among {BUDGETS}, got {sorted(budget)}")
     return dataclasses.replace(cfg, **{**{k: None for k in BUDGETS}, **budget})
 
+def recipe_data(r: Recipe, n: int | None = None, verbose: bool = True):
+    "`training_data` of recipe `r` (its `n` images unless `n` is given)."
+    return training_data(r.space, r.dataset, n if n is not None else r.n, r.n_splats, r.profile, verbose,
+                         gir_features=r.gir_features or "cholesky")
+
 def run(space: str, dataset: str = "mnist", profile: str = "auto", out_dir=None, resume: bool | str = "auto",
         budget: dict | None = None, n: int | None = None, conditioning: str | None = None, device="auto",
         seed: int = 0, preview: bool = True, progress: bool = True, verbose: bool = True, overwrite: bool = True,
@@ -172,16 +178,16 @@ def run(space: str, dataset: str = "mnist", profile: str = "auto", out_dir=None,
     if ckpt_every is not None: cfg = dataclasses.replace(cfg, ckpt_every=ckpt_every)
     if resume == "auto": resume = _interrupted(out_dir / "ckpt.pt", r, cfg, conditioning, budget is not None)
     if resume and verbose: print(f"resuming the unfinished run in {out_dir}")
-    x, norm, meta = training_data(r.space, r.dataset, n if n is not None else r.n, r.n_splats, r.profile, verbose,
-                                  gir_features=r.gir_features or "cholesky")
+    x, norm, meta = recipe_data(r, n, verbose)
     seed_everything(seed)  # the same seed gives the same initial weights, so runs (and resumes) are reproducible
     model_kw = dict(r.model_kw, **({"conditioning": conditioning} if conditioning else {}))
     model = make_model(r.space, r.profile, r.T, meta.channels, **model_kw)
     schedule = r.make_schedule()
     meta = dataclasses.replace(meta, profile=r.profile, n_params=sum(p.numel() for p in model.parameters()))
     preview_steps = by_profile(r.profile, smoke=min(50, r.T), cpu=min(50, r.T), gpu=min(50, r.T), rehearsal=3)
+    preview_n = by_profile(r.profile, smoke=16, cpu=16, gpu=16, rehearsal=4)
     def preview_fn(ema_model, step):
-        return generate(ema_model, schedule, norm, meta, n=16, steps=preview_steps, sampler="ddim")
+        return generate(ema_model, schedule, norm, meta, n=preview_n, steps=preview_steps, sampler="ddim")
     return train(model, x, schedule, cfg, space=r.space, out_dir=out_dir, resume=resume, normalizer=norm, meta=meta,
                  preview_fn=preview_fn if preview else None, snapshot_fracs=r.snapshot_fracs,
                  snapshot_epochs=r.snapshot_epochs, device=device, progress=progress, overwrite=overwrite)
@@ -263,20 +269,29 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--ckpt-every", type=int, default=None, help="steps between checkpoints (default: the profile's)")
     ap.add_argument("--overwrite", action="store_true", help="start over in an --out folder that already holds a run")
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="global batch (default: the recipe's); under torchrun each of K ranks trains on batch/K of it")
     a = ap.parse_args(argv)
+    ranks = start_ranks(a.device)  # torchrun's ranks (chapter 07c), or this process alone
     try:
         if a.n is not None and a.n < 1: raise ValueError(f"--n must be >= 1, got {a.n}")
+        if a.batch_size is not None and a.batch_size < 1: raise ValueError(f"--batch-size must be >= 1, got {a.batch_size}")
+        r = recipe(a.space, a.dataset, a.profile)
+        if a.batch_size: r = dataclasses.replace(r, cfg=dataclasses.replace(r.cfg, batch_size=a.batch_size))
         with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON summary
+            with ranks.main_first(): recipe_data(r, a.n, verbose=ranks.main)  # rank 0 builds a missing cache
             budget = {k: getattr(a, k) for k in BUDGETS if getattr(a, k) is not None}
-            res = run(a.space, a.dataset, a.profile, out_dir=a.out, resume=a.resume, n=a.n, device=a.device, seed=a.seed,
-                      budget=budget or None,
-                      overwrite=a.overwrite, ckpt_every=a.ckpt_every)
+            res = run(a.space, a.dataset, a.profile, out_dir=a.out, resume=a.resume, n=a.n, device=ranks.device(a.device),
+                      seed=a.seed, budget=budget or None, overwrite=a.overwrite, ckpt_every=a.ckpt_every, recipe_=r,
+                      progress=ranks.main, verbose=ranks.main)
     except (ValueError, FileNotFoundError) as e:
         print(f"gaussdiff train: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
         print(f"gaussdiff train: interrupted: {e}", file=sys.stderr)
         return 130
+    finally: stop_ranks()
+    if not ranks.main: return 0
     print(json.dumps({"space": a.space, "dataset": a.dataset, "steps": res.step, "elapsed_s": round(res.elapsed_s, 2),
                       "steps_per_s": round(res.steps_per_s, 2),
                       "train_flops": res.train_flops, "final_loss": float(np.mean(res.history["loss"][-100:])),

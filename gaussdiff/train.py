@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_train.ipynb #4e1bd277
 from __future__ import annotations
-import copy, contextlib, functools, math, signal, threading, time
+import copy, contextlib, functools, math, time
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 
@@ -14,6 +14,7 @@ import torch.nn as nn
 
 from .core import bf16_native, get_device, save_grid, save_torch_atomic
 from .checkpoint import DataInfo, check_resume, clear_run, make_checkpoint, read_checkpoint, run_lock, set_rng_state
+from .distributed import Ranks, StopRequests, current_ranks
 
 # %% auto #0
 __all__ = ['RESUMABLE_CHANGES', 'BUDGETS', 'TrainConfig', 'lr_factor', 'EMA', 'batch_indices', 'step_generator',
@@ -137,22 +138,6 @@ class TrainResult:
     @property
     def train_flops(self) -> int: return self.step * self.flops_per_step
 
-# %% ../nbs/07_train.ipynb #028f6f5c
-class _StopRequests:
-    """While training, SIGINT (Ctrl-C, Jupyter's interrupt) and SIGTERM ask the loop to stop at the next step boundary,
-    where a consistent checkpoint can be written; a second Ctrl-C stops at once. Installed only in the main thread."""
-    def __init__(self): self.requested, self.old = None, {}
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM): self.old[sig] = signal.signal(sig, self._handle)
-        return self
-    def _handle(self, signum, frame):
-        if self.requested is not None and signum == signal.SIGINT: raise KeyboardInterrupt
-        self.requested = signal.Signals(signum).name
-    def __exit__(self, *exc):
-        for sig, h in self.old.items(): signal.signal(sig, h)
-
-
 # %% ../nbs/07_train.ipynb #76111c36
 def train(model: nn.Module, data: torch.Tensor, schedule, cfg: TrainConfig, space: str = "gir", out_dir=None,
           resume: bool | str = False, normalizer=None, meta: DataInfo | None = None, preview_fn=None,
@@ -171,17 +156,20 @@ def train(model: nn.Module, data: torch.Tensor, schedule, cfg: TrainConfig, spac
     device = get_device(device)
     out_dir = Path(out_dir) if out_dir is not None else None
     if resume and out_dir is None: raise ValueError("resume needs out_dir (where the checkpoint lives)")
+    ranks = current_ranks()  # one process, or this rank of a torchrun launch (chapter 07c)
     plan = dict(preview_fn=preview_fn, snapshot_fracs=snapshot_fracs, snapshot_epochs=snapshot_epochs, callback=callback,
-                progress=progress)
-    if out_dir is None: return _train(_new_run(model, cfg, space, schedule, normalizer, meta, None, device), data, resume, **plan)
-    with run_lock(out_dir):
+                progress=progress and ranks.main)
+    new_run = lambda out: _new_run(model, cfg, space, schedule, normalizer, meta, out, device, ranks)
+    if out_dir is None: return _train(new_run(None), data, resume, **plan)
+    with run_lock(out_dir) if ranks.main else contextlib.nullcontext():
         fresh = not (resume and (resume is True or (out_dir / "ckpt.pt").exists()))
         if fresh and (out_dir / "ckpt.pt").exists():
             if not overwrite:
                 raise ValueError(f"{out_dir} already holds a run (step {read_checkpoint(out_dir / 'ckpt.pt')['step']}); "
                                  "continue it with --resume, start over with --overwrite, or use another --out")
-            clear_run(out_dir)
-        return _train(_new_run(model, cfg, space, schedule, normalizer, meta, out_dir, device), data, resume, **plan)
+            ranks.barrier()  # every rank has looked before rank 0 clears the folder
+            if ranks.main: clear_run(out_dir)
+        return _train(new_run(out_dir), data, resume, **plan)
 
 
 # %% ../nbs/07_train.ipynb #31e39e1d
@@ -206,6 +194,8 @@ class _Run:
     snapshots: list = field(default_factory=list)      # records kept in the checkpoint (paths, no weights)
     mem_snapshots: list = field(default_factory=list)  # the same records with the EMA weights, returned by `train`
     flops_per_step: int = 0
+    ranks: Ranks = field(default_factory=Ranks)  # this process's place in a torchrun launch; only rank 0 writes
+    net: nn.Module | None = None                 # what a step calls: `model`, or `model` in DDP on several ranks
 
     @property
     def ckpt_path(self) -> Path | None: return self.out_dir / "ckpt.pt" if self.out_dir is not None else None
@@ -218,32 +208,35 @@ class _Run:
                                self.schedule, self.normalizer, meta, self.step, self.elapsed,
                                None if sampling_only else self.history, final, sampling_only=sampling_only)
 
+    @property
+    def writes(self) -> bool: return self.out_dir is not None and self.ranks.main
+
     def save(self, final: bool = False) -> Path | None:
-        "Write the checkpoint atomically (nothing without an out_dir)."
-        return save_torch_atomic(self.checkpoint(final), self.ckpt_path) if self.ckpt_path is not None else None
+        "Write the checkpoint atomically (nothing without an out_dir, or on ranks other than 0)."
+        return save_torch_atomic(self.checkpoint(final), self.ckpt_path) if self.writes else None
 
     def snapshot(self, at, per_epoch: int):
         "Keep the EMA weights at schedule point `at` (in memory, and as a loadable file with an out_dir)."
         if self.snapshots and self.snapshots[-1]["step"] == self.step:  # two points on one step: one snapshot
             for s in (self.snapshots[-1], self.mem_snapshots[-1]): s.setdefault("also", []).append(list(at))
             return
-        rec = {"at": list(at), "step": self.step, "epoch": self.step / per_epoch, "elapsed_s": self.elapsed, "path": None}
-        if self.out_dir is not None:
-            rec["path"] = str(save_torch_atomic(self.checkpoint(sampling_only=True),
-                                                self.out_dir / "snapshots" / f"ema_step{self.step:07d}.pt"))
+        path = self.out_dir / "snapshots" / f"ema_step{self.step:07d}.pt" if self.out_dir is not None else None
+        rec = {"at": list(at), "step": self.step, "epoch": self.step / per_epoch, "elapsed_s": self.elapsed,
+               "path": str(path) if path else None}
+        if self.writes: save_torch_atomic(self.checkpoint(sampling_only=True), path)
         self.snapshots.append(rec)
         self.mem_snapshots.append(dict(rec, ema={k: v.detach().cpu().clone() for k, v in self.ema.model.state_dict().items()}))
 
 # %% ../nbs/07_train.ipynb #3ccacb2b
-def _new_run(model, cfg: TrainConfig, space: str, schedule, normalizer, meta, out_dir, device) -> _Run:
-    "A fresh run: the model on `device`, AdamW with the warm-up/decay schedule, the EMA, a GradScaler for fp16 AMP."
+def _new_run(model, cfg: TrainConfig, space: str, schedule, normalizer, meta, out_dir, device, ranks=Ranks()) -> _Run:
+    "A fresh run: the model on `device` (DDP-wrapped on several ranks), AdamW with warm-up/decay, the EMA, a GradScaler for fp16 AMP."
     torch.manual_seed(cfg.seed)
     model = model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.warmup_steps, cfg.decay_steps, cfg.min_lr_frac))
     scaler = torch.amp.GradScaler("cuda") if _amp_dtype(cfg, device) == torch.float16 else None
     return _Run(model, EMA(model, cfg.ema_decay), opt, lr_sched, scaler, cfg, space, schedule, normalizer, meta or DataInfo(space),
-                out_dir, device)
+                out_dir, device, ranks=ranks, net=ranks.wrap(model))
 
 def _amp_dtype(cfg: TrainConfig, device: torch.device):
     "None without AMP (off, or not on CUDA); bfloat16 where the GPU computes it natively, else float16 (+ GradScaler)."
@@ -266,10 +259,11 @@ def _restore(run: _Run, meta) -> None:
     run.mem_snapshots = [dict(s, ema=None) for s in run.snapshots]  # earlier snapshots are known by their files
 
 def _optimiser_step(run: _Run, data: torch.Tensor, autocast) -> float:
-    "One step: the batch and noise of `run.step` (pure functions of seed and step), the loss, clipping, AdamW, LR, EMA."
+    """One step: the batch and noise of `run.step` (pure functions of seed and step; each rank keeps its rows), the
+    loss, clipping, AdamW, LR, EMA. Returns the loss of the whole global batch."""
     cfg = run.cfg
     x0 = data[batch_indices(run.step, data.shape[0], cfg.batch_size, cfg.seed).to(run.device)]
-    loss = run.schedule.loss(run.model, x0, step_generator(cfg.seed, run.step, run.device), autocast())
+    loss = run.schedule.loss(run.net, x0, step_generator(cfg.seed, run.step, run.device), autocast(), rows=run.ranks.rows(len(x0)))
     if not torch.isfinite(loss): raise FloatingPointError(f"loss became {loss.item()} at step {run.step}")
     run.opt.zero_grad(set_to_none=True)
     if run.scaler is not None:
@@ -284,7 +278,7 @@ def _optimiser_step(run: _Run, data: torch.Tensor, autocast) -> float:
     run.history["lr"].append(run.lr_sched.get_last_lr()[0])
     run.lr_sched.step()
     run.ema.update(run.model)
-    return loss.item()  # .item() synchronises CUDA, so the caller's timing is honest
+    return run.ranks.mean(loss.item())  # .item() synchronises CUDA, so the caller's timing is honest
 
 # %% ../nbs/07_train.ipynb #0f1b2e40
 def _train(run: _Run, data: torch.Tensor, resume, preview_fn, snapshot_fracs, snapshot_epochs, callback, progress) -> TrainResult:
@@ -295,7 +289,8 @@ def _train(run: _Run, data: torch.Tensor, resume, preview_fn, snapshot_fracs, sn
     if resume and run.ckpt_path is not None and (resume is True or run.ckpt_path.exists()): _restore(run, run.meta)
     budget_s = cfg.budget_minutes * 60 if cfg.budget_minutes is not None else math.inf
     budget_steps = cfg.budget_steps if cfg.budget_steps is not None else math.inf
-    run.flops_per_step = train_step_flops(run.model, run.schedule, data[:min(cfg.batch_size, data.shape[0])])
+    rows = run.ranks.rows(min(cfg.batch_size, data.shape[0]))  # refuses a batch the ranks cannot share, before any step
+    run.flops_per_step = train_step_flops(run.model, run.schedule, data[rows]) * run.ranks.world_size
     if cfg.budget_flops is not None: budget_steps = min(budget_steps, math.ceil(cfg.budget_flops / run.flops_per_step))
     per_epoch = max(1, data.shape[0] // min(cfg.batch_size, data.shape[0]))
     pending = [p for p in [("frac", float(f)) for f in snapshot_fracs] + [("epoch", float(e)) for e in snapshot_epochs]
@@ -306,7 +301,7 @@ def _train(run: _Run, data: torch.Tensor, resume, preview_fn, snapshot_fracs, sn
 
     bar = _progress_bar(cfg, budget_steps, run.step, run.elapsed, progress)
     try:
-      with _StopRequests() as stop:
+      with StopRequests() as stop:
         while run.step < budget_steps and run.elapsed < budget_s:
             t0 = time.perf_counter()
             loss = _optimiser_step(run, data, autocast)
@@ -318,18 +313,21 @@ def _train(run: _Run, data: torch.Tensor, resume, preview_fn, snapshot_fracs, sn
             for p in [p for p in pending if reached(p)]:
                 pending.remove(p)
                 run.snapshot(p, per_epoch)
-            if preview_fn is not None and cfg.sample_every and run.step % cfg.sample_every == 0 and run.out_dir is not None:
+            if preview_fn is not None and cfg.sample_every and run.step % cfg.sample_every == 0 and run.writes:
                 save_grid(preview_fn(run.ema.model, run.step), run.out_dir / "samples" / f"step{run.step:07d}.png")
             if run.step % cfg.ckpt_every == 0 and run.step < budget_steps: run.save()  # the final save follows
             if callback is not None: callback(run.step, loss)
-            if stop.requested:
-                ckpt = run.save()
-                raise KeyboardInterrupt(f"{stop.requested} at step {run.step}: " + (f"checkpoint saved to {ckpt}; continue with --resume" if ckpt else "nothing saved (no out_dir)"))
+            run.elapsed, stop_now = run.ranks.from_main(run.elapsed, stop.requested is not None)  # rank 0's clock decides
+            if stop_now:
+                run.save()
+                run.ranks.barrier()  # the checkpoint exists when any rank reports it
+                raise KeyboardInterrupt(f"{stop.requested or 'a stop on rank 0'} at step {run.step}: " + (f"checkpoint saved to {run.ckpt_path}; continue with --resume" if run.ckpt_path else "nothing saved (no out_dir)"))
         for p in [p for p in pending if p[0] == "frac"]: run.snapshot(p, per_epoch)  # a time budget ends between steps
-        ckpt = run.save(final=True)
+        run.save(final=True)
+        run.ranks.barrier()
     finally:
         if bar is not None: bar.close()
-    return TrainResult(run.model, run.ema, run.step, run.elapsed, run.history, run.mem_snapshots, ckpt, per_epoch, run.flops_per_step)
+    return TrainResult(run.model, run.ema, run.step, run.elapsed, run.history, run.mem_snapshots, run.ckpt_path, per_epoch, run.flops_per_step)
 
 # %% ../nbs/07_train.ipynb #ef682c0c
 def _progress_bar(cfg, budget_steps, step, elapsed, progress):
