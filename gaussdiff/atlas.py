@@ -4,13 +4,13 @@
 
 # %% ../nbs/01a_atlas.ipynb #b343dd6c
 from __future__ import annotations
-import os, shutil, subprocess, tempfile, warnings
+import os, warnings
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
-from .core import data_dir
+from .core import data_dir, fetch_deb
 
 # %% auto #0
 __all__ = ['CRAWL_PKG', 'CRAWL_SUBDIR', 'CRAWL_REGIONS', 'CRAWL_CUT_VERSION', 'find_crawl_tiles', 'atlas_boxes',
@@ -27,26 +27,9 @@ def find_crawl_tiles(fetch: bool = True, verbose: bool = True) -> Path:
         if c and (Path(c) / "player.png").exists(): return Path(c)
     if not fetch: raise FileNotFoundError("Dungeon Crawl tiles not found; install them with "
                                           f"`apt-get download {CRAWL_PKG} && dpkg -x {CRAWL_PKG}_*.deb data/crawl-tiles`")
-    if not (shutil.which("apt-get") and shutil.which("dpkg")):
-        raise FileNotFoundError(f"the Sprites default needs the Debian package {CRAWL_PKG} (apt-get + dpkg not found); "
-                                "pass load_sprites(path=...) a folder of PNGs or an .npy/.npz array instead")
-    dest = data_dir() / "crawl-tiles"
-    with tempfile.TemporaryDirectory() as tmp:
-        if verbose: print(f"[data] fetching {CRAWL_PKG} with apt-get download ...")
-        r = subprocess.run(["apt-get", "download", CRAWL_PKG], cwd=tmp, capture_output=True, text=True)
-        debs = list(Path(tmp).glob(f"{CRAWL_PKG}_*.deb"))
-        if r.returncode != 0 or not debs:
-            raise FileNotFoundError(f"`apt-get download {CRAWL_PKG}` failed ({r.stderr.strip()[-300:]}); run "
-                                    "`apt-get update` once (as root) and retry, or pass path= to load_sprites")
-        staging = Path(tempfile.mkdtemp(dir=data_dir(), prefix=".crawl-tiles."))
-        try:
-            subprocess.run(["dpkg", "-x", str(debs[0]), str(staging)], check=True, capture_output=True)
-            if dest.exists(): shutil.rmtree(dest)
-            os.replace(staging, dest)  # atomic: a half-unpacked folder never takes the final name
-        finally:
-            if staging.exists(): shutil.rmtree(staging, ignore_errors=True)
-    if not (dest / CRAWL_SUBDIR / "player.png").exists(): raise FileNotFoundError(f"{CRAWL_PKG} unpacked without player.png")
-    return dest / CRAWL_SUBDIR
+    hint = "; or pass load_sprites(path=...) a folder of PNGs or an .npy/.npz array instead"
+    return fetch_deb(CRAWL_PKG, data_dir() / "crawl-tiles", CRAWL_SUBDIR / "player.png", verbose, hint) / CRAWL_SUBDIR
+
 
 # %% ../nbs/01a_atlas.ipynb #f38f8cab
 # Row ranges of whole figures in the atlases of crawl-tiles-data 0.28 (player.png is 1024×2083). player.png rows

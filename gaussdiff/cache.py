@@ -4,7 +4,7 @@
 
 # %% ../nbs/03a_cache.ipynb #3e79bfaf
 from __future__ import annotations
-import argparse, json, sys
+import argparse, json, shutil, sys
 from pathlib import Path
 
 import torch
@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from .core import check_writable_dir, data_dir, get_device, resolve_profile, save_torch_atomic
 from .data import DATASETS, channels_of, load_images
+from .distributed import current_ranks, start_ranks, stop_ranks
 from .fit import _check_fit_args, benchmark, default_steps, fit_splats
 from .splats import check_splats
 
@@ -35,13 +36,44 @@ def _settings_key(s: dict) -> dict:
     return {k: s[k] for k in ("n_splats", "steps", "lr", "lam", "seed")}
 
 # %% ../nbs/03a_cache.ipynb #fb79836e
+def _block_key(total: int, start: int, count: int, n_splats: int, steps: int, seed: int) -> dict:
+    return dict(total=total, start=start, count=count, n_splats=n_splats, steps=steps, seed=seed)
+
+def _read_block(path: Path, key: dict):
+    "A finished block's `(splats, psnr, seconds, fit settings)`, or None when it is missing, unreadable or of other settings."
+    if not path.exists(): return None
+    try:
+        st = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain values only: no code runs
+        ok = st["key"] == key and st["splats"].shape[0] == st["psnr"].shape[0] == key["count"]
+        return (st["splats"], st["psnr"], float(st["seconds"]), dict(st["settings"])) if ok else None
+    except Exception:  # a corrupt block only costs the work it held
+        return None
+
+def _fit_blocks(x, blocks_dir: Path, starts: list[int], block: int, n_splats: int, steps: int, seed: int, dev,
+                progress: bool, desc: str) -> int:
+    "Fit the blocks starting at `starts` that are not on disk yet, each into its own file; returns how many were resumed."
+    todo = [s for s in starts if _read_block(blocks_dir / f"{s:07d}.pt", _block_key(len(x), s, len(x[s:s + block]), n_splats, steps, seed)) is None]
+    bar = tqdm(total=sum(len(x[s:s + block]) for s in starts), desc=desc, disable=not progress)
+    bar.update(sum(len(x[s:s + block]) for s in starts if s not in todo))
+    for s in todo:
+        r = fit_splats(x[s:s + block], n_splats, steps, seed=seed + s, device=dev, progress=False)  # seed per block: any split of the blocks gives the same fits
+        key = _block_key(len(x), s, len(r.psnr), n_splats, steps, seed)
+        save_torch_atomic(dict(key=key, splats=r.splats.float().cpu(), psnr=r.psnr.float().cpu(), seconds=r.seconds,
+                               settings=r.settings), blocks_dir / f"{s:07d}.pt")
+        bar.update(len(r.psnr))
+        bar.set_postfix(psnr=f"{r.psnr.mean():.2f} dB")
+    bar.close()
+    return len(starts) - len(todo)
+
 def encode_dataset(name: str, n: int | None = None, n_splats: int = 150, split: str = "train", steps: int | None = None,
                    seed: int = 0, device="auto", block: int | None = None, overwrite: bool = False,
                    profile: str | None = None, progress: bool = True, verbose: bool = True) -> Path:
-    "Fit `n` images of MNIST/Sprites with `n_splats` splats each into a GIR cache file (atomic, resumable); returns its path."
+    """Fit `n` images of a course data set with `n_splats` splats each into a GIR cache file (atomic, resumable);
+    returns its path. Under torchrun, rank k of K fits blocks k, k+K, ... and rank 0 assembles the same cache."""
     if name not in DATASETS: raise ValueError(f"unknown data set {name!r}: use one of {DATASETS}")
     _check_fit_args(n_splats, steps, None, 0.2)
-    x, y = load_images(name, n, split, verbose)
+    ranks = current_ranks()
+    x, y = load_images(name, n, split, verbose and ranks.main)
     b, c, h, w = x.shape
     if steps is None: steps = profile_fit_kw(profile, c).get("steps", default_steps(c))
     path = gir_path(name, b, n_splats, split, steps, seed)
@@ -56,48 +88,39 @@ def encode_dataset(name: str, n: int | None = None, n_splats: int = 150, split: 
         try:
             gir = load_gir(bigger, n=b)
             gir.pop("path", None)
-            save_torch_atomic(gir, path)
-            if verbose: print(f"[fit] {path.name}: the first {b} GIRs of {bigger.name}")
+            if ranks.main: save_torch_atomic(gir, path)
+            ranks.barrier()
+            if verbose and ranks.main: print(f"[fit] {path.name}: the first {b} GIRs of {bigger.name}")
             return path
         except (ValueError, FileNotFoundError):
             pass
-    dev = get_device(device)
+    dev = ranks.device(device)
     check_writable_dir(path.parent)   # before the first block is fitted, not after
     block = block or (1024 if dev.type == "cpu" else 16384)
-    partial = path.with_name(path.stem + ".partial.pt")
-    done, parts, psnrs, seconds = 0, [], [], 0.0
-    if partial.exists() and not overwrite:
-        try:
-            st = torch.load(partial, map_location="cpu", weights_only=True)
-            if st["total"] == b and st["settings_key"] == dict(n_splats=n_splats, steps=steps, seed=seed):
-                parts, psnrs, seconds = [st["splats"]], [st["psnr"]], st["seconds"]
-                done = len(st["psnr"])
-                if verbose: print(f"[fit] resuming {path.name} at {done}/{b}")
-        except Exception as e:  # a corrupt partial file only costs the work it held
-            if verbose: print(f"[fit] ignoring unreadable {partial.name} ({type(e).__name__})")
-    settings = None
-    bar = tqdm(total=b, initial=done, desc=f"encode {name} ({b} images, N={n_splats})", disable=not progress)
-    while done < b:
-        r = fit_splats(x[done:done + block], n_splats, steps, seed=seed + done, device=dev, progress=False)
-        parts.append(r.splats)
-        psnrs.append(r.psnr)
-        seconds += r.seconds
-        settings = r.settings
-        done += len(r.psnr)
-        bar.update(len(r.psnr))
-        bar.set_postfix(psnr=f"{torch.cat(psnrs).mean():.2f} dB")
-        if done < b:
-            save_torch_atomic(dict(total=b, settings_key=dict(n_splats=n_splats, steps=steps, seed=seed),
-                                   splats=torch.cat(parts), psnr=torch.cat(psnrs), seconds=seconds), partial)
-    bar.close()
-    if settings is None: settings = fit_splats(x[:1], n_splats, 0, progress=False).settings | {"steps": steps}
-    settings = dict(settings, seed=seed, block=block, device=str(dev), fit_seconds=round(seconds, 3))
-    gir = dict(version=GIR_VERSION, name=name, split=split, n=b, splats=torch.cat(parts).float().contiguous(),
-               psnr=torch.cat(psnrs).float(), labels=y, image_size=(h, w), channels=c, settings=settings)
-    save_torch_atomic(gir, path)
-    partial.unlink(missing_ok=True)
-    if verbose: print(f"[fit] wrote {path} ({b} images, mean PSNR {gir['psnr'].mean():.2f} dB, {seconds:.1f} s fitting)")
+    blocks_dir = path.with_name(path.stem + ".blocks")
+    if overwrite and ranks.main: shutil.rmtree(blocks_dir, ignore_errors=True)
+    ranks.barrier()
+    starts = list(range(0, b, block))[ranks.rank::ranks.world_size]
+    desc = f"encode {name} ({b} images, N={n_splats})" + (f", rank {ranks.rank} of {ranks.world_size}" if ranks.active else "")
+    resumed = _fit_blocks(x, blocks_dir, starts, block, n_splats, steps, seed, dev, progress and ranks.main, desc)
+    if resumed and verbose: print(f"[fit] {path.name}: {resumed} of {len(starts)} blocks were already fitted; resumed")
+    ranks.barrier()   # every block is on disk
+    if ranks.main: _assemble(path, blocks_dir, x, y, block, n_splats, steps, seed, dict(name=name, split=split, device=str(dev)), verbose)
+    ranks.barrier()
     return path
+
+def _assemble(path: Path, blocks_dir: Path, x, y, block, n_splats, steps, seed, info: dict, verbose: bool):
+    "Join the block files into one cache (written atomically), then remove them."
+    b, c, h, w = x.shape
+    parts = [_read_block(blocks_dir / f"{s:07d}.pt", _block_key(b, s, len(x[s:s + block]), n_splats, steps, seed)) for s in range(0, b, block)]
+    if any(p is None for p in parts): raise RuntimeError(f"blocks of {path.name} are missing from {blocks_dir}; run the encode again to refit them")
+    seconds = sum(p[2] for p in parts)
+    settings = dict(parts[0][3], seed=seed, block=block, device=info["device"], fit_seconds=round(seconds, 3))
+    gir = dict(version=GIR_VERSION, name=info["name"], split=info["split"], n=b, splats=torch.cat([p[0] for p in parts]).contiguous(),
+               psnr=torch.cat([p[1] for p in parts]), labels=y, image_size=(h, w), channels=c, settings=settings)
+    save_torch_atomic(gir, path)
+    shutil.rmtree(blocks_dir, ignore_errors=True)   # only now that the cache they make up exists
+    if verbose: print(f"[fit] wrote {path} ({b} images, mean PSNR {gir['psnr'].mean():.2f} dB, {seconds:.1f} s fitting)")
 
 # %% ../nbs/03a_cache.ipynb #1edfe44e
 def _find_cache(name, n, n_splats, split, steps, seed):
@@ -163,10 +186,11 @@ def load_gir(path_or_name, n: int | None = None, n_splats: int = 150, split: str
 
 # %% ../nbs/03a_cache.ipynb #4412d2dc
 def cli(argv: list[str] | None = None) -> int:
-    "`gaussdiff fit`: encode MNIST/Sprites into a GIR cache, or `--bench` to print a JSON benchmark of the fitter."
+    "`gaussdiff fit`: encode a data set into a GIR cache (on K ranks under torchrun), or `--bench`: a JSON benchmark of the fitter."
     ap = argparse.ArgumentParser(prog="gaussdiff fit", description="fit splats to a data set (GIR cache) or benchmark the fitter")
     ap.add_argument("--dataset", default="mnist", choices=DATASETS)
-    ap.add_argument("--n", type=int, default=None, help="number of images (default: all; --bench: 256)")
+    # --n-images: the spelling torchrun's own parser lets through (it reads a bare --n as an ambiguous --nnodes/--nproc...)
+    ap.add_argument("--n", "--n-images", dest="n", type=int, default=None, help="number of images (default: all; --bench: 256)")
     ap.add_argument("--n-splats", type=int, default=150)
     ap.add_argument("--split", default="train", choices=("train", "test", "all"))
     ap.add_argument("--steps", type=int, default=None, help="optimiser steps (default: 20 grey, 300 colour)")
@@ -187,12 +211,16 @@ def cli(argv: list[str] | None = None) -> int:
         if a.bench:
             print(json.dumps(benchmark(a.dataset, a.n or 256, a.n_splats, a.steps, a.device, a.threads, a.seed, a.repeats), indent=2))
             return 0
+        ranks = start_ranks(a.device)   # under torchrun: join the other ranks (each fits its share of the blocks)
         path = encode_dataset(a.dataset, a.n, a.n_splats, a.split, a.steps, a.seed, a.device, overwrite=a.overwrite,
                               verbose=False)   # stdout carries only the JSON; the progress bar goes to stderr
         gir = load_gir(path)
     except (ValueError, FileNotFoundError, OSError) as e:
         print(f"gaussdiff fit: error: {e}", file=sys.stderr)
         return 2
+    finally:
+        stop_ranks()
+    if not ranks.main: return 0
     print(json.dumps(dict(path=str(path), n=len(gir["splats"]), mean_psnr=round(gir["psnr"].mean().item(), 3),
                           settings=gir["settings"]), indent=2, default=str))
     return 0

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #81d0ccbb
 from __future__ import annotations
-import contextlib, json, os, platform, random, sys, tempfile, time
+import contextlib, json, os, platform, random, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +13,7 @@ import torch
 # %% auto #0
 __all__ = ['PROFILES', 'COMMANDS', 'resolve_profile', 'by_profile', 'get_device', 'bf16_native', 'device_name', 'seed_everything',
            'check_images', 'make_grid', 'show_grid', 'save_grid', 'atomic_path', 'check_writable_dir',
-           'save_torch_atomic', 'plain', 'save_json', 'repo_root', 'data_dir', 'save_fig', 'save_results',
+           'save_torch_atomic', 'plain', 'save_json', 'repo_root', 'data_dir', 'save_fig', 'save_results', 'fetch_deb',
            'cpu_threads', 'tf32', 'course_notebooks', 'has_parameters_cell', 'run_course', 'write_summary', 'main']
 
 # %% ../nbs/00_core.ipynb #71933f00
@@ -195,6 +195,34 @@ def save_results(name: str, results: dict, out_dir=None) -> Path | None:
     if out_dir is None: return None
     return save_json(results, Path(out_dir) / "results" / f"{name}.json")
 
+
+# %% ../nbs/00_core.ipynb #01e7bbfa
+def fetch_deb(pkg: str, dest, marker, verbose: bool = True, hint: str = "") -> Path:
+    "Unpack Debian package `pkg` into folder `dest` (`apt-get download` + `dpkg -x`); `marker`, a path inside it, must appear."
+    dest, marker = Path(dest), Path(marker)
+    if not (shutil.which("apt-get") and shutil.which("dpkg")):
+        raise FileNotFoundError(f"the Debian package {pkg} is needed, but apt-get and dpkg were not found{hint}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        if verbose: print(f"[data] fetching {pkg} with apt-get download ...")
+        r = subprocess.run(["apt-get", "download", pkg], cwd=tmp, capture_output=True, text=True)
+        debs = sorted(Path(tmp).glob(f"{pkg}_*.deb"))
+        if r.returncode != 0 or not debs:
+            raise FileNotFoundError(f"`apt-get download {pkg}` failed ({r.stderr.strip()[-300:]}); "
+                                    f"run `apt-get update` once (as root) and retry{hint}")
+        staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
+        old = dest.parent / f".{dest.name}.old"
+        try:
+            subprocess.run(["dpkg", "-x", str(debs[0]), str(staging)], check=True, capture_output=True)
+            if not (staging / marker).exists(): raise FileNotFoundError(f"{pkg} unpacked without {marker}{hint}")
+            staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the unpacked folder follows the umask
+            if old.exists(): shutil.rmtree(old)
+            if dest.exists(): os.replace(dest, old)
+            os.replace(staging, dest)
+        finally:
+            if staging.exists(): shutil.rmtree(staging, ignore_errors=True)
+            if old.exists() and dest.exists(): shutil.rmtree(old, ignore_errors=True)
+    return dest
 
 # %% ../nbs/00_core.ipynb #84ce7e19
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ import torch.nn as nn
 
 from .core import by_profile, check_writable_dir, data_dir, plain, resolve_profile, seed_everything
 from .checkpoint import DataInfo, gir_features_of, schedule_info, load_checkpoint, read_checkpoint
-from .data import DATASETS, channels_of, load_mnist, load_sprites
+from .data import DATASETS, channels_of, load_images
 from .diffusion import GIR_FEATURES, SAMPLING_STEPS, GIRNormalizer, Schedule, pixels_to_model, to_shape_features
 from .distributed import start_ranks, stop_ranks
 from .cache import encode_dataset, load_gir, profile_fit_kw
@@ -60,12 +60,12 @@ def recipe(space: str, dataset: str = "mnist", profile: str = "auto") -> Recipe:
     budget): the cpu profile's budget is in training FLOPs (`CPU_BUDGET_FLOPS`), the gpu profile's the paper's wall clock."""
     if space not in SPACES: raise ValueError(f"space must be one of {SPACES}, got {space!r}")
     if dataset not in DATASETS: raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
-    profile = resolve_profile(profile)
+    profile, grey = resolve_profile(profile), channels_of(dataset) == 1  # Fashion-MNIST gets MNIST's recipe
     cfg = by_profile(profile,
         smoke=dict(budget_steps=12, batch_size=8, lr=1e-3, warmup_steps=5, ema_decay=0.9, ckpt_every=5),
-        cpu=dict(budget_flops=CPU_BUDGET_FLOPS * (1 if dataset == "mnist" else 0.5), batch_size=32, lr=1e-3, warmup_steps=100, ema_decay=0.995, ckpt_every=500),
-        # gpu: the paper's 2 h per MNIST model; Sprites (Fig 7, 09a's sprite rows) get half an hour each
-        gpu=dict(budget_minutes=120.0 if dataset == "mnist" else 30.0, batch_size=64, lr=2e-4, warmup_steps=1000, ema_decay=0.9999, ckpt_every=2000,
+        cpu=dict(budget_flops=CPU_BUDGET_FLOPS * (1 if grey else 0.5), batch_size=32, lr=1e-3, warmup_steps=100, ema_decay=0.995, ckpt_every=500),
+        # gpu: the paper's 2 h per MNIST (or Fashion-MNIST) model; Sprites (Fig 7, 09a's sprite rows) get half an hour each
+        gpu=dict(budget_minutes=120.0 if grey else 30.0, batch_size=64, lr=2e-4, warmup_steps=1000, ema_decay=0.9999, ckpt_every=2000,
                  sample_every=5000),
         # rehearsal: the gpu recipe cut to 8 steps of 4 images, still passing a checkpoint, a preview and 3 snapshots
         rehearsal=dict(budget_steps=8, batch_size=4, lr=2e-4, warmup_steps=1000, ema_decay=0.9999, ckpt_every=4, sample_every=8))
@@ -80,7 +80,7 @@ def recipe(space: str, dataset: str = "mnist", profile: str = "auto") -> Recipe:
                   gir_features=gir_features, model_kw=model_kw, n=by_profile(profile, smoke=32, cpu=1000, gpu=None, rehearsal=16),
                   # 150 splats take far longer than a few CPU minutes to organise into strokes; 24 per digit do not
                   # Sprites are RGB and detailed: 24 splats fit the first 64 at 19.8 dB, 64 splats at 25.6 dB
-                  n_splats=by_profile(profile, smoke=150, cpu=24 if dataset == "mnist" else 64, gpu=150), cfg=TrainConfig(**cfg),
+                  n_splats=by_profile(profile, smoke=150, cpu=24 if grey else 64, gpu=150), cfg=TrainConfig(**cfg),
                   snapshot_fracs=by_profile(profile, smoke=(0.2, 0.4, 1.0), cpu=(0.2, 0.4, 1.0), gpu=(1.0,)),
                   snapshot_epochs=by_profile(profile, smoke=(), cpu=(), gpu=(10, 20, 50), rehearsal=(0.5, 1, 2)))
 
@@ -108,7 +108,7 @@ def training_data(space: str, dataset: str = "mnist", n: int | None = None, n_sp
                   profile: str = "auto", verbose: bool = True, gir_features: str = "cholesky"):
     """Clean training examples for a space: `(x [M,...], normalizer or None, DataInfo)`. GIR: normalised splats from
     the fit chapter's cache, the covariance written as `gir_features` ('cholesky' or 'shape', chapter 04) before
-    the normaliser is fitted; pixel: the same images in [-1,1], MNIST padded to 32×32 (chapter 06)."""
+    the normaliser is fitted; pixel: the same images in [-1,1], 28×28 ones padded to 32×32 (chapter 06)."""
     profile = resolve_profile(profile)
     if space == "gir":
         if gir_features not in GIR_FEATURES: raise ValueError(f"gir_features must be one of {GIR_FEATURES}, got {gir_features!r}")
@@ -124,7 +124,7 @@ def training_data(space: str, dataset: str = "mnist", n: int | None = None, n_sp
         _check_scale(dataset, len(x), profile)
         return x, norm, meta
     if space != "pixel": raise ValueError(f"space must be one of {SPACES}, got {space!r}")
-    imgs = load_mnist(n, "train", verbose=verbose)[0] if dataset == "mnist" else load_sprites(n, verbose=verbose)
+    imgs = load_images(dataset, n, "train", verbose=verbose)[0]
     x = pixels_to_model(pad_to_32(imgs))
     meta = DataInfo("pixel", dataset, tuple(imgs.shape[-2:]), int(imgs.shape[1]), tuple(x.shape[1:]), len(x), x0_clip=1.0)
     _check_scale(dataset, len(x), profile)
@@ -264,7 +264,7 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget-minutes", type=float, default=None, help="wall-clock budget of training steps")
     ap.add_argument("--budget-steps", type=int, default=None, help="or a step budget")
     ap.add_argument("--budget-flops", type=float, default=None, help="or a budget of training FLOPs (forward + backward), e.g. 3e13")
-    ap.add_argument("--n", type=int, default=None, help="number of training images (default: the profile's)")
+    ap.add_argument("--n", "--n-images", dest="n", type=int, default=None, help="number of training images (default: the profile's; under torchrun spell it --n-images)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--ckpt-every", type=int, default=None, help="steps between checkpoints (default: the profile's)")

@@ -24,11 +24,11 @@ def test_a_cache_with_a_code_payload_is_refused_without_running_it(tmp_data):
     assert not marker.exists()
 
 
-def test_a_partial_file_with_a_payload_is_ignored_without_running_it(tmp_data):
+def test_a_block_file_with_a_payload_is_ignored_without_running_it(tmp_data):
     marker = tmp_data / "pwned"
     path = gir_path("mnist", 8, 12, "train", 3)
-    path.parent.mkdir(parents=True)
-    torch.save(_Payload(marker), path.with_name(path.stem + ".partial.pt"))
+    (path.with_name(path.stem + ".blocks")).mkdir(parents=True)
+    torch.save(_Payload(marker), path.with_name(path.stem + ".blocks") / "0000000.pt")
     encode_dataset("mnist", n=8, n_splats=12, steps=3, block=4, progress=False, verbose=False)
     assert not marker.exists() and load_gir(path)["splats"].shape == (8, 12, 8)
 

@@ -155,7 +155,7 @@ def test_encode_load_and_resume(tmp_data, monkeypatch):
     assert tuple(gir["image_size"]) == (28, 28) and gir["channels"] == 1 and gir["settings"]["steps"] == 3
     sub = load_gir("mnist", n=5, n_splats=12, steps=3)
     assert torch.equal(sub["splats"], gir["splats"][:5]) and len(sub["labels"]) == 5
-    # interrupted after the first block: the next call resumes from the partial file and fits only the rest
+    # interrupted after the first block: the next call finds that block's file and fits only the rest
     real, calls = cache.fit_splats, []
     def flaky(x, *a, **k):
         calls.append(len(x))
@@ -167,7 +167,7 @@ def test_encode_load_and_resume(tmp_data, monkeypatch):
     assert not gir_path("mnist", 8, 12, "train", 4).exists()
     p2 = encode_dataset("mnist", n=8, n_splats=12, steps=4, block=4, progress=False, verbose=False)
     assert calls == [4, 4, 4] and load_gir(p2)["splats"].shape == (8, 12, 8)
-    assert not list((tmp_data / "gir").glob("*.partial.pt"))
+    assert not list((tmp_data / "gir").glob("*.blocks"))   # the block files go once the cache exists
 
 
 def test_load_gir_errors(tmp_data):
