@@ -195,6 +195,7 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", default="train", choices=("train", "test", "all"))
     ap.add_argument("--steps", type=int, default=None, help="optimiser steps (default: 20 grey, 300 colour)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--block", type=int, default=None, help="images per block, the unit of resume and of sharing (default: 1024 on CPU)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--repeats", type=int, default=1, help="--bench: timed repeats (the best is reported)")
@@ -203,7 +204,7 @@ def cli(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     try:
         for flag, v, lo in (("--n", a.n, 1), ("--n-splats", a.n_splats, 1), ("--steps", a.steps, 1), ("--threads", a.threads, 1),
-                            ("--repeats", a.repeats, 1)):
+                            ("--repeats", a.repeats, 1), ("--block", a.block, 1)):
             if v is not None and v < lo: raise ValueError(f"{flag} must be >= {lo}, got {v}")
         get_device(a.device)   # an unavailable device fails here, before any work
         if a.dataset == "sprites" and a.split == "test": raise ValueError("sprites have no test split: use --split train")
@@ -212,7 +213,7 @@ def cli(argv: list[str] | None = None) -> int:
             print(json.dumps(benchmark(a.dataset, a.n or 256, a.n_splats, a.steps, a.device, a.threads, a.seed, a.repeats), indent=2))
             return 0
         ranks = start_ranks(a.device)   # under torchrun: join the other ranks (each fits its share of the blocks)
-        path = encode_dataset(a.dataset, a.n, a.n_splats, a.split, a.steps, a.seed, a.device, overwrite=a.overwrite,
+        path = encode_dataset(a.dataset, a.n, a.n_splats, a.split, a.steps, a.seed, a.device, a.block, overwrite=a.overwrite,
                               verbose=False)   # stdout carries only the JSON; the progress bar goes to stderr
         gir = load_gir(path)
     except (ValueError, FileNotFoundError, OSError) as e:

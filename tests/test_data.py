@@ -1,4 +1,4 @@
-"Unit tests for gaussdiff.data: MNIST and Sprites loaders, user paths, the sprite cutter, caches and errors."
+"Unit tests for gaussdiff.data: MNIST, Sprites and Fashion-MNIST loaders, user paths, the sprite cutter, caches and errors."
 import numpy as np
 import pytest
 import torch
@@ -98,10 +98,11 @@ def test_sprites_rebuilt_from_atlases_and_corrupt_cache_not_trusted(tmp_tiles):
     with np.load(cache) as z: assert int(z["version"]) == CRAWL_CUT_VERSION and len(z["x"]) == len(x)
 
 
-def test_data_cli(tmp_tiles, capsys):
+def test_data_cli(tmp_tiles, capsys, monkeypatch):
+    monkeypatch.setenv("GAUSSDIFF_FASHION", str(D.find_fashion(verbose=False)))
     assert D.cli([]) == 0
     out = capsys.readouterr().out
-    assert "MNIST: 5000 digits" in out and "Sprites:" in out
+    assert "MNIST: 5000 digits" in out and "Sprites:" in out and "Fashion-MNIST: 70000 images" in out
     assert (tmp_tiles / "sprites_crawl.npz").exists() and (tmp_tiles / "mnist_5k.npz").exists()
 
 
@@ -232,3 +233,60 @@ def test_offline_fallback_is_loud_at_gpu_scale_and_benchmark_caps_n(monkeypatch,
         training_data("pixel", "mnist", 100, None, "cpu", verbose=False)
     res = benchmark("mnist", 4096, n_splats=4, steps=0)
     assert res["n_images"] == 4000 and "only 4000 mnist images" in capsys.readouterr().out
+
+
+# --- Fashion-MNIST ------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def fashion_dir():
+    "The unpacked Debian package (shared checkout data/, fetched once)."
+    return D.find_fashion(verbose=False)
+
+
+def test_fashion_splits_shapes_and_balance(fashion_dir):
+    x, y = D.load_fashion(split="test", verbose=False)
+    assert x.shape == (10_000, 1, 28, 28) and x.dtype == torch.float32 and y.dtype == torch.int64
+    assert 0 <= x.min() and x.max() <= 1 and x.mean() > 0.2          # clothing fills far more of the frame than digits
+    assert torch.bincount(y).tolist() == [1000] * 10
+    tr, ytr = D.load_fashion(5, "train", verbose=False)
+    assert tr.shape == (5, 1, 28, 28) and ytr.tolist() == [9, 0, 0, 3, 0]   # the published file's first labels
+    xa, ya = D.load_fashion(split="all", verbose=False)
+    assert len(ya) == 70_000 and torch.equal(xa[60_000:], x) and torch.equal(ya[:5], ytr)
+    assert D.channels_of("fashion") == 1 and torch.equal(D.load_images("fashion", 5)[0], tr)
+    assert len(D.FASHION_CLASSES) == 10
+
+
+@pytest.mark.parametrize("kw, match", [({"split": "val"}, "split"), ({"source": "web"}, "source"), ({"n": 70_001, "split": "all"}, "only 70000")])
+def test_fashion_bad_arguments(fashion_dir, kw, match):
+    with pytest.raises(ValueError, match=match): D.load_fashion(verbose=False, **kw)
+
+
+def test_read_idx_round_trip_and_damaged_files(tmp_path):
+    a = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    raw = bytes([0, 0, 8, 3]) + b"".join(int(s).to_bytes(4, "big") for s in a.shape) + a.tobytes()
+    (tmp_path / "a.idx").write_bytes(raw)
+    import gzip
+    with gzip.open(tmp_path / "a.idx.gz", "wb") as f: f.write(raw)
+    assert np.array_equal(D.read_idx(tmp_path / "a.idx"), a) and np.array_equal(D.read_idx(tmp_path / "a.idx.gz"), a)
+    (tmp_path / "short.idx").write_bytes(raw[:-3])
+    with pytest.raises(ValueError, match="truncated"): D.read_idx(tmp_path / "short.idx")
+    (tmp_path / "float.idx").write_bytes(bytes([0, 0, 0x0D, 1]) + (0).to_bytes(4, "big"))
+    with pytest.raises(ValueError, match="not an IDX file of unsigned bytes"): D.read_idx(tmp_path / "float.idx")
+    (tmp_path / "bad.idx.gz").write_bytes(b"\x1f\x8b not gzip")
+    with pytest.raises(ValueError, match="not readable"): D.read_idx(tmp_path / "bad.idx.gz")
+
+
+def test_fashion_folder_override_and_missing(tmp_data, fashion_dir, monkeypatch):
+    monkeypatch.setenv("GAUSSDIFF_FASHION", str(fashion_dir))
+    assert D.find_fashion(fetch=False) == fashion_dir
+    monkeypatch.setenv("GAUSSDIFF_FASHION", str(tmp_data / "nowhere"))
+    monkeypatch.setattr(D, "FASHION_SUBDIR", D.Path("no/such/folder"))
+    with pytest.raises(FileNotFoundError, match="apt-get download dataset-fashion-mnist"): D.find_fashion(fetch=False)
+
+
+def test_fetch_deb_refuses_clearly_without_apt(tmp_path, monkeypatch):
+    import gaussdiff.core as C
+    monkeypatch.setattr(C.shutil, "which", lambda name: None)
+    with pytest.raises(FileNotFoundError, match="apt-get and dpkg were not found; try this"):
+        C.fetch_deb("some-pkg", tmp_path / "x", "marker", verbose=False, hint="; try this")
+    assert not (tmp_path / "x").exists()

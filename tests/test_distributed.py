@@ -101,3 +101,42 @@ def test_a_batch_the_ranks_cannot_share_is_refused_on_every_rank(tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=120)
     assert r.returncode != 0 and "multiple of 2" in r.stderr and "Traceback" not in r.stderr.split("gaussdiff train: error")[0][-200:]
     assert not (tmp_path / "run" / "ckpt.pt").exists()
+
+
+# --- the encode on two ranks ------------------------------------------------------------------------------------
+
+FIT = ["fit", "--dataset", "mnist", "--n-images", "22", "--n-splats", "6", "--steps", "2", "--block", "4", "--device", "cpu"]
+
+
+def _fit(data_dir, ranks: int):
+    cmd = [str(GAUSSDIFF), *FIT]
+    if ranks > 1: cmd = [str(TORCHRUN), "--standalone", f"--nproc_per_node={ranks}", "--no-python", *cmd]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, GAUSSDIFF_DATA=str(data_dir), OMP_NUM_THREADS="1"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count('"path"') == 1   # one JSON report, from rank 0
+    return torch.load(json.loads(r.stdout[r.stdout.index("{"):])["path"], weights_only=True)
+
+
+def test_two_rank_encode_and_a_resumed_one_equal_the_one_process_cache(tmp_path, monkeypatch):
+    if not TORCHRUN.exists(): pytest.skip("torchrun is not installed beside this Python")
+    import gaussdiff.cache as cache
+    one = _fit(tmp_path / "one", 1)
+    two = _fit(tmp_path / "two", 2)          # 6 blocks: rank 0 fits 0, 8, 16; rank 1 fits 4, 12, 20
+    for k in ("splats", "psnr", "labels"): assert torch.equal(one[k], two[k]), k
+    drop = ("fit_seconds", "workers")
+    assert {k: v for k, v in one["settings"].items() if k not in drop} == {k: v for k, v in two["settings"].items() if k not in drop}
+    assert not list((tmp_path / "two" / "gir").glob("*.blocks"))
+    # one process fits two blocks and is interrupted; two ranks finish the rest from its block files
+    monkeypatch.setenv("GAUSSDIFF_DATA", str(tmp_path / "resumed"))
+    real, calls = cache.fit_splats, []
+    def interrupted(x, *a, **k):
+        calls.append(len(x))
+        if len(calls) == 3: raise KeyboardInterrupt
+        return real(x, *a, **k)
+    monkeypatch.setattr(cache, "fit_splats", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cache.encode_dataset("mnist", n=22, n_splats=6, steps=2, block=4, device="cpu", progress=False, verbose=False)
+    assert len(list((tmp_path / "resumed" / "gir").glob("*.blocks/*.pt"))) == 2
+    resumed = _fit(tmp_path / "resumed", 2)
+    for k in ("splats", "psnr"): assert torch.equal(one[k], resumed[k]), k

@@ -1,6 +1,6 @@
 """README.md is generated from nbs/index.ipynb (Quarto, which nbdev_readme needs, cannot be installed offline).
 Markdown cells are copied; code cells become fenced python blocks; cells tagged `hide` (or starting `#| hide`) are skipped."""
-import json, sys
+import json
 from pathlib import Path
 
 
