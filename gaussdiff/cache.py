@@ -36,8 +36,9 @@ def _settings_key(s: dict) -> dict:
     return {k: s[k] for k in ("n_splats", "steps", "lr", "lam", "seed")}
 
 # %% ../nbs/03a_cache.ipynb #fb79836e
-def _block_key(total: int, start: int, count: int, n_splats: int, steps: int, seed: int) -> dict:
-    return dict(total=total, start=start, count=count, n_splats=n_splats, steps=steps, seed=seed)
+def _block_file(blocks_dir: Path, total: int, start: int, block: int, n_splats: int, steps: int, seed: int) -> tuple[Path, dict]:
+    "Where the block of images `start:start+block` (of `total`) is kept, and the key its file must carry."
+    return blocks_dir / f"{start:07d}.pt", dict(total=total, start=start, count=min(block, total - start), n_splats=n_splats, steps=steps, seed=seed)
 
 def _read_block(path: Path, key: dict):
     "A finished block's `(splats, psnr, seconds, fit settings)`, or None when it is missing, unreadable or of other settings."
@@ -52,14 +53,15 @@ def _read_block(path: Path, key: dict):
 def _fit_blocks(x, blocks_dir: Path, starts: list[int], block: int, n_splats: int, steps: int, seed: int, dev,
                 progress: bool, desc: str) -> int:
     "Fit the blocks starting at `starts` that are not on disk yet, each into its own file; returns how many were resumed."
-    todo = [s for s in starts if _read_block(blocks_dir / f"{s:07d}.pt", _block_key(len(x), s, len(x[s:s + block]), n_splats, steps, seed)) is None]
-    bar = tqdm(total=sum(len(x[s:s + block]) for s in starts), desc=desc, disable=not progress)
-    bar.update(sum(len(x[s:s + block]) for s in starts if s not in todo))
+    files = {s: _block_file(blocks_dir, len(x), s, block, n_splats, steps, seed) for s in starts}
+    todo = [s for s in starts if _read_block(*files[s]) is None]
+    bar = tqdm(total=sum(key["count"] for _, key in files.values()), desc=desc, disable=not progress)
+    bar.update(sum(files[s][1]["count"] for s in starts if s not in todo))
     for s in todo:
         r = fit_splats(x[s:s + block], n_splats, steps, seed=seed + s, device=dev, progress=False)  # seed per block: any split of the blocks gives the same fits
-        key = _block_key(len(x), s, len(r.psnr), n_splats, steps, seed)
+        path, key = files[s]
         save_torch_atomic(dict(key=key, splats=r.splats.float().cpu(), psnr=r.psnr.float().cpu(), seconds=r.seconds,
-                               settings=r.settings), blocks_dir / f"{s:07d}.pt")
+                               settings=r.settings), path)
         bar.update(len(r.psnr))
         bar.set_postfix(psnr=f"{r.psnr.mean():.2f} dB")
     bar.close()
@@ -112,7 +114,7 @@ def encode_dataset(name: str, n: int | None = None, n_splats: int = 150, split: 
 def _assemble(path: Path, blocks_dir: Path, x, y, block, n_splats, steps, seed, info: dict, verbose: bool):
     "Join the block files into one cache (written atomically), then remove them."
     b, c, h, w = x.shape
-    parts = [_read_block(blocks_dir / f"{s:07d}.pt", _block_key(b, s, len(x[s:s + block]), n_splats, steps, seed)) for s in range(0, b, block)]
+    parts = [_read_block(*_block_file(blocks_dir, b, s, block, n_splats, steps, seed)) for s in range(0, b, block)]
     if any(p is None for p in parts): raise RuntimeError(f"blocks of {path.name} are missing from {blocks_dir}; run the encode again to refit them")
     seconds = sum(p[2] for p in parts)
     settings = dict(parts[0][3], seed=seed, block=block, device=info["device"], fit_seconds=round(seconds, 3))

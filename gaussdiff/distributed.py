@@ -4,8 +4,9 @@
 
 # %% ../nbs/07c_distributed.ipynb #5466ead4
 from __future__ import annotations
-import contextlib, os, signal, threading
+import contextlib, os, shutil, signal, sys, threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -14,7 +15,7 @@ import torch.nn as nn
 from .core import get_device
 
 # %% auto #0
-__all__ = ['RankInfo', 'Ranks', 'StopRequests', 'current_ranks', 'start_ranks', 'stop_ranks']
+__all__ = ['RankInfo', 'Ranks', 'StopRequests', 'current_ranks', 'start_ranks', 'stop_ranks', 'launch_command']
 
 # %% ../nbs/07c_distributed.ipynb #6bb162d9
 @dataclass(frozen=True)
@@ -114,3 +115,12 @@ def start_ranks(device="auto") -> Ranks:
 def stop_ranks():
     "Leave the process group (at the end of a command)."
     if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
+
+# %% ../nbs/07c_distributed.ipynb #e9de0e0a
+def launch_command(args: list[str], ranks: int = 1) -> list[str]:
+    "The command line running `gaussdiff *args` on `ranks` processes of this machine (under torchrun for more than one)."
+    def beside_python(name):  # this environment's own commands, whatever PATH says
+        p = Path(sys.executable).with_name(name)
+        return str(p) if p.exists() else (shutil.which(name) or name)
+    cmd = [beside_python("gaussdiff"), *args]
+    return [beside_python("torchrun"), "--standalone", f"--nproc_per_node={ranks}", "--no-python", *cmd] if ranks > 1 else cmd

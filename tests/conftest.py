@@ -26,6 +26,21 @@ def tmp_data(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.fixture
+def interrupt_fit(monkeypatch):
+    "`interrupt_fit(at=k)`: the encoder's fitter raises KeyboardInterrupt at its k-th call (an interrupted encode); returns the calls' batch sizes."
+    import gaussdiff.cache as cache
+    def arm(at: int) -> list[int]:
+        real, calls = cache.fit_splats, []
+        def fit(x, *a, **k):
+            calls.append(len(x))
+            if len(calls) == at: raise KeyboardInterrupt
+            return real(x, *a, **k)
+        monkeypatch.setattr(cache, "fit_splats", fit)
+        return calls
+    return arm
+
+
 def pytest_configure(config):
     # tst_flags in settings.ini name the same flags for notebook cells
     config.addinivalue_line("markers", "slow: takes tens of seconds (e.g. the real-browser test); still runs in CI")

@@ -7,10 +7,9 @@ import torch
 
 from gaussdiff.checkpoint import read_checkpoint
 from gaussdiff.diffusion import Schedule
-from gaussdiff.distributed import RankInfo, Ranks, current_ranks, start_ranks
+from gaussdiff.distributed import RankInfo, Ranks, current_ranks, launch_command, start_ranks
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
-GAUSSDIFF = Path(sys.executable).with_name("gaussdiff")
 STEPS = 40
 
 
@@ -37,10 +36,8 @@ def test_loss_of_each_ranks_rows_averages_to_the_batch_loss():
 
 
 def _launch(out, ranks: int, steps: int = STEPS, *extra, threads: int = 1, wait: bool = True):
-    cmd = [str(GAUSSDIFF), "train", "--space", "gir", "--profile", "smoke", "--device", "cpu", "--out", str(out),
-           "--budget-steps", str(steps), "--ckpt-every", "5", *extra]
-    if ranks > 1:
-        cmd = [str(TORCHRUN), "--standalone", f"--nproc_per_node={ranks}", "--no-python", *cmd]
+    cmd = launch_command(["train", "--space", "gir", "--profile", "smoke", "--device", "cpu", "--out", str(out),
+                          "--budget-steps", str(steps), "--ckpt-every", "5", *extra], ranks)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     if not wait: return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
@@ -96,8 +93,8 @@ def test_a_killed_two_rank_run_resumes_in_one_process(runs):
 
 def test_a_batch_the_ranks_cannot_share_is_refused_on_every_rank(tmp_path):
     if not TORCHRUN.exists(): pytest.skip("torchrun is not installed beside this Python")
-    cmd = [str(TORCHRUN), "--standalone", "--nproc_per_node=2", "--no-python", str(GAUSSDIFF), "train", "--space", "gir",
-           "--profile", "smoke", "--device", "cpu", "--out", str(tmp_path / "run"), "--budget-steps", "2", "--batch-size", "7"]
+    cmd = launch_command(["train", "--space", "gir", "--profile", "smoke", "--device", "cpu", "--out", str(tmp_path / "run"),
+                          "--budget-steps", "2", "--batch-size", "7"], 2)
     r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=120)
     assert r.returncode != 0 and "multiple of 2" in r.stderr and "Traceback" not in r.stderr.split("gaussdiff train: error")[0][-200:]
     assert not (tmp_path / "run" / "ckpt.pt").exists()
@@ -109,16 +106,14 @@ FIT = ["fit", "--dataset", "mnist", "--n-images", "22", "--n-splats", "6", "--st
 
 
 def _fit(data_dir, ranks: int):
-    cmd = [str(GAUSSDIFF), *FIT]
-    if ranks > 1: cmd = [str(TORCHRUN), "--standalone", f"--nproc_per_node={ranks}", "--no-python", *cmd]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+    r = subprocess.run(launch_command(FIT, ranks), capture_output=True, text=True, timeout=300,
                        env=dict(os.environ, GAUSSDIFF_DATA=str(data_dir), OMP_NUM_THREADS="1"))
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count('"path"') == 1   # one JSON report, from rank 0
     return torch.load(json.loads(r.stdout[r.stdout.index("{"):])["path"], weights_only=True)
 
 
-def test_two_rank_encode_and_a_resumed_one_equal_the_one_process_cache(tmp_path, monkeypatch):
+def test_two_rank_encode_and_a_resumed_one_equal_the_one_process_cache(tmp_path, monkeypatch, interrupt_fit):
     if not TORCHRUN.exists(): pytest.skip("torchrun is not installed beside this Python")
     import gaussdiff.cache as cache
     one = _fit(tmp_path / "one", 1)
@@ -129,12 +124,7 @@ def test_two_rank_encode_and_a_resumed_one_equal_the_one_process_cache(tmp_path,
     assert not list((tmp_path / "two" / "gir").glob("*.blocks"))
     # one process fits two blocks and is interrupted; two ranks finish the rest from its block files
     monkeypatch.setenv("GAUSSDIFF_DATA", str(tmp_path / "resumed"))
-    real, calls = cache.fit_splats, []
-    def interrupted(x, *a, **k):
-        calls.append(len(x))
-        if len(calls) == 3: raise KeyboardInterrupt
-        return real(x, *a, **k)
-    monkeypatch.setattr(cache, "fit_splats", interrupted)
+    interrupt_fit(at=3)
     with pytest.raises(KeyboardInterrupt):
         cache.encode_dataset("mnist", n=22, n_splats=6, steps=2, block=4, device="cpu", progress=False, verbose=False)
     assert len(list((tmp_path / "resumed" / "gir").glob("*.blocks/*.pt"))) == 2

@@ -4,7 +4,6 @@ import json
 import pytest
 import torch
 
-from gaussdiff import cache
 from gaussdiff.cache import cli, encode_dataset, gir_path, load_gir
 from gaussdiff.fit import DEFAULT_LR, FitResult, dssim, fit_splats, init_splats, psnr, relocate_weak_splats, ssim
 from gaussdiff.splats import render_fast, render_window
@@ -146,8 +145,7 @@ def test_bad_input(bad, kw, match):
     with pytest.raises(ValueError, match=match): fit_splats(bad, progress=False, **kw)
 
 
-def test_encode_load_and_resume(tmp_data, monkeypatch):
-    import gaussdiff.fit as fit
+def test_encode_load_and_resume(tmp_data, interrupt_fit):
     path = encode_dataset("mnist", n=8, n_splats=12, steps=3, block=4, progress=False, verbose=False)
     assert path == gir_path("mnist", 8, 12, "train", 3) and path.parent == tmp_data / "gir" and path.exists()
     gir = load_gir(path)
@@ -156,12 +154,7 @@ def test_encode_load_and_resume(tmp_data, monkeypatch):
     sub = load_gir("mnist", n=5, n_splats=12, steps=3)
     assert torch.equal(sub["splats"], gir["splats"][:5]) and len(sub["labels"]) == 5
     # interrupted after the first block: the next call finds that block's file and fits only the rest
-    real, calls = cache.fit_splats, []
-    def flaky(x, *a, **k):
-        calls.append(len(x))
-        if len(calls) == 2: raise KeyboardInterrupt
-        return real(x, *a, **k)
-    monkeypatch.setattr(cache, "fit_splats", flaky)
+    calls = interrupt_fit(at=2)
     with pytest.raises(KeyboardInterrupt):
         encode_dataset("mnist", n=8, n_splats=12, steps=4, block=4, progress=False, verbose=False)
     assert not gir_path("mnist", 8, 12, "train", 4).exists()

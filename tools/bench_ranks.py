@@ -11,26 +11,20 @@ from pathlib import Path
 
 import torch
 
-BIN = Path(sys.executable).parent
-
-
-def command(args: list[str], ranks: int) -> list[str]:
-    cmd = [str(BIN / "gaussdiff"), *args]
-    return [str(BIN / "torchrun"), "--standalone", f"--nproc_per_node={ranks}", "--no-python", *cmd] if ranks > 1 else cmd
-
+from gaussdiff.distributed import launch_command
 
 def launch(args, ranks, cores, env, kill_after=None):
     "Run a command on `ranks` processes sharing `cores` threads; wall seconds and the JSON it printed (None if killed)."
     env = dict(env, OMP_NUM_THREADS=str(max(1, cores // ranks)))
     t = time.perf_counter()
-    p = subprocess.Popen(command(args, ranks), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    p = subprocess.Popen(launch_command(args, ranks), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         out, err = p.communicate(timeout=kill_after)
     except subprocess.TimeoutExpired:   # a preemption: torchrun passes SIGTERM on to its workers (own sessions) and waits
         p.send_signal(signal.SIGTERM)
         p.communicate(timeout=120)
         return time.perf_counter() - t, None
-    if p.returncode: raise SystemExit(f"{' '.join(command(args, ranks))} failed:\n{err[-2000:]}")
+    if p.returncode: raise SystemExit(f"{' '.join(launch_command(args, ranks))} failed:\n{err[-2000:]}")
     return time.perf_counter() - t, json.loads(out[out.index("{"):])
 
 
