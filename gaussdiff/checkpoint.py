@@ -106,6 +106,8 @@ class DataInfo:
     fit_psnr: float | None = None               # mean PSNR of the training GIRs: the representation's ceiling
     profile: str | None = None
     n_params: int | None = None
+    n_classes: int = 0                          # > 0: a class-conditional model (labels 0..n_classes-1; 04a)
+    guidance: float = 1.0                       # the classifier-free guidance scale its samples are drawn with by default
 
     def __post_init__(self):
         if self.image_size is not None: self.image_size = tuple(self.image_size)

@@ -126,16 +126,19 @@ class Schedule:
         return min_snr_weight(self.prediction, self.snr.to(t.device)[t], self.min_snr_gamma)
 
     def loss(self, model, x0: torch.Tensor, generator: torch.Generator | None = None, autocast=None,
-             rows: slice | None = None) -> torch.Tensor:
+             rows: slice | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Ho et al.'s simplified objective on a clean batch `x0 [B,...]`: t ~ U{0..T-1}, ε ~ N(0, I), and the
         (weighted) mean squared error between `target` and `model(q_sample(x0, t, ε), t)`, run under `autocast` when given.
-        `rows`: the loss of those rows only, with the draws of the whole batch (one rank's share of a global batch, 07c)."""
+        `rows`: the loss of those rows only, with the draws of the whole batch (one rank's share of a global batch, 07c);
+        `labels [B]`: class labels passed to the model as `model(x_t, t, labels)` (04a; "no label" already drawn)."""
         t = torch.randint(0, self.T, (x0.shape[0],), generator=generator, device=x0.device)
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         if rows is not None: x0, t, noise = x0[rows], t[rows], noise[rows]
+        if rows is not None and labels is not None: labels = labels[rows]
         a = self._coef(self.alphas_cumprod, t, x0)
+        x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
         with (autocast or contextlib.nullcontext()):
-            pred = model(a.sqrt() * x0 + (1 - a).sqrt() * noise, t)
+            pred = model(x_t, t) if labels is None else model(x_t, t, labels)
         if pred.shape != noise.shape: raise ValueError(f"model returned {tuple(pred.shape)}, expected {tuple(noise.shape)}")
         err = (pred.float() - self.target(x0, noise, t).float()) ** 2
         if not self.min_snr_gamma: return err.mean()  # exactly F.mse_loss for the plain objective

@@ -40,7 +40,10 @@ def apply_lever(base: Recipe, lever: Lever) -> Recipe:
 
 # %% ../nbs/09b_levers.ipynb #0d32592c
 GIR_LEVERS = (
-    Lever("recipe", "the cpu recipe: cosine schedule, shape features, ε-prediction, GT d64×3, batch 32"),
+    Lever("recipe", "the profile's recipe (cpu: class labels + guidance 2, cosine schedule, shape features, ε, GT d64×3, batch 32)"),
+    Lever("unconditional", "no class labels, no guidance: the paper's unconditional model", {"model_kw": {"n_classes": 0}, "guidance": 1.0}),
+    Lever("class labels", "class labels + guidance 2 (Ho & Salimans 2022; a lever for the unconditional gpu recipe)",
+          {"model_kw": {"n_classes": 10}, "guidance": 2.0}),
     Lever("v-prediction", "the network predicts v = √ᾱ ε − √(1−ᾱ) x0 (Salimans & Ho 2022)", {"prediction": "v"}),
     Lever("x0-prediction", "the network predicts the clean GIR x0", {"prediction": "x0"}),
     Lever("min-SNR-5", "ε-loss weighted by min(SNR, 5)/SNR (Hang et al. 2023)", {"min_snr_gamma": 5.0}),
@@ -74,6 +77,7 @@ class LeverResult:
     lever: str
     what: str
     seed: int
+    guidance: float                 # the classifier-free guidance scale the samples were drawn with (1: none)
     train_steps: int
     train_flops: float
     train_seconds: float
@@ -93,16 +97,18 @@ def lever_dir(lever: Lever, profile: str, seed: int) -> Path:
     return data_dir() / "runs" / "levers" / f"{slug}-{resolve_profile(profile)}-seed{seed}"
 
 def measure_lever(base: Recipe, lever: Lever, budget_flops: float, reference, classifier, n: int = 512,
-                  seed: int = 0, device="auto", steps: int | None = None) -> tuple[LeverResult, torch.Tensor]:
-    "Train (or reload) `lever` on `base` for `budget_flops × budget_factor`, sample `n` digits (DDPM, `steps` or T), score them."
+                  seed: int = 0, device="auto", steps: int | None = None, guidance: float | None = None) -> tuple[LeverResult, torch.Tensor]:
+    """Train (or reload) `lever` on `base` for `budget_flops × budget_factor`, sample `n` digits (DDPM, `steps` or T;
+    a class-conditional model every digit in turn, at `guidance` or its recipe's scale), score them."""
     r = apply_lever(base, lever)
     model, sched, norm, meta = load_or_train(r.space, r.dataset, r.profile, device=device, seed=seed, recipe_=r,
                                              budget={"budget_flops": budget_flops * lever.budget_factor},
                                              out_dir=lever_dir(lever, r.profile, seed), progress=False, preview=False)
-    imgs = generate(model, sched, norm, meta, n=n, seed=10_000 + seed, steps=steps)  # ancestral DDPM, T steps unless cut
+    guidance = r.guidance if guidance is None else guidance
+    imgs = generate(model, sched, norm, meta, n=n, seed=10_000 + seed, steps=steps, guidance=guidance)  # ancestral DDPM
     m = classifier_metrics(reference, imgs, classifier, kid_subset_size=min(1000, n, len(reference)), seed=seed)
     c = confident_share(imgs, classifier)
-    res = LeverResult(lever.name, lever.what, seed, meta.step, meta.trained_flops(),
+    res = LeverResult(lever.name, lever.what, seed, guidance if meta.n_classes else 1.0, meta.step, meta.trained_flops(),
                       meta.elapsed_s, meta.n_params, n, c["confident"], c["largest_class_share"], m["kid"],
                       m["kid_std"], m["fid"], m["precision"], m["recall"])
     return res, imgs

@@ -24,14 +24,15 @@ from .transformer import GaussianTransformer
 from .unet import PixelUNet, pad_to_32
 
 # %% auto #0
-__all__ = ['SPACES', 'CPU_BUDGET_FLOPS', 'PRESETS', 'Recipe', 'recipe', 'make_model', 'training_data', 'run_dir', 'recipe_data',
-           'run', 'diffusion_differs', 'run_differs', 'load_or_train', 'cli']
+__all__ = ['SPACES', 'CPU_BUDGET_FLOPS', 'CPU_GUIDANCE', 'PRESETS', 'Recipe', 'recipe', 'make_model', 'training_data', 'run_dir',
+           'recipe_data', 'training_labels', 'run', 'diffusion_differs', 'run_differs', 'load_or_train', 'cli']
 
 # %% ../nbs/07b_recipes.ipynb #48780964
 SPACES = ("gir", "pixel")
 # The cpu profile's training budget for each MNIST model (Sprites: half): the same arithmetic for both spaces (about
 # 1,000 steps of the pixel U-Net or 8,600 of the GaussianTransformer), whatever the machine and its load.
 CPU_BUDGET_FLOPS = 1.2e13
+CPU_GUIDANCE = 2.0  # the cpu profile's classifier-free guidance scale for class-conditional models
 
 @dataclass(frozen=True)
 class Recipe:
@@ -50,6 +51,7 @@ class Recipe:
     snapshot_epochs: tuple = ()
     prediction: str = "eps"             # what the network outputs: "eps" | "x0" | "v" (chapter 04)
     min_snr_gamma: float | None = None  # min-SNR-γ loss weighting (None: Ho et al.'s unweighted loss)
+    guidance: float = 1.0               # classifier-free guidance scale of its samples (a model_kw n_classes > 0 trains on labels)
 
     def make_schedule(self) -> Schedule:
         "The noise schedule, prediction and loss weighting this recipe trains with."
@@ -73,10 +75,13 @@ def recipe(space: str, dataset: str = "mnist", profile: str = "auto") -> Recipe:
     model_kw = by_profile(profile, smoke={}, gpu={}, cpu={"gir": dict(d_model=64, depth=3, n_heads=4, t_dim=64),
                                                          # attention at 8×8 only: 20 % fewer FLOPs per step than at 16×16
                                                          "pixel": dict(base=16, mults=(1, 2, 2), attn_resolutions=(8,))}[space])
+    # cpu (and smoke) profile, digits and clothes: both models learn the 10 classes and sample with guidance (09b measures it)
+    if profile in ("cpu", "smoke") and grey: model_kw = dict(model_kw, n_classes=10)
     # cpu-profile GIR: cosine schedule + shape features (measured, see docs/lab-notes.md); gpu: paper-faithful
     schedule = by_profile(profile, smoke="linear", cpu="cosine", gpu="linear") if space == "gir" else "linear"
     gir_features = by_profile(profile, smoke="shape", cpu="shape", gpu="cholesky") if space == "gir" else None
     return Recipe(space=space, dataset=dataset, profile=profile, T=SAMPLING_STEPS[space], schedule=schedule,
+                  guidance=CPU_GUIDANCE if model_kw.get("n_classes") else 1.0,
                   gir_features=gir_features, model_kw=model_kw, n=by_profile(profile, smoke=32, cpu=1000, gpu=None, rehearsal=16),
                   # 150 splats take far longer than a few CPU minutes to organise into strokes; 24 per digit do not
                   # Sprites are RGB and detailed: 24 splats fit the first 64 at 19.8 dB, 64 splats at 25.6 dB
@@ -163,6 +168,15 @@ def recipe_data(r: Recipe, n: int | None = None, verbose: bool = True):
     return training_data(r.space, r.dataset, n if n is not None else r.n, r.n_splats, r.profile, verbose,
                          gir_features=r.gir_features or "cholesky")
 
+def training_labels(r: Recipe, n: int | None = None) -> torch.Tensor | None:
+    "The class of each training example of `r` (the GIR cache's labels, or the images'); None for an unconditional recipe."
+    if not r.model_kw.get("n_classes"): return None
+    n = n if n is not None else r.n
+    if r.space == "gir": y = _load_or_encode_gir(r.dataset, n, r.n_splats, r.profile, verbose=False).get("labels")
+    else: y = load_images(r.dataset, n, "train", verbose=False)[1]
+    if y is None: raise ValueError(f"{r.dataset} has no class labels: train it with an unconditional recipe (model_kw n_classes=0)")
+    return torch.as_tensor(np.asarray(y)).long()
+
 def run(space: str, dataset: str = "mnist", profile: str = "auto", out_dir=None, resume: bool | str = "auto",
         budget: dict | None = None, n: int | None = None, conditioning: str | None = None, device="auto",
         seed: int = 0, preview: bool = True, progress: bool = True, verbose: bool = True, overwrite: bool = True,
@@ -183,14 +197,16 @@ def run(space: str, dataset: str = "mnist", profile: str = "auto", out_dir=None,
     model_kw = dict(r.model_kw, **({"conditioning": conditioning} if conditioning else {}))
     model = make_model(r.space, r.profile, r.T, meta.channels, **model_kw)
     schedule = r.make_schedule()
-    meta = dataclasses.replace(meta, profile=r.profile, n_params=sum(p.numel() for p in model.parameters()))
+    meta = dataclasses.replace(meta, profile=r.profile, n_params=sum(p.numel() for p in model.parameters()),
+                               n_classes=getattr(model, "n_classes", 0), guidance=r.guidance)
     preview_steps = by_profile(r.profile, smoke=min(50, r.T), cpu=min(50, r.T), gpu=min(50, r.T), rehearsal=3)
     preview_n = by_profile(r.profile, smoke=16, cpu=16, gpu=16, rehearsal=4)
     def preview_fn(ema_model, step):
         return generate(ema_model, schedule, norm, meta, n=preview_n, steps=preview_steps, sampler="ddim")
     return train(model, x, schedule, cfg, space=r.space, out_dir=out_dir, resume=resume, normalizer=norm, meta=meta,
                  preview_fn=preview_fn if preview else None, snapshot_fracs=r.snapshot_fracs,
-                 snapshot_epochs=r.snapshot_epochs, device=device, progress=progress, overwrite=overwrite)
+                 snapshot_epochs=r.snapshot_epochs, device=device, progress=progress, overwrite=overwrite,
+                 labels=training_labels(r, n))
 
 # %% ../nbs/07b_recipes.ipynb #ad0a7965
 def diffusion_differs(ck: dict, r: Recipe) -> str | None:

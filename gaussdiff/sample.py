@@ -13,12 +13,14 @@ import torch
 from .core import atomic_path, check_writable_dir, get_device, make_grid, save_grid
 from .checkpoint import DataInfo, load_checkpoint
 from .diffusion import decode_gir, gir_to_splats, model_to_pixels, renderable
+from .layers import check_labels
 from .unet import crop_from_32
 
 # %% auto #0
 __all__ = ['SAMPLERS', 'SAMPLE_FORMATS', 'timesteps_for', 'clip_x0', 'predict_x0', 'ddpm_step', 'ddim_step', 'half_log_snr',
-           'dpmpp2m_step', 'sample', 'gaussian_ode_demo', 'default_clip', 'decode', 'gir_splats', 'generate',
-           'trajectory_frames', 'save_gif', 'check_sample_path', 'save_samples', 'load_samples', 'cli']
+           'dpmpp2m_step', 'model_output', 'sample', 'gaussian_ode_demo', 'default_clip', 'decode', 'gir_splats',
+           'balanced_labels', 'sample_labels', 'generate', 'trajectory_frames', 'save_gif', 'check_sample_path',
+           'save_samples', 'load_samples', 'cli']
 
 # %% ../nbs/08_sample.ipynb #7b979a2b
 def timesteps_for(T: int, steps: int | None = None, spacing: str = "trailing") -> list[int]:
@@ -95,21 +97,32 @@ def _randn(shape, generator, device):
 
 SAMPLERS = ("ddpm", "ddim", "dpmpp2m")  # ancestral DDPM, DDIM, DPM-Solver++(2M)
 
+def model_output(model, x, t, labels=None, guidance: float = 1.0):
+    """The network's output at `(x, t)`: unconditional (`labels` None), for `labels`, or classifier-free guided
+    out_∅ + w·(out_y − out_∅) (Ho & Salimans 2022) with both halves in one batch; w = 1 is plain conditional."""
+    if labels is None: return model(x, t)
+    if guidance == 1.0: return model(x, t, labels)
+    no_label = torch.full_like(labels, model.n_classes)
+    cond, uncond = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, no_label])).float().chunk(2)
+    return uncond + guidance * (cond - uncond)
+
 @torch.no_grad()
 def sample(model, schedule, shape, steps: int | None = None, sampler: str = "ddpm", eta: float = 0.0,
            generator: torch.Generator | None = None, clip=None, x_T: torch.Tensor | None = None,
            return_trajectory: bool = False, spacing: str = "trailing", clipped_eps: bool = False,
-           progress: bool = False, device=None):
+           progress: bool = False, device=None, labels: torch.Tensor | None = None, guidance: float = 1.0):
     """Draw `shape[0]` samples (in the model's normalised space) by running `sampler` (one of `SAMPLERS`) for `steps`
     steps (default: all T of `schedule`). `clip` bounds the predicted x0 (see `clip_x0`); `eta` is DDIM's noise.
     With `return_trajectory=True` returns `(x0, traj)`, `traj = {"t": [...], "x": [K+1,B,...], "x0": [K+1,B,...]}`
-    holding the state before each step (and the result last, t = -1) on the CPU."""
+    holding the state before each step (and the result last, t = -1) on the CPU. `labels [B]` draw those classes
+    from a class-conditional model, `guidance` w steers them by classifier-free guidance (`model_output`)."""
     if sampler not in SAMPLERS: raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     if not 0 <= eta <= 1: raise ValueError(f"eta must be in [0, 1] (0: deterministic DDIM, 1: DDPM-like), got {eta}")
     ts = timesteps_for(schedule.T, steps, spacing)
     device = get_device(device) if device is not None else next(model.parameters()).device
     abar = schedule.alphas_cumprod.to(device, torch.float32)
     x = _randn(tuple(shape), generator, device) if x_T is None else x_T.to(device, torch.float32)
+    if labels is not None: labels = check_labels(labels, x.shape[0], getattr(model, "n_classes", 0), device).to(device)
     traj = {"t": [], "x": [], "x0": []}
     x0_last = t_last = None  # DPM-Solver++'s history: the previous step's data prediction
     it = ts
@@ -121,7 +134,8 @@ def sample(model, schedule, shape, steps: int | None = None, sampler: str = "ddp
     try:
         for i, t in enumerate(it):
             t_prev = ts[i + 1] if i + 1 < len(ts) else -1
-            eps = schedule.to_eps(model(x, torch.full((x.shape[0],), t, device=device, dtype=torch.long)).float(), x, t)
+            out = model_output(model, x, torch.full((x.shape[0],), t, device=device, dtype=torch.long), labels, guidance)
+            eps = schedule.to_eps(out.float(), x, t)
             if sampler == "ddpm":
                 noise = _randn(x.shape, generator, device) if t > 0 else None
                 x_new, x0 = ddpm_step(x, eps, t, t_prev, abar, noise, clip)
@@ -195,15 +209,37 @@ def gir_splats(x: torch.Tensor, meta: DataInfo, normalizer) -> torch.Tensor:
     if normalizer is None: raise ValueError("GIR samples need the checkpoint's normalizer")
     return renderable(gir_to_splats(normalizer.denormalize(x.detach().float().cpu()), meta.gir_features))
 
+def balanced_labels(n: int, n_classes: int) -> torch.Tensor:
+    "Labels 0, 1, …, n_classes − 1, 0, 1, …: `n` samples with every class equally often (a grid row per class at nrow = n_classes)."
+    return torch.arange(n) % n_classes
+
+def sample_labels(labels, n: int, meta: DataInfo) -> torch.Tensor | None:
+    """The `n` labels to draw: "balanced" (every class in turn; nothing for an unconditional model), "none" (no
+    label), a class index for all, or `n` of them."""
+    if isinstance(labels, str):
+        if labels not in ("balanced", "none"): raise ValueError(f'labels must be "balanced", "none", a class or {n} classes, got {labels!r}')
+        return balanced_labels(n, meta.n_classes) if labels == "balanced" and meta.n_classes else None
+    if labels is None: return None
+    if not meta.n_classes: raise ValueError("this model was trained without class labels: sample it with labels='none'")
+    y = torch.as_tensor(labels).long().reshape(-1)
+    y = y.expand(n) if y.numel() == 1 else y
+    if len(y) != n or int(y.min()) < 0 or int(y.max()) >= meta.n_classes:
+        raise ValueError(f"labels must be {n} classes in 0..{meta.n_classes - 1} (or one for all), got {y.tolist()[:12]}")
+    return y
+
 def generate(model, schedule, normalizer, meta: DataInfo, n: int = 64, steps: int | None = None, sampler: str = "ddpm",
              eta: float = 0.0, seed: int = 0, batch_size: int = 256, return_samples: bool = False,
-             progress: bool = False, **kw):
-    "Draw `n` images from a loaded model (see `load_checkpoint`); optionally also the raw samples (GIR: Cholesky splats)."
+             progress: bool = False, labels="balanced", guidance: float | None = None, **kw):
+    """Draw `n` images from a loaded model (see `load_checkpoint`); optionally also the raw samples (GIR: Cholesky
+    splats). A class-conditional model draws `labels` (`sample_labels`: every class in turn by default) with
+    `guidance` (default: the scale stored with the model, `meta.guidance`)."""
     if n < 1: raise ValueError(f"n must be >= 1, got {n}")
     g = torch.Generator().manual_seed(seed)
     kw.setdefault("clip", default_clip(meta))
-    xs = [sample(model, schedule, (min(batch_size, n - i), *meta.sample_shape), steps, sampler, eta, g,
-                 progress=progress, **kw) for i in range(0, n, batch_size)]
+    labels, guidance = sample_labels(labels, n, meta), meta.guidance if guidance is None else guidance
+    xs = [sample(model, schedule, (min(batch_size, n - i), *meta.sample_shape), steps, sampler, eta, g, progress=progress,
+                 labels=None if labels is None else labels[i:i + batch_size], guidance=guidance, **kw)
+          for i in range(0, n, batch_size)]
     x = torch.cat(xs).cpu()
     imgs = decode(x, meta, normalizer)
     if not return_samples: return imgs
@@ -275,6 +311,8 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="samples.png", help="samples.png (a grid) or samples.npz (uint8 NHWC under arr_0)")
     ap.add_argument("--gif", default=None, help="also write the reverse process of the first 16 samples as a GIF")
     ap.add_argument("--raw-weights", action="store_true", help="use the raw weights instead of the EMA")
+    ap.add_argument("--label", default="balanced", help="class-conditional models: balanced (every class in turn), none, or a class index")
+    ap.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default: the model's; 1: none)")
     ap.add_argument("--device", default="auto")
     a = ap.parse_args(argv)
     try:
@@ -283,19 +321,23 @@ def cli(argv: list[str] | None = None) -> int:
         if a.gif: check_sample_path(Path(a.gif).with_suffix(".png"))
         model, schedule, norm, meta = load_checkpoint(a.ckpt, a.device, ema=not a.raw_weights)
         timesteps_for(schedule.T, a.steps)  # validate before any work
+        labels = sample_labels(int(a.label) if a.label.lstrip("-").isdigit() else a.label, a.n, meta)
+        guidance = meta.guidance if a.guidance is None else a.guidance
         t0 = time.perf_counter()
         imgs = generate(model, schedule, norm, meta, n=a.n, steps=a.steps, sampler=a.sampler, eta=a.eta, seed=a.seed,
-                        progress=True)
+                        progress=True, labels=labels, guidance=guidance)
         secs = time.perf_counter() - t0
         save_samples(imgs, a.out)
         if a.gif:
             _, traj = sample(model, schedule, (min(16, a.n), *meta.sample_shape), a.steps, a.sampler, a.eta,
-                             torch.Generator().manual_seed(a.seed), clip=default_clip(meta), return_trajectory=True)
+                             torch.Generator().manual_seed(a.seed), clip=default_clip(meta), return_trajectory=True,
+                             labels=None if labels is None else labels[:16], guidance=guidance)
             frames, _ = trajectory_frames(traj, meta, norm, n_frames=40)
             save_gif(frames, a.gif, nrow=8)
     except (ValueError, FileNotFoundError) as e:
         print(f"gaussdiff sample: error: {e}", file=sys.stderr)
         return 2
     print(json.dumps({"ckpt": a.ckpt, "space": meta.space, "sampler": a.sampler, "steps": a.steps or schedule.T,
-                      "n": a.n, "seconds": round(secs, 3), "out": a.out, "gif": a.gif}, indent=1))
+                      "n": a.n, "labels": a.label if meta.n_classes else None, "guidance": guidance if meta.n_classes else None,
+                      "seconds": round(secs, 3), "out": a.out, "gif": a.gif}, indent=1))
     return 0

@@ -15,6 +15,7 @@ import torch.nn as nn
 from .core import bf16_native, get_device, save_grid, save_torch_atomic
 from .checkpoint import DataInfo, check_resume, clear_run, make_checkpoint, read_checkpoint, run_lock, set_rng_state
 from .distributed import Ranks, StopRequests, current_ranks
+from .layers import check_train_labels, drop_labels
 
 # %% auto #0
 __all__ = ['RESUMABLE_CHANGES', 'BUDGETS', 'TrainConfig', 'lr_factor', 'EMA', 'batch_indices', 'step_generator',
@@ -40,6 +41,7 @@ class TrainConfig:
     sample_every: int | None = None  # steps between preview grids (needs a preview function)
     seed: int = 0
     amp: bool = True                 # mixed precision (bf16, else fp16 + GradScaler) on CUDA; ignored on CPU
+    label_dropout: float = 0.1       # share of class labels replaced by "no label" (classifier-free guidance); only with labels
 
     def __post_init__(self):
         self.betas = tuple(self.betas)
@@ -56,6 +58,7 @@ class TrainConfig:
         if self.warmup_steps < 0: raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if not self.lr > 0: raise ValueError(f"lr must be > 0, got {self.lr}")
         if not 0 <= self.ema_decay < 1: raise ValueError(f"ema_decay must be in [0,1), got {self.ema_decay}")
+        if not 0 <= self.label_dropout <= 1: raise ValueError(f"label_dropout must be in [0, 1], got {self.label_dropout}")
 
 # Fields that may change between an interrupted run and its resumption (everything else must match).
 RESUMABLE_CHANGES = ("budget_minutes", "budget_steps", "budget_flops", "ckpt_every", "sample_every")
@@ -142,22 +145,24 @@ class TrainResult:
 def train(model: nn.Module, data: torch.Tensor, schedule, cfg: TrainConfig, space: str = "gir", out_dir=None,
           resume: bool | str = False, normalizer=None, meta: DataInfo | None = None, preview_fn=None,
           snapshot_fracs=(), snapshot_epochs=(), callback=None, device="auto", progress: bool = True,
-          overwrite: bool = False) -> TrainResult:
+          overwrite: bool = False, labels: torch.Tensor | None = None) -> TrainResult:
     """Train ε-network `model` on clean (normalised) examples `data [M, ...]` until `cfg`'s budget is spent.
     Checkpoints go to `out_dir/ckpt.pt`; `resume=True` continues from it (error if missing), `"auto"` when present.
     `preview_fn(ema_model, step) -> images [B,C,H,W] in [0,1]` draws grids to `out_dir/samples/` every
     `cfg.sample_every` steps; `snapshot_fracs` (e.g. (0.2, 0.4, 1.0)) and `snapshot_epochs` (e.g. (10, 20, 50))
     save loadable EMA snapshots at those fractions of the budget / epochs (when reached);
     `callback(step, loss)` runs after every step (raise in it to interrupt). A fresh run into a folder that holds a
-    checkpoint needs `overwrite=True`; Ctrl-C / SIGTERM stop at the next step with a checkpoint saved."""
+    checkpoint needs `overwrite=True`; Ctrl-C / SIGTERM stop at the next step with a checkpoint saved. `labels [M]`:
+    the examples' classes, for a model built with `n_classes` (a share `cfg.label_dropout` of them is hidden per step)."""
     if not isinstance(data, torch.Tensor) or data.ndim < 2 or data.shape[0] == 0:
         raise ValueError(f"data must be a non-empty tensor [M, ...]; got {getattr(data, 'shape', type(data))}")
     if not torch.isfinite(data).all(): raise ValueError("training data contains NaN or inf")
+    labels = check_train_labels(labels, len(data), getattr(model, "n_classes", 0))
     device = get_device(device)
     out_dir = Path(out_dir) if out_dir is not None else None
     if resume and out_dir is None: raise ValueError("resume needs out_dir (where the checkpoint lives)")
     ranks = current_ranks()  # one process, or this rank of a torchrun launch (chapter 07c)
-    plan = dict(preview_fn=preview_fn, snapshot_fracs=snapshot_fracs, snapshot_epochs=snapshot_epochs, callback=callback,
+    plan = dict(labels=labels, preview_fn=preview_fn, snapshot_fracs=snapshot_fracs, snapshot_epochs=snapshot_epochs, callback=callback,
                 progress=progress and ranks.main)
     new_run = lambda out: _new_run(model, cfg, space, schedule, normalizer, meta, out, device, ranks)
     if out_dir is None: return _train(new_run(None), data, resume, **plan)
@@ -170,7 +175,6 @@ def train(model: nn.Module, data: torch.Tensor, schedule, cfg: TrainConfig, spac
             ranks.barrier()  # every rank has looked before rank 0 clears the folder
             if ranks.main: clear_run(out_dir)
         return _train(new_run(out_dir), data, resume, **plan)
-
 
 # %% ../nbs/07_train.ipynb #31e39e1d
 @dataclass
@@ -258,12 +262,14 @@ def _restore(run: _Run, meta) -> None:
     run.snapshots = list(ck["meta"].get("_snapshots", []))
     run.mem_snapshots = [dict(s, ema=None) for s in run.snapshots]  # earlier snapshots are known by their files
 
-def _optimiser_step(run: _Run, data: torch.Tensor, autocast) -> float:
+def _optimiser_step(run: _Run, data: torch.Tensor, labels: torch.Tensor | None, autocast) -> float:
     """One step: the batch and noise of `run.step` (pure functions of seed and step; each rank keeps its rows), the
     loss, clipping, AdamW, LR, EMA. Returns the loss of the whole global batch."""
     cfg = run.cfg
-    x0 = data[batch_indices(run.step, data.shape[0], cfg.batch_size, cfg.seed).to(run.device)]
-    loss = run.schedule.loss(run.net, x0, step_generator(cfg.seed, run.step, run.device), autocast(), rows=run.ranks.rows(len(x0)))
+    idx = batch_indices(run.step, data.shape[0], cfg.batch_size, cfg.seed).to(run.device)
+    gen = step_generator(cfg.seed, run.step, run.device)
+    y = None if labels is None else drop_labels(labels[idx], cfg.label_dropout, run.model.n_classes, gen)
+    loss = run.schedule.loss(run.net, data[idx], gen, autocast(), rows=run.ranks.rows(len(idx)), labels=y)
     if not torch.isfinite(loss): raise FloatingPointError(f"loss became {loss.item()} at step {run.step}")
     run.opt.zero_grad(set_to_none=True)
     if run.scaler is not None:
@@ -281,9 +287,9 @@ def _optimiser_step(run: _Run, data: torch.Tensor, autocast) -> float:
     return run.ranks.mean(loss.item())  # .item() synchronises CUDA, so the caller's timing is honest
 
 # %% ../nbs/07_train.ipynb #0f1b2e40
-def _train(run: _Run, data: torch.Tensor, resume, preview_fn, snapshot_fracs, snapshot_epochs, callback, progress) -> TrainResult:
+def _train(run: _Run, data: torch.Tensor, resume, labels, preview_fn, snapshot_fracs, snapshot_epochs, callback, progress) -> TrainResult:
     "The loop of `train` (arguments checked, the run folder locked): step until the budget is spent, then save."
-    cfg, data = run.cfg, data.to(run.device, torch.float32)
+    cfg, data, labels = run.cfg, data.to(run.device, torch.float32), labels if labels is None else labels.to(run.device)
     amp = _amp_dtype(cfg, run.device)
     autocast = (lambda: torch.autocast("cuda", dtype=amp)) if amp is not None else contextlib.nullcontext
     if resume and run.ckpt_path is not None and (resume is True or run.ckpt_path.exists()): _restore(run, run.meta)
@@ -304,7 +310,7 @@ def _train(run: _Run, data: torch.Tensor, resume, preview_fn, snapshot_fracs, sn
       with StopRequests() as stop:
         while run.step < budget_steps and run.elapsed < budget_s:
             t0 = time.perf_counter()
-            loss = _optimiser_step(run, data, autocast)
+            loss = _optimiser_step(run, data, labels, autocast)
             run.step += 1
             run.elapsed += time.perf_counter() - t0
             run.history["loss"].append(loss)

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import TimeEmbedding, check_dtype, validate_t
+from .layers import LabelEmbedding, TimeEmbedding, check_dtype, label_vector, validate_t
 
 # %% auto #0
 __all__ = ['CONDITIONINGS', 'modulate', 'InputProjection', 'SelfAttention', 'StructuredMLP', 'Block', 'OutputProjection',
@@ -103,17 +103,20 @@ class OutputProjection(nn.Module):
 # %% ../nbs/05_transformer.ipynb #3d3be09d
 class GaussianTransformer(nn.Module):
     """The paper's ε-network on GIR tokens: input MLP, `depth` FiLM (or adaLN-Zero) transformer blocks, output map.
-    `forward(x [B,N,F], t [B] int) -> [B,N,F]`; permutation-equivariant in N; `.config` rebuilds it."""
+    `forward(x [B,N,F], t [B] int, y [B] | None) -> [B,N,F]`; permutation-equivariant in N; `.config` rebuilds it.
+    `n_classes > 0` adds a class-label embedding to the time embedding (y = None or `n_classes`: no label)."""
     def __init__(self, n_features: int = 8, d_model: int = 512, depth: int = 8, n_heads: int = 8,
                  mlp_mults=(2, 4, 2), t_dim: int = 256, T: int = 1000, conditioning: str = "film",
-                 dropout: float = 0.0, check_inputs: bool = True):
+                 dropout: float = 0.0, n_classes: int = 0, check_inputs: bool = True):
         super().__init__()
         if conditioning not in CONDITIONINGS: raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {conditioning!r}")
         if min(n_features, d_model, depth, n_heads, t_dim, T) < 1: raise ValueError("sizes and T must be positive")
         self.config = dict(n_features=n_features, d_model=d_model, depth=depth, n_heads=n_heads,
-                           mlp_mults=tuple(mlp_mults), t_dim=t_dim, T=T, conditioning=conditioning, dropout=dropout)
-        self.n_features, self.T, self.check_inputs = n_features, T, check_inputs
+                           mlp_mults=tuple(mlp_mults), t_dim=t_dim, T=T, conditioning=conditioning, dropout=dropout,
+                           n_classes=n_classes)
+        self.n_features, self.T, self.n_classes, self.check_inputs = n_features, T, n_classes, check_inputs
         self.time = TimeEmbedding(d_model, t_dim)
+        self.label = LabelEmbedding(n_classes, d_model) if n_classes else None
         self.inp = InputProjection(n_features, d_model)
         self.blocks = nn.ModuleList(Block(d_model, n_heads, mlp_mults, conditioning, dropout) for _ in range(depth))
         self.out = OutputProjection(d_model, n_features, conditioning)
@@ -142,9 +145,9 @@ class GaussianTransformer(nn.Module):
         check_dtype(x, self.inp.net[0].weight)
         return validate_t(t, x.shape[0], self.T, self.check_inputs)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         t = self.check(x, t)
-        c = self.time(t)
+        c = self.time(t) + label_vector(self.label, y, len(x))
         h = self.inp(x)
         for block in self.blocks: h = block(h, c)
         return self.out(h, c)

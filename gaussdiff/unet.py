@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import TimeEmbedding, check_dtype, validate_t
+from .layers import LabelEmbedding, TimeEmbedding, check_dtype, label_vector, validate_t
 
 # %% auto #0
 __all__ = ['pad_to_32', 'crop_from_32', 'group_norm', 'ResBlock', 'AttnBlock', 'Downsample', 'Upsample', 'DownLevel', 'UpLevel',
@@ -115,19 +115,21 @@ class UpLevel(nn.Module):
 
 # %% ../nbs/06_unet.ipynb #61b65238
 class PixelUNet(nn.Module):
-    """DDPM U-Net ε-network on `[B,C,32,32]` images: `forward(x, t [B] int) -> [B,C,32,32]`; `.config` rebuilds it.
-    `PixelUNet.paper()` is DDPM's CIFAR-10 network (35.7M parameters)."""
+    """DDPM U-Net ε-network on `[B,C,32,32]` images: `forward(x, t [B] int, y [B] | None) -> [B,C,32,32]`; `.config`
+    rebuilds it. `PixelUNet.paper()` is DDPM's CIFAR-10 network (35.7M parameters); `n_classes > 0` adds labels (05)."""
     def __init__(self, channels: int = 3, base: int = 128, mults=(1, 2, 2, 2), n_res_blocks: int = 2,
                  attn_resolutions=(16,), dropout: float = 0.1, image_size: int = 32, T: int = 1000, groups: int = 32,
-                 check_inputs: bool = True):
+                 n_classes: int = 0, check_inputs: bool = True):
         super().__init__()
         if channels not in (1, 3): raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
         if image_size % 2 ** (len(mults) - 1): raise ValueError(f"image_size {image_size} must halve {len(mults) - 1} times")
         self.config = dict(channels=channels, base=base, mults=tuple(mults), n_res_blocks=n_res_blocks,
-                           attn_resolutions=tuple(attn_resolutions), dropout=dropout, image_size=image_size, T=T, groups=groups)
-        self.channels, self.image_size, self.T, self.check_inputs = channels, image_size, T, check_inputs
+                           attn_resolutions=tuple(attn_resolutions), dropout=dropout, image_size=image_size, T=T, groups=groups,
+                           n_classes=n_classes)
+        self.channels, self.image_size, self.T, self.n_classes, self.check_inputs = channels, image_size, T, n_classes, check_inputs
         temb = 4 * base
         self.time = TimeEmbedding(temb, base)
+        self.label = LabelEmbedding(n_classes, temb) if n_classes else None
         self.conv_in = nn.Conv2d(channels, base, 3, padding=1)
         skips, ch, res = [base], base, image_size  # channels of every saved skip, in order; current width; resolution
         self.down = nn.ModuleList()
@@ -172,11 +174,11 @@ class PixelUNet(nn.Module):
         check_dtype(x, self.conv_in.weight)
         return validate_t(t, x.shape[0], self.T, self.check_inputs)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         t = self.check(x, t)
         grey = x.shape[1] == 1 and self.channels == 3
         if grey: x = x.expand(-1, 3, -1, -1)
-        temb = self.time(t)
+        temb = self.time(t) + label_vector(self.label, y, len(x))
         h = self.conv_in(x)
         skips = [h]
         for level in self.down: h = level(h, temb, skips)
