@@ -70,7 +70,7 @@ def _two_class_data(n=256):
     return x, y
 
 
-def test_a_class_conditional_model_draws_the_asked_class_and_guidance_sharpens_it():
+def test_a_class_conditional_model_draws_the_asked_class_and_guidance_sharpens_it(one_torch_thread):
     torch.manual_seed(0)
     x, y = _two_class_data()
     sched = Schedule(T=50, kind="cosine")
@@ -102,7 +102,7 @@ def test_sample_labels_balanced_none_one_or_each():
     with pytest.raises(ValueError, match="without class labels"): sample_labels(3, 4, DataInfo("gir"))
 
 
-def test_smoke_recipe_trains_a_conditional_model_whose_checkpoint_samples_balanced_classes(tmp_path, tmp_data):
+def test_smoke_recipe_trains_a_conditional_model_whose_checkpoint_samples_balanced_classes(tmp_path, one_torch_thread):
     from gaussdiff.recipes import recipe, run, training_labels
     r = recipe("gir", "mnist", "smoke")
     assert r.model_kw["n_classes"] == 10 and recipe("gir", "sprites", "smoke").model_kw.get("n_classes") is None
@@ -122,3 +122,20 @@ def test_smoke_recipe_trains_a_conditional_model_whose_checkpoint_samples_balanc
 def test_old_metadata_without_classes_loads_as_unconditional():
     meta = DataInfo.from_dict({"space": "gir", "dataset": "mnist", "sample_shape": [24, 8]})
     assert meta.n_classes == 0 and meta.guidance == 1.0
+
+
+def test_sample_cli_draws_one_class_with_guidance_and_refuses_bad_labels(tmp_path, capsys, one_torch_thread):
+    import json
+    import numpy as np
+    from gaussdiff.recipes import run
+    from gaussdiff.sample import cli
+    run("gir", "mnist", "smoke", out_dir=tmp_path / "run", device="cpu", progress=False, preview=False)
+    ck = str(tmp_path / "run" / "ckpt.pt")
+    assert cli(["--ckpt", ck, "--steps", "4", "--n", "6", "--label", "3", "--guidance", "2.5", "--out", str(tmp_path / "s.npz"), "--device", "cpu"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["labels"] == "3" and report["guidance"] == 2.5
+    with np.load(tmp_path / "s.npz") as z: assert z["arr_0"].shape == (6, 28, 28, 1)
+    for bad, why in (("x", "balanced"), ("12", "classes in 0..9")):
+        assert cli(["--ckpt", ck, "--steps", "4", "--label", bad, "--out", str(tmp_path / "bad.png"), "--device", "cpu"]) == 2
+        assert why in capsys.readouterr().err
+    assert not (tmp_path / "bad.png").exists()
