@@ -49,9 +49,20 @@ def test_measure_lever_trains_for_the_budget_and_reuses_the_run(tmp_path, monkey
 
 def test_summarise_means_and_spreads_over_seeds():
     def res(lever, seed, conf, kid):
-        return LeverResult(lever, "", seed, 10, 1e9, 1.0, 5, 8, conf, 0.2, kid, 0.1, 3.0, 0.5, 0.5)
+        return LeverResult(lever, "", seed, 1.0, 10, 1e9, 1.0, 5, 8, conf, 0.2, kid, 0.1, 3.0, 0.5, 0.5)
     rows = summarise([res("a", 0, 0.2, 1.0), res("a", 1, 0.4, 0.5), res("b", 0, 0.5, 0.7)])
     assert [r["lever"] for r in rows] == ["b", "a"]  # sorted by confident share
     a = rows[1]
     assert a["seeds"] == 2 and a["confident"] == pytest.approx(0.3) and a["confident_spread"] == pytest.approx(0.2)
     assert a["kid"] == pytest.approx(0.75) and a["kid_spread"] == pytest.approx(0.5)
+
+
+def test_unconditional_and_class_label_levers_switch_labels_and_guidance():
+    from gaussdiff.recipes import recipe, training_labels
+    cond = recipe("gir", "mnist", "smoke")
+    plain = apply_lever(cond, LEVERS["unconditional"])
+    assert plain.model_kw["n_classes"] == 0 and plain.guidance == 1.0 and training_labels(plain) is None
+    assert {k: v for k, v in plain.model_kw.items() if k != "n_classes"} == {k: v for k, v in cond.model_kw.items() if k != "n_classes"}
+    gpu = recipe("gir", "mnist", "gpu")
+    labelled = apply_lever(gpu, LEVERS["class labels"])
+    assert "n_classes" not in gpu.model_kw and labelled.model_kw["n_classes"] == 10 and labelled.guidance > 1
