@@ -18,7 +18,7 @@ from .core import by_profile, check_writable_dir, cpu_threads, resolve_profile, 
 from .data import load_mnist, load_sprites
 from .metrics import classifier_kid, get_classifier, pixel_kid
 from .recipes import load_or_train
-from .sample import generate
+from .sample import balanced_labels, generate, model_output
 
 # %% auto #0
 __all__ = ['KID_TOLERANCE', 'LEVER_TOLERANCE', 'example_call', 'call_ms', 'Point', 'reference_set', 'scorer', 'settings',
@@ -36,14 +36,16 @@ def call_ms(models: dict, batch: int = 32, repeats: int = 7, rounds: int = 2) ->
     """Milliseconds per image of one denoiser call, for each loaded model `{name: (model, schedule, normalizer, meta)}`,
     on one CPU thread (on CUDA: strict float32): the fastest call of `repeats` in a warm block per model, the blocks
     alternating for `rounds` (a sampler calls one model many times in a row; interleaving single calls of two models
-    would charge each with the other's cache misses)."""
+    would charge each with the other's cache misses). A guided class-conditional model is timed as a sampling step
+    calls it: with and without its labels, one batch of twice the images (`model_output`)."""
     dev = next(next(iter(models.values()))[0].parameters()).device
     best = {name: float("inf") for name in models}
     with torch.no_grad(), cpu_threads(1, dev), tf32(False, dev):
         for _ in range(rounds):
             for name, loaded in models.items():
-                model, (x, t) = loaded[0], example_call(loaded, batch, dev)
-                r = time_calls({name: lambda: model(x, t)}, dev, repeats=repeats, warmup=3)[name]
+                model, meta, (x, t) = loaded[0], loaded[3], example_call(loaded, batch, dev)
+                y = balanced_labels(batch, meta.n_classes).to(dev) if meta.n_classes else None
+                r = time_calls({name: lambda: model_output(model, x, t, y, meta.guidance)}, dev, repeats=repeats, warmup=3)[name]
                 best[name] = min(best[name], r["ms_min"] / batch)
     return best
 

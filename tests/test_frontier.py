@@ -134,3 +134,18 @@ def test_cli_stdout_is_only_json_when_the_work_prints(tmp_path, capsys, monkeypa
     assert cli(["--profile", "smoke"]) == 0
     out = capsys.readouterr()
     assert json.loads(out.out) == {"n": 4} and "TRAINING IT NOW" in out.err
+
+
+def test_call_ms_charges_a_guided_model_both_of_its_calls():
+    "A guided class-conditional model costs two network passes per image and step: call_ms times what sampling calls."
+    from gaussdiff.transformer import GaussianTransformer
+    seen = []
+    model = GaussianTransformer.smoke(n_classes=10, T=10).eval()
+    model.register_forward_hook(lambda m, args, out: seen.append(len(args[0])))
+    sched = type("S", (), {"T": 10})()
+    guided, plain = DataInfo("gir", sample_shape=(6, 8), n_classes=10, guidance=2.0), DataInfo("gir", sample_shape=(6, 8), n_classes=10)
+    call_ms({"guided": (model, sched, None, guided)}, batch=4, repeats=2, rounds=1)
+    assert set(seen) == {8}  # 4 images with their labels and 4 with none, in one batch
+    seen.clear()
+    call_ms({"conditional": (model, sched, None, plain)}, batch=4, repeats=2, rounds=1)
+    assert set(seen) == {4}
