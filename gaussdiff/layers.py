@@ -77,7 +77,7 @@ def check_train_labels(labels, n: int, n_classes: int) -> torch.Tensor | None:
     if labels is None and n_classes: raise ValueError(f"the model is class-conditional (n_classes={n_classes}): pass labels=[M] class indices")
     if labels is None: return None
     if not n_classes: raise ValueError("labels were given but the model has no label embedding: build it with n_classes=...")
-    labels = check_labels(torch.as_tensor(labels) if not isinstance(labels, torch.Tensor) else labels, n, n_classes)
+    labels = check_labels(torch.as_tensor(labels), n, n_classes)  # a tensor passes through as it is
     if len(labels) and int(labels.max()) >= n_classes: raise ValueError(f"training labels must be classes 0..{n_classes - 1}, got {int(labels.max())}")
     return labels
 

@@ -114,6 +114,10 @@ def training_data(space: str, dataset: str = "mnist", n: int | None = None, n_sp
     """Clean training examples for a space: `(x [M,...], normalizer or None, DataInfo)`. GIR: normalised splats from
     the fit chapter's cache, the covariance written as `gir_features` ('cholesky' or 'shape', chapter 04) before
     the normaliser is fitted; pixel: the same images in [-1,1], 28×28 ones padded to 32×32 (chapter 06)."""
+    return _examples(space, dataset, n, n_splats, profile, verbose, gir_features)[:3]
+
+def _examples(space, dataset, n, n_splats, profile, verbose, gir_features):
+    "`training_data` and the examples' labels as loaded with them (None where the data set has none)."
     profile = resolve_profile(profile)
     if space == "gir":
         if gir_features not in GIR_FEATURES: raise ValueError(f"gir_features must be one of {GIR_FEATURES}, got {gir_features!r}")
@@ -127,13 +131,13 @@ def training_data(space: str, dataset: str = "mnist", n: int | None = None, n_sp
                         gir_features=gir_features, n_splats=int(x.shape[1]),
                         fit_psnr=float(torch.as_tensor(gir["psnr"]).float().mean()))
         _check_scale(dataset, len(x), profile)
-        return x, norm, meta
+        return x, norm, meta, gir.get("labels")
     if space != "pixel": raise ValueError(f"space must be one of {SPACES}, got {space!r}")
-    imgs = load_images(dataset, n, "train", verbose=verbose)[0]
+    imgs, labels = load_images(dataset, n, "train", verbose=verbose)
     x = pixels_to_model(pad_to_32(imgs))
     meta = DataInfo("pixel", dataset, tuple(imgs.shape[-2:]), int(imgs.shape[1]), tuple(x.shape[1:]), len(x), x0_clip=1.0)
     _check_scale(dataset, len(x), profile)
-    return x, None, meta
+    return x, None, meta, labels
 
 def _check_scale(dataset: str, n_train: int, profile: str):
     "The gpu profile means the paper's scale: say loudly when only the 4,000 offline MNIST digits stand in for 60,000."
@@ -164,18 +168,17 @@ def _config(r: Recipe, seed: int, budget: dict | None) -> TrainConfig:
     return dataclasses.replace(cfg, **{**{k: None for k in BUDGETS}, **budget})
 
 def recipe_data(r: Recipe, n: int | None = None, verbose: bool = True):
-    "`training_data` of recipe `r` (its `n` images unless `n` is given)."
-    return training_data(r.space, r.dataset, n if n is not None else r.n, r.n_splats, r.profile, verbose,
-                         gir_features=r.gir_features or "cholesky")
+    """`training_data` of recipe `r` (its `n` images unless `n` is given) and, for a class-conditional recipe, the
+    examples' labels, loaded with them (the GIR cache's, or the images'): `(x, normalizer, DataInfo, labels or None)`."""
+    x, norm, meta, y = _examples(r.space, r.dataset, n if n is not None else r.n, r.n_splats, r.profile, verbose,
+                                 r.gir_features or "cholesky")
+    if not r.model_kw.get("n_classes"): return x, norm, meta, None
+    if y is None: raise ValueError(f"{r.dataset} has no class labels: train it with an unconditional recipe (model_kw n_classes=0)")
+    return x, norm, meta, torch.as_tensor(np.asarray(y)).long()
 
 def training_labels(r: Recipe, n: int | None = None) -> torch.Tensor | None:
-    "The class of each training example of `r` (the GIR cache's labels, or the images'); None for an unconditional recipe."
-    if not r.model_kw.get("n_classes"): return None
-    n = n if n is not None else r.n
-    if r.space == "gir": y = _load_or_encode_gir(r.dataset, n, r.n_splats, r.profile, verbose=False).get("labels")
-    else: y = load_images(r.dataset, n, "train", verbose=False)[1]
-    if y is None: raise ValueError(f"{r.dataset} has no class labels: train it with an unconditional recipe (model_kw n_classes=0)")
-    return torch.as_tensor(np.asarray(y)).long()
+    "The class of each training example of `r`; None for an unconditional recipe."
+    return recipe_data(r, n, verbose=False)[3]
 
 def run(space: str, dataset: str = "mnist", profile: str = "auto", out_dir=None, resume: bool | str = "auto",
         budget: dict | None = None, n: int | None = None, conditioning: str | None = None, device="auto",
@@ -192,7 +195,7 @@ def run(space: str, dataset: str = "mnist", profile: str = "auto", out_dir=None,
     if ckpt_every is not None: cfg = dataclasses.replace(cfg, ckpt_every=ckpt_every)
     if resume == "auto": resume = _interrupted(out_dir / "ckpt.pt", r, cfg, conditioning, budget is not None)
     if resume and verbose: print(f"resuming the unfinished run in {out_dir}")
-    x, norm, meta = recipe_data(r, n, verbose)
+    x, norm, meta, labels = recipe_data(r, n, verbose)
     seed_everything(seed)  # the same seed gives the same initial weights, so runs (and resumes) are reproducible
     model_kw = dict(r.model_kw, **({"conditioning": conditioning} if conditioning else {}))
     model = make_model(r.space, r.profile, r.T, meta.channels, **model_kw)
@@ -206,7 +209,7 @@ def run(space: str, dataset: str = "mnist", profile: str = "auto", out_dir=None,
     return train(model, x, schedule, cfg, space=r.space, out_dir=out_dir, resume=resume, normalizer=norm, meta=meta,
                  preview_fn=preview_fn if preview else None, snapshot_fracs=r.snapshot_fracs,
                  snapshot_epochs=r.snapshot_epochs, device=device, progress=progress, overwrite=overwrite,
-                 labels=training_labels(r, n))
+                 labels=labels)
 
 # %% ../nbs/07b_recipes.ipynb #ad0a7965
 def diffusion_differs(ck: dict, r: Recipe) -> str | None:
