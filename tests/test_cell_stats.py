@@ -1,0 +1,27 @@
+"tools/cell_stats.py: the rule that decides which cells teach, on hand-made cells."
+import importlib.util, sys
+
+from conftest import ROOT
+
+spec = importlib.util.spec_from_file_location("cell_stats", ROOT / "tools" / "cell_stats.py")
+cs = sys.modules["cell_stats"] = importlib.util.module_from_spec(spec); spec.loader.exec_module(cs)
+
+
+def code(src, tags=()): return dict(cell_type="code", source=src, metadata=dict(tags=list(tags)))
+
+
+def test_teaching_rule():
+    assert cs.teaches(dict(cell_type="markdown", source="# idea", metadata={}))
+    assert cs.teaches(code("x = torch.randn(3)\nprint(x.mean())"))
+    assert not cs.teaches(code("profile = 'auto'", tags=["parameters"]))
+    assert not cs.teaches(code("#| export\nimport torch\nfrom torch import nn"))
+    checks = "def check(n):\n    if n < 0:\n        raise ValueError('n')\n    return n"
+    assert not cs.teaches(code(checks)), "3 of 4 lines are a check"
+    assert cs.teaches(code("def f(x):\n    if x is None: raise ValueError('x')\n    y = x + 1\n    z = y * 2\n    return z"))
+    assert not cs.teaches(code("ap = argparse.ArgumentParser()\nap.add_argument('--n')\nargs = ap.parse_args()"))
+
+
+def test_lines_and_median():
+    assert cs.lines_of(code("#| export\n# why\n\nx = 1\n  \ny = 2")) == ["x = 1", "y = 2"]
+    st = cs.stats(ROOT / "nbs" / "05_transformer.ipynb")
+    assert 0 < st.teaching <= st.cells and st.median_code_lines > 0
