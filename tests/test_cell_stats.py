@@ -4,7 +4,8 @@ import importlib.util, sys
 from conftest import ROOT
 
 spec = importlib.util.spec_from_file_location("cell_stats", ROOT / "tools" / "cell_stats.py")
-cs = sys.modules["cell_stats"] = importlib.util.module_from_spec(spec); spec.loader.exec_module(cs)
+cs = sys.modules["cell_stats"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(cs)
 
 
 def code(src, tags=()): return dict(cell_type="code", source=src, metadata=dict(tags=list(tags)))
