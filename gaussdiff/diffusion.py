@@ -125,16 +125,17 @@ class Schedule:
         if not self.min_snr_gamma: return torch.ones(len(t), device=t.device)
         return min_snr_weight(self.prediction, self.snr.to(t.device)[t], self.min_snr_gamma)
 
+    def draws(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        "The loss's random draws for a clean batch `x0 [B,...]`: t ~ U{0..T-1} per example, then ε ~ N(0, I) like x0."
+        t = torch.randint(0, self.T, (x0.shape[0],), generator=generator, device=x0.device)
+        return t, torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+
     def loss(self, model, x0: torch.Tensor, generator: torch.Generator | None = None, autocast=None,
-             rows: slice | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
+             labels: torch.Tensor | None = None, t: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
         """Ho et al.'s simplified objective on a clean batch `x0 [B,...]`: t ~ U{0..T-1}, ε ~ N(0, I), and the
         (weighted) mean squared error between `target` and `model(q_sample(x0, t, ε), t)`, run under `autocast` when given.
-        `rows`: the loss of those rows only, with the draws of the whole batch (one rank's share of a global batch, 07c);
-        `labels [B]`: class labels passed to the model as `model(x_t, t, labels)` (04a; "no label" already drawn)."""
-        t = torch.randint(0, self.T, (x0.shape[0],), generator=generator, device=x0.device)
-        noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-        if rows is not None: x0, t, noise = x0[rows], t[rows], noise[rows]
-        if rows is not None and labels is not None: labels = labels[rows]
+        `t`, `noise`: these draws instead of `draws(x0, generator)`; `labels [B]`: passed on as `model(x_t, t, labels)`."""
+        if t is None or noise is None: t, noise = self.draws(x0, generator)
         a = self._coef(self.alphas_cumprod, t, x0)
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
         with (autocast or contextlib.nullcontext()):

@@ -269,7 +269,10 @@ def _optimiser_step(run: _Run, data: torch.Tensor, labels: torch.Tensor | None, 
     idx = batch_indices(run.step, data.shape[0], cfg.batch_size, cfg.seed).to(run.device)
     gen = step_generator(cfg.seed, run.step, run.device)
     y = None if labels is None else drop_labels(labels[idx], cfg.label_dropout, run.model.n_classes, gen)
-    loss = run.schedule.loss(run.net, data[idx], gen, autocast(), rows=run.ranks.rows(len(idx)), labels=y)
+    t, noise = run.schedule.draws(data[idx], gen)  # the draws of the whole global batch ...
+    mine = run.ranks.rows(len(idx))                # ... of which this rank computes its rows
+    loss = run.schedule.loss(run.net, data[idx][mine], autocast=autocast(), labels=None if y is None else y[mine],
+                             t=t[mine], noise=noise[mine])
     if not torch.isfinite(loss): raise FloatingPointError(f"loss became {loss.item()} at step {run.step}")
     run.opt.zero_grad(set_to_none=True)
     if run.scaler is not None:

@@ -185,6 +185,8 @@ def test_loss_is_the_noise_prediction_error_of_q_sample():
     torch.testing.assert_close(loss, ((0.5 * xt - eps) ** 2).mean())
     with pytest.raises(ValueError, match="expected"):
         sched.loss(lambda xt, t: xt[:, :2], x0)
+    assert all(torch.equal(a, b) for a, b in zip(sched.draws(x0, torch.Generator().manual_seed(7)), (t, eps)))
+    torch.testing.assert_close(sched.loss(model, x0, t=t, noise=eps), loss)  # given draws: nothing drawn
 
 
 def test_normalizer_constant_feature_is_floored():
