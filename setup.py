@@ -1,9 +1,13 @@
-"""Packaging for gaussdiff: every setting is read from settings.ini (nbdev 2 convention)."""
+"""Packaging for gaussdiff: every setting is read from settings.ini (nbdev 2 convention), which MANIFEST.in puts in the sdist."""
 from configparser import ConfigParser
+from pathlib import Path
 import setuptools
 
+here = Path(__file__).resolve().parent   # not the working directory: a build may run from anywhere
+if not (here / "settings.ini").is_file():
+    raise SystemExit(f"setup.py: {here / 'settings.ini'} is missing; it holds every package setting (an sdist must carry it: see MANIFEST.in)")
 cfg = ConfigParser(delimiters=["="])
-cfg.read("settings.ini", encoding="utf-8")
+cfg.read(here / "settings.ini", encoding="utf-8")
 cfg = cfg["DEFAULT"]
 
 def reqs(key): return cfg.get(key, "").split()
@@ -18,6 +22,6 @@ setuptools.setup(
                     "dev": reqs("course_requirements") + reqs("dev_requirements")},
     entry_points={"console_scripts": cfg["console_scripts"].split(),
                   "nbdev": [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"]},
-    long_description=open("README.md", encoding="utf-8").read(), long_description_content_type="text/markdown",
+    long_description=(here / "README.md").read_text(encoding="utf-8"), long_description_content_type="text/markdown",
     zip_safe=False,
 )
