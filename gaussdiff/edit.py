@@ -23,7 +23,8 @@ def select_splats(splats: torch.Tensor, box=(0.0, 0.0, 1.0, 1.0), min_amplitude:
 
 def edit_splats(splats: torch.Tensor, mask: torch.Tensor | None = None, shift=(0.0, 0.0), scale: float = 1.0,
                 rotate: float = 0.0, colour=None, brightness: float = 1.0, centre=None) -> torch.Tensor:
-    """Move (`shift`, normalised units), scale, rotate (`rotate` degrees, counter-clockwise on screen) and recolour
+    """Move (`shift`, normalised units), scale, rotate (`rotate` degrees from x towards y, clockwise on
+    screen: `make_splats`' angle) and recolour
     (`colour=(r,g,b)` replaces the hue, keeping each splat's mean amplitude; `brightness` multiplies) the splats
     selected by `mask [...,N]` (all when None) of raw GIRs `[...,N,8]`, about `centre` (default: their mean position)."""
     if splats.shape[-1] != 8: raise ValueError(f"splats must be [...,N,8] raw GIRs, got {tuple(splats.shape)}")
@@ -33,7 +34,7 @@ def edit_splats(splats: torch.Tensor, mask: torch.Tensor | None = None, shift=(0
     if not mask.any(): return out
     sel = out[mask]  # [K, 8]
     th = math.radians(rotate)
-    A = scale * torch.tensor([[math.cos(th), math.sin(th)], [-math.sin(th), math.cos(th)]])
+    A = scale * torch.tensor([[math.cos(th), -math.sin(th)], [math.sin(th), math.cos(th)]])  # make_splats' R
     c = sel[:, 0:2].mean(0) if centre is None else torch.as_tensor(centre, dtype=out.dtype)
     sel[:, 0:2] = c + (sel[:, 0:2] - c) @ A.T + torch.as_tensor(shift, dtype=out.dtype)
     a, b, cc = sel[:, 2].double(), sel[:, 3].double(), sel[:, 4].double()  # float64: exact round trips

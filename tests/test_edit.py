@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from gaussdiff.edit import edit_splats, edit_widget, select_splats
+from gaussdiff.splats import make_splats
 
 
 def _gir(n=5, seed=0):
@@ -28,12 +29,23 @@ def test_edit_splats_geometry():
     torch.testing.assert_close(shifted[:, :2] - s[:, :2], torch.tensor([[0.1, -0.2]]).expand(5, 2))
     scaled = edit_splats(s, scale=2.0)
     torch.testing.assert_close(_sigma(scaled), 4 * _sigma(s), rtol=1e-4, atol=1e-7)
-    # an axis-aligned splat, wide along x, to the right of the centre: rotating 90° (counter-clockwise on screen,
-    # y pointing down) moves it above the centre and makes it tall
+    # an axis-aligned splat, wide along x, to the right of the centre: rotating 90° (from x towards y, clockwise on
+    # screen with y pointing down) moves it below the centre and makes it tall
     one = torch.tensor([[0.7, 0.5, math.log(0.2), 0.0, math.log(0.05), 1, 1, 1.0]])
     r = edit_splats(one, rotate=90.0, centre=(0.5, 0.5))
-    torch.testing.assert_close(r[0, :2], torch.tensor([0.5, 0.3]), rtol=0, atol=1e-6)
+    torch.testing.assert_close(r[0, :2], torch.tensor([0.5, 0.7]), rtol=0, atol=1e-6)
     torch.testing.assert_close(_sigma(r)[0], torch.diag(torch.tensor([0.05 ** 2, 0.2 ** 2])), rtol=1e-4, atol=1e-8)
+
+
+def test_edit_splats_turns_like_make_splats():
+    "One angle convention: rotate=d degrees turns a splat the way make_splats' angle radians(d) does (x towards y)."
+    for deg, centre in ((30.0, None), (-75.0, (0.3, 0.6))):
+        flat = make_splats([0.5, 0.4], 0.12, 0.03)  # angle 0: wide along x
+        turned = make_splats([0.5, 0.4], 0.12, 0.03, math.radians(deg))
+        if centre is not None:  # about another point the centre moves the same way: by R(deg) about it
+            th, c = math.radians(deg), torch.tensor(centre)
+            turned[:2] = c + torch.tensor([[math.cos(th), -math.sin(th)], [math.sin(th), math.cos(th)]]) @ (turned[:2] - c)
+        torch.testing.assert_close(edit_splats(flat[None], rotate=deg, centre=centre)[0], turned, rtol=1e-4, atol=1e-5)
 
 
 def test_edit_splats_selection_and_colour():
