@@ -60,8 +60,8 @@ def test_every_chapter_has_the_two_colab_cells_of_tools_colab_cells():
     "Issue 25: one script writes the Drive cell and the install cell (pinned to settings.ini's version) into every chapter."
     tool = _colab_tool()
     drive, install = tool.colab_cells()
-    version = configparser.ConfigParser(delimiters=["="]); version.read(ROOT / "settings.ini")
-    assert f"@v{version['DEFAULT']['version']}\"" in install and "@main" not in install   # the release, not a moving branch
+    cfg = configparser.ConfigParser(delimiters=["="]); cfg.read(ROOT / "settings.ini")
+    assert f"@v{cfg['DEFAULT']['version']}\"" in install and "@main" not in install   # the release, not a moving branch
     assert "%pip install" in install and "subprocess" not in install and "-q" not in install   # pip's own output, visible
     assert 'GIT_TERMINAL_PROMPT"] = "0"' in install and "GAUSSDIFF_SOURCE" in install and "Next step" in install
     assert 'drive.mount("/content/drive")' in drive and "GAUSSDIFF_DATA" in drive
