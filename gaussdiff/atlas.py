@@ -4,17 +4,19 @@
 
 # %% ../nbs/01a_atlas.ipynb #b343dd6c
 from __future__ import annotations
-import os, warnings
+import hashlib, os, warnings
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
-from .core import data_dir, fetch_deb
+from .core import data_dir, fetch_deb, repo_root
 
 # %% auto #0
-__all__ = ['CRAWL_PKG', 'CRAWL_SUBDIR', 'CRAWL_REGIONS', 'CRAWL_CUT_VERSION', 'find_crawl_tiles', 'atlas_boxes',
-           'cut_crawl_figures']
+__all__ = ['CRAWL_PKG', 'CRAWL_SUBDIR', 'CRAWL_REGIONS', 'CRAWL_CUT_VERSION', 'SHIPPED_SPRITES', 'SHIPPED_SHAPE',
+           'SHIPPED_SHA256', 'find_crawl_tiles', 'atlas_boxes', 'cut_crawl_figures', 'shipped_sprites_path',
+           'load_shipped_sprites']
 
 # %% ../nbs/01a_atlas.ipynb #a377b3e4
 CRAWL_PKG = "crawl-tiles-data"
@@ -131,3 +133,26 @@ def cut_crawl_figures(tiles_dir, size: int = 32, return_rejects: bool = False):
     figs = figs[_near_duplicates(figs)]
     if return_rejects: return figs, {k: np.stack(v) for k, v in rejects.items()}
     return figs
+
+# %% ../nbs/01a_atlas.ipynb #665c22dd
+SHIPPED_SPRITES = "sprites_crawl_cc0.npz"
+SHIPPED_SHAPE = (1556, 32, 32, 3)
+SHIPPED_SHA256 = "d2d16555fde6a415abd855023e71d77312aa3137403d7e252e3c933f7e540581"  # of the uint8 pixels
+
+def shipped_sprites_path() -> Path:
+    "The shipped cut: `gaussdiff/assets/` of an installed wheel, else `assets/` of the checkout."
+    for d in (Path(str(files("gaussdiff"))) / "assets", (repo_root() or Path("/nonexistent")) / "assets"):
+        if (d / SHIPPED_SPRITES).exists(): return d / SHIPPED_SPRITES
+    raise FileNotFoundError(f"{SHIPPED_SPRITES} is missing from this install; reinstall gaussdiff or pass load_sprites(path=...)")
+
+def load_shipped_sprites() -> np.ndarray:
+    "The shipped figures as uint8 `[1556,32,32,3]`, refused unless their shape and checksum are the published ones."
+    path = shipped_sprites_path()
+    try:
+        with np.load(path, allow_pickle=False) as z: x = z["x"]
+    except Exception as e:
+        raise ValueError(f"{path} is unreadable ({type(e).__name__}: {e}); restore it (git checkout or reinstall gaussdiff)") from None
+    if x.shape != SHIPPED_SHAPE or x.dtype != np.uint8 or hashlib.sha256(x.tobytes()).hexdigest() != SHIPPED_SHA256:
+        raise ValueError(f"{path} holds {x.dtype} {x.shape} with another checksum than the shipped cut; restore it "
+                         "(git checkout or reinstall gaussdiff) or, after changing the cutter, run tools/make_sprites_asset.py")
+    return x

