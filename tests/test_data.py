@@ -409,6 +409,6 @@ def test_chapter_01_runs_without_apt(tmp_path, monkeypatch):
     text = json.dumps(nb["cells"])
     assert "apt-get and dpkg were not found" in text and "64 sprites from the cut shipped with gaussdiff" in text
     results = json.loads((out / "results" / "01_data.json").read_text())
-    assert results["sprites"] == A.SHIPPED_SHAPE[0] and results["mnist_train"] == 4000
+    assert results["sprites"] == A.SHIPPED_SHAPE[0] and results["mnist_train"] in (4000, 60_000)   # 60,000 with torchvision online
     assert results["fashion_train"] == 60_000 or (results["fashion_train"] is None and "Fashion-MNIST skipped" in text)
-    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["mnist_5k.npz"]   # no Debian folders were made
+    assert not {"crawl-tiles", "fashion-mnist", "sprites_crawl.npz"} & {p.name for p in (tmp_path / "data").iterdir()}  # nothing from Debian
