@@ -24,6 +24,7 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) 
     emb = torch.cat([args.cos(), args.sin()], dim=-1)
     return F.pad(emb, (0, dim % 2))  # odd dim: one zero column
 
+# %% ../nbs/04a_layers.ipynb #5392f006
 class TimeEmbedding(nn.Module):
     "Sinusoidal features of t followed by Linear-SiLU-Linear: one conditioning vector `[B, d]` per image."
     def __init__(self, d_model: int, t_dim: int = 256):
@@ -47,11 +48,13 @@ def validate_t(t, batch: int, T: int, check_range: bool) -> torch.Tensor:
         if lo < 0 or hi >= T: raise ValueError(f"t must lie in [0, {T}) (the model was built with T={T}); got range [{lo}, {hi}]")
     return t
 
+# %% ../nbs/04a_layers.ipynb #38d8a4e9
 def capturing(x: torch.Tensor) -> bool:
     "True while torch.compile traces or a CUDA graph records (no host reads allowed then)."
     if torch.compiler.is_compiling(): return True
     return x.is_cuda and torch.cuda.is_current_streamcapturing()
 
+# %% ../nbs/04a_layers.ipynb #4a9d22c0
 def check_dtype(x: torch.Tensor, weight: torch.Tensor, name: str = "x"):
     "A floating `x` whose dtype matches the weights (or runs under autocast); a ValueError naming the cast otherwise."
     if not x.is_floating_point(): raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
@@ -72,6 +75,7 @@ def check_labels(y, batch: int, n_classes: int, device=None) -> torch.Tensor:
         raise ValueError(f"labels must be classes 0..{n_classes - 1} or {n_classes} (no label); got range [{int(y.min())}, {int(y.max())}]")
     return y.long()
 
+# %% ../nbs/04a_layers.ipynb #4714b181
 def check_train_labels(labels, n: int, n_classes: int) -> torch.Tensor | None:
     "Training labels `[n]` checked against the model: a model with `n_classes` needs them, one without refuses them."
     if labels is None and n_classes: raise ValueError(f"the model is class-conditional (n_classes={n_classes}): pass labels=[M] class indices")
@@ -81,12 +85,14 @@ def check_train_labels(labels, n: int, n_classes: int) -> torch.Tensor | None:
     if len(labels) and int(labels.max()) >= n_classes: raise ValueError(f"training labels must be classes 0..{n_classes - 1}, got {int(labels.max())}")
     return labels
 
+# %% ../nbs/04a_layers.ipynb #d9cfe691
 def drop_labels(y: torch.Tensor, p: float, n_classes: int, generator: torch.Generator | None = None) -> torch.Tensor:
     'A copy of labels `y` with a share `p` of them (drawn from `generator`) replaced by "no label" (`n_classes`).'
     if not 0 <= p <= 1: raise ValueError(f"the label dropout must be in [0, 1], got {p}")
     drop = torch.rand(y.shape, generator=generator, device=y.device) < p
     return torch.where(drop, torch.full_like(y, n_classes), y)
 
+# %% ../nbs/04a_layers.ipynb #5314d5a6
 class LabelEmbedding(nn.Module):
     'One learned vector `[B, d]` per class label (and one for "no label"), added to the time embedding.'
     def __init__(self, n_classes: int, d_model: int):
@@ -99,18 +105,19 @@ class LabelEmbedding(nn.Module):
     def forward(self, y, batch: int) -> torch.Tensor:
         return self.embed(check_labels(y, batch, self.n_classes, self.embed.weight.device))
 
+# %% ../nbs/04a_layers.ipynb #f3079987
 def label_vector(label: LabelEmbedding | None, y, batch: int):
     "The label's conditioning vector to add to the time embedding; 0 for a model without labels (which refuses any)."
     if label is not None: return label(y, batch)
     if y is not None: raise ValueError("this model was built without class labels (n_classes=0): sample it with labels=None")
     return 0
 
-
 # %% ../nbs/04a_layers.ipynb #3d5138f0
 def count_params(model: nn.Module) -> int:
     "Number of parameters (trainable or not)."
     return sum(p.numel() for p in model.parameters())
 
+# %% ../nbs/04a_layers.ipynb #66919c46
 def count_flops(model: nn.Module, *inputs) -> int:
     "FLOPs of one forward pass (2 per multiply-add) by `FlopCounterMode`, attention forced onto the MATH backend."
     from torch.utils.flop_counter import FlopCounterMode
@@ -118,7 +125,6 @@ def count_flops(model: nn.Module, *inputs) -> int:
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         model(*inputs)
     return int(counter.get_total_flops())
-
 
 # %% ../nbs/04a_layers.ipynb #f0588df1
 class TinyDenoiser(nn.Module):

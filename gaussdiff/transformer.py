@@ -18,10 +18,12 @@ __all__ = ['CONDITIONINGS', 'modulate', 'InputProjection', 'SelfAttention', 'Str
 # %% ../nbs/05_transformer.ipynb #87baf3d4
 CONDITIONINGS = ("film", "adaLN-Zero")
 
+# %% ../nbs/05_transformer.ipynb #bc64ba2b
 def modulate(h: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     "FiLM / adaLN modulation of tokens `h [B,N,d]` by per-image `shift, scale [B,d]`: h (1 + scale) + shift."
     return h * (1 + scale[:, None]) + shift[:, None]
 
+# %% ../nbs/05_transformer.ipynb #b0ca1650
 class InputProjection(nn.Module):
     "Each F-dim splat token -> d_model: Linear, SiLU, Linear, LayerNorm (the paper's two-layer MLP)."
     def __init__(self, n_features: int, d_model: int):
@@ -30,6 +32,7 @@ class InputProjection(nn.Module):
 
     def forward(self, x): return self.net(x)
 
+# %% ../nbs/05_transformer.ipynb #d37ca79c
 class SelfAttention(nn.Module):
     "Multi-head self-attention over the token set (no mask, no positions) with PyTorch's fused SDPA."
     def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0):
@@ -44,6 +47,7 @@ class SelfAttention(nn.Module):
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
         return self.proj(y.transpose(1, 2).reshape(B, N, d))
 
+# %% ../nbs/05_transformer.ipynb #aac0a6f1
 class StructuredMLP(nn.Module):
     "Token-wise MLP through widths d·(1, *mults, 1): the paper's '2×4×2×1' is d → 2d → 4d → 2d → d."
     def __init__(self, d_model: int, mults=(2, 4, 2), dropout: float = 0.0):
@@ -84,6 +88,7 @@ class Block(nn.Module):
         x = x + g1[:, None] * self.attn(modulate(self.norm1(x), sh1, sc1))
         return x + g2[:, None] * self.mlp(modulate(self.norm2(x), sh2, sc2))
 
+# %% ../nbs/05_transformer.ipynb #39f36b2b
 class OutputProjection(nn.Module):
     "Final norm (FiLM: affine LN; adaLN-Zero: modulated, zero-initialised) and the d_model -> F linear map."
     def __init__(self, d_model: int, n_features: int, conditioning: str = "film"):

@@ -24,6 +24,7 @@ def pad_to_32(x: torch.Tensor, value: float = 0.0) -> torch.Tensor:
     top, left = (32 - h) // 2, (32 - w) // 2
     return F.pad(x, (left, 32 - w - left, top, 32 - h - top), value=value)
 
+# %% ../nbs/06_unet.ipynb #ad413556
 def crop_from_32(x: torch.Tensor, size=(28, 28)) -> torch.Tensor:
     "Inverse of `pad_to_32`: cut the centred `size` back out of padded images `[B,C,H',W']` (32×32 for the U-Net)."
     h, w = size
@@ -38,6 +39,7 @@ def group_norm(channels: int, groups: int = 32) -> nn.GroupNorm:
     while channels % g: g -= 1
     return nn.GroupNorm(g, channels)
 
+# %% ../nbs/06_unet.ipynb #8f68e6af
 class ResBlock(nn.Module):
     "DDPM residual block: two 3×3 convs with GroupNorm/swish; the time embedding is added between them."
     def __init__(self, c_in: int, c_out: int, temb_dim: int, dropout: float = 0.0, groups: int = 32):
@@ -53,6 +55,7 @@ class ResBlock(nn.Module):
         h = self.conv2(self.drop(F.silu(self.norm2(h))))
         return self.skip(x) + h
 
+# %% ../nbs/06_unet.ipynb #16eca8ac
 class AttnBlock(nn.Module):
     "Single-head self-attention over all H·W positions, residual (DDPM's attention at 16×16)."
     def __init__(self, channels: int, groups: int = 32):
@@ -66,12 +69,14 @@ class AttnBlock(nn.Module):
         y = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]          # one head
         return x + self.proj(y.transpose(-1, -2).reshape(B, C, H, W))
 
+# %% ../nbs/06_unet.ipynb #7f0fa413
 class Downsample(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
     def forward(self, x): return self.conv(x)
 
+# %% ../nbs/06_unet.ipynb #1b178dc7
 class Upsample(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
@@ -98,6 +103,7 @@ class DownLevel(nn.Module):
             skips.append(h)
         return h
 
+# %% ../nbs/06_unet.ipynb #80725fb5
 class UpLevel(nn.Module):
     "One resolution of the up path: a ResBlock per skip it eats (concatenated on the channels), then an upsample unless last."
     def __init__(self, c_in: int, skip_channels: list[int], c_out: int, temb_dim: int, attend: bool, dropout: float,
