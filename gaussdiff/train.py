@@ -252,10 +252,8 @@ def _restore(run: _Run, meta) -> None:
     ck = read_checkpoint(run.ckpt_path)
     check_resume(ck, run.model, asdict(run.cfg), run.space, run.schedule, run.ckpt_path, meta, RESUMABLE_CHANGES)
     if ck["optimizer"] is None: raise ValueError(f"{run.ckpt_path} is a weights-only snapshot; it cannot be resumed")
-    run.model.load_state_dict(ck["model"])
-    run.ema.load_state_dict(ck["ema"])
-    run.opt.load_state_dict(ck["optimizer"])
-    run.lr_sched.load_state_dict(ck["scheduler"])
+    for part, key in ((run.model, "model"), (run.ema, "ema"), (run.opt, "optimizer"), (run.lr_sched, "scheduler")):
+        part.load_state_dict(ck[key])
     if run.scaler is not None and ck["scaler"] is not None: run.scaler.load_state_dict(ck["scaler"])
     set_rng_state(ck["rng"])
     run.step, run.elapsed, run.history = ck["step"], ck["elapsed_s"], ck["history"]
@@ -342,8 +340,7 @@ def _train(run: _Run, data: torch.Tensor, resume, labels, preview_fn, snapshot_f
 def _progress_bar(cfg, budget_steps, step, elapsed, progress):
     if not progress: return None
     from tqdm.auto import tqdm
-    if cfg.budget_minutes is None:
-        return tqdm(total=budget_steps, initial=step, desc="train", unit="step")
+    if cfg.budget_minutes is None: return tqdm(total=budget_steps, initial=step, desc="train", unit="step")
     return tqdm(total=round(cfg.budget_minutes * 60), initial=int(elapsed), desc="train", unit="s")
 
 def _advance(bar, cfg, step, elapsed, losses):
