@@ -7,8 +7,14 @@ from __future__ import annotations
 import argparse, contextlib, csv, json, sys, time
 from pathlib import Path
 
+# %% auto #0
+__all__ = ['VARIANTS', 'TABLE_COLUMNS', 'confident_share', 'gir_reconstructions', 'budget_of', 'evaluate_sampler',
+           'results_table', 'save_table_csv', 'evaluate_file', 'cli']
+
+# %% ../nbs/09a_compare.ipynb #d583abdd
 import torch
 
+# %% ../nbs/09a_compare.ipynb #16eb11f3
 from .checkpoint import DataInfo
 from .core import atomic_path, check_images, cpu_threads, tf32
 from .data import load_mnist, load_sprites
@@ -16,10 +22,6 @@ from .metrics import classifier_metrics, get_classifier, pixel_kid
 from .recipes import recipe, training_data
 from .train import BUDGETS
 from .sample import decode, generate, load_samples
-
-# %% auto #0
-__all__ = ['VARIANTS', 'TABLE_COLUMNS', 'confident_share', 'gir_reconstructions', 'budget_of', 'evaluate_sampler',
-           'results_table', 'save_table_csv', 'evaluate_file', 'cli']
 
 # %% ../nbs/09a_compare.ipynb #3b5a0157
 def confident_share(images, classifier, threshold: float = 0.9) -> dict:
@@ -52,10 +54,12 @@ def gir_reconstructions(dataset: str = "mnist", limit: int | None = None, profil
 VARIANTS = {"pixel U-Net": ("pixel", None, "recipe"), "GIR FiLM": ("gir", "film", "recipe"),
             "GIR adaLN-Zero": ("gir", "adaLN-Zero", "budget")}
 
+# %% ../nbs/09a_compare.ipynb #45e7d304
 def budget_of(config: dict) -> dict:
     "The budget fields of a stored TrainConfig."
     return {k: config.get(k) for k in BUDGETS if config.get(k) is not None}
 
+# %% ../nbs/09a_compare.ipynb #7f8c2b22
 def evaluate_sampler(model, schedule, normalizer, meta: DataInfo, reference, classifier=None, n: int = 64,
                      sampler: str = "ddpm", steps: int | None = None, seed: int = 0, batch_size: int = 256, **kid_kw):
     """Draw `n` images with `sampler`/`steps`, time it, and measure them against `reference`: `(row dict, images)`.
@@ -74,6 +78,7 @@ def evaluate_sampler(model, schedule, normalizer, meta: DataInfo, reference, cla
 TABLE_COLUMNS = ("model", "sampler", "steps", "confident", "fid", "kid", "kid_std", "precision", "recall", "sample_seconds",
                  "ms_per_image", "train_steps", "train_tflops", "train_minutes", "params", "n_fake", "n_real")
 
+# %% ../nbs/09a_compare.ipynb #d27a26a7
 def results_table(rows: list[dict], columns=TABLE_COLUMNS) -> str:
     "Rows of metrics as a markdown table (numbers rounded for reading; the JSON/CSV keep full precision)."
     def fmt(v):
@@ -84,6 +89,7 @@ def results_table(rows: list[dict], columns=TABLE_COLUMNS) -> str:
     lines += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
     return "\n".join(lines)
 
+# %% ../nbs/09a_compare.ipynb #f6e76989
 def save_table_csv(rows: list[dict], path, columns=TABLE_COLUMNS) -> Path:
     "Write rows as CSV (atomically), the columns of `columns` first, any others after."
     cols = [c for c in columns if any(c in r for r in rows)]
@@ -113,6 +119,7 @@ def evaluate_file(path, dataset: str = "mnist", n_ref: int = 1000, seed: int = 0
         return dict(samples=str(path), n=len(fake), reference=f"{len(ref)} Sprites drawn with seed {seed}", pixel_kid=k, pixel_kid_std=ks)
     raise ValueError(f"dataset must be 'mnist' or 'sprites', got {dataset!r}")
 
+# %% ../nbs/09a_compare.ipynb #40f35b9a
 def cli(argv: list[str] | None = None) -> int:
     "`gaussdiff eval SAMPLES.npz --dataset mnist`: classifier FID, KID, precision/recall and confident share as JSON."
     ap = argparse.ArgumentParser(prog="gaussdiff eval", description="score an .npz of samples (uint8 NHWC under arr_0)")

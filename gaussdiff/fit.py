@@ -7,18 +7,21 @@ from __future__ import annotations
 import math, os, time
 from dataclasses import dataclass, field
 
-import torch
-from tqdm.auto import tqdm
-
-from .core import check_images, device_name, get_device
-from .data import load_images
-
-from .splats import COL, N_FEATURES, quadratic_features, render, render_fast, render_window
-
 # %% auto #0
 __all__ = ['DEFAULT_LR', 'DEFAULT_LR_COLOUR', 'RELOCATE_AT', 'RELOCATE_FRAC', 'gaussian_window_matrix', 'SSIM', 'ssim', 'dssim',
            'psnr', 'init_splats', 'naive_fit', 'default_lr', 'relocate_weak_splats', 'default_steps', 'default_chunk',
            'FitResult', 'fit_splats', 'benchmark']
+
+# %% ../nbs/03_fit.ipynb #331005cb
+import torch
+from tqdm.auto import tqdm
+
+# %% ../nbs/03_fit.ipynb #9dbca9c4
+from .core import check_images, device_name, get_device
+from .data import load_images
+
+# %% ../nbs/03_fit.ipynb #765de174
+from .splats import COL, N_FEATURES, quadratic_features, render, render_fast, render_window
 
 # %% ../nbs/03_fit.ipynb #c6751f73
 def gaussian_window_matrix(n: int, size: int = 11, sigma: float = 1.5, device=None) -> torch.Tensor:
@@ -31,6 +34,7 @@ def gaussian_window_matrix(n: int, size: int = 11, sigma: float = 1.5, device=No
     for i in range(n - size + 1): m[i, i:i + size] = g
     return m.to(device)
 
+# %% ../nbs/03_fit.ipynb #94deeafa
 class SSIM:
     "Structural similarity per image (mean over channels and valid windows) with a cached window and target stats."
     C1, C2 = 0.01 ** 2, 0.03 ** 2
@@ -55,14 +59,17 @@ class SSIM:
         den = (mu_a ** 2 + mu_b ** 2 + self.C1) * (var_a + var_b + self.C2)
         return (num / den).flatten(1).mean(1)
 
+# %% ../nbs/03_fit.ipynb #b2645ed8
 def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     "SSIM `[B]` of images `[B,C,H,W]` in [0,1] (11×11 Gaussian window, σ=1.5, K=(0.01, 0.03), valid borders)."
     return SSIM(a.shape[-2:], a.device)(a, b)
 
+# %% ../nbs/03_fit.ipynb #94ac513b
 def dssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     "Structural dissimilarity `(1 - SSIM) / 2` per image `[B]`."
     return (1 - ssim(a, b)) / 2
 
+# %% ../nbs/03_fit.ipynb #ee45d3e7
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     "PSNR in dB per image `[B]` for images in [0,1] (`a` is clamped to [0,1] first)."
     mse = (a.clamp(0, 1) - b).square().flatten(1).mean(1)
@@ -103,8 +110,10 @@ DEFAULT_LR = {"position": 0.004, "log_scale": 0.2, "shear": 0.007, "colour": 0.2
 DEFAULT_LR_COLOUR = {"position": 0.003, "log_scale": 0.08, "shear": 0.005, "colour": 0.08}   # colour, 300 steps (Sprites)
 RELOCATE_AT, RELOCATE_FRAC = (0.2, 0.4, 0.6), 0.15
 
+# %% ../nbs/03_fit.ipynb #bf905d12
 def default_lr(channels: int) -> dict: return dict(DEFAULT_LR if channels == 1 else DEFAULT_LR_COLOUR)
 
+# %% ../nbs/03_fit.ipynb #bcc1ffba
 @torch.no_grad()
 def relocate_weak_splats(p, m, v, x, img, frac: float = RELOCATE_FRAC, sigma_px: float = 0.8,
                          generators: list | None = None) -> torch.Tensor:
@@ -129,6 +138,7 @@ def relocate_weak_splats(p, m, v, x, img, frac: float = RELOCATE_FRAC, sigma_px:
     v.scatter_(1, where, 0.0)
     return weak
 
+# %% ../nbs/03_fit.ipynb #afe43157
 def _lr_vector(lr: dict) -> torch.Tensor:
     "Per-feature learning rates `[8]` in the GIR layout from a dict of the four kinds of numbers (each finite, > 0)."
     missing = {"position", "log_scale", "shear", "colour"} - set(lr)
@@ -137,10 +147,12 @@ def _lr_vector(lr: dict) -> torch.Tensor:
     if bad: raise ValueError(f"learning rates must be finite numbers > 0, got {bad}")
     return torch.tensor([lr["position"]] * 2 + [lr["log_scale"], lr["shear"], lr["log_scale"]] + [lr["colour"]] * 3)
 
+# %% ../nbs/03_fit.ipynb #eb0f452b
 def default_steps(channels: int) -> int:
     "Optimiser steps for the default settings: grey digits converge far faster than colour pixel art."
     return 20 if channels == 1 else 300
 
+# %% ../nbs/03_fit.ipynb #4a15d8dc
 def default_chunk(device: torch.device) -> int:
     return 32 if device.type == "cpu" else 1024
 
@@ -156,6 +168,7 @@ class FitResult:
     @property
     def images_per_s(self) -> float: return len(self.psnr) / max(self.seconds, 1e-9)
 
+# %% ../nbs/03_fit.ipynb #55c66997
 def _check_fit_args(n_splats, steps, chunk, lam):
     if isinstance(n_splats, bool) or not isinstance(n_splats, int) or n_splats < 1:
         raise ValueError(f"n_splats must be an int >= 1, got {n_splats!r}")

@@ -20,6 +20,7 @@ COV = slice(2, 5)    # (a, b, c): L = [[exp(a), 0], [b, exp(c)]], Sigma = L L^T
 COL = slice(5, 8)    # (r, g, b) amplitude per channel
 FEATURE_GROUPS = {"position": POS, "covariance": COV, "colour": COL}
 
+# %% ../nbs/02_splats.ipynb #0f72d1e7
 def check_splats(splats: torch.Tensor, name: str = "splats") -> torch.Tensor:
     "Validate a GIR tensor `[B,N,8]` (a single `[N,8]` becomes `[1,N,8]`): floating point, non-empty, finite."
     if not isinstance(splats, torch.Tensor):
@@ -36,12 +37,14 @@ def check_splats(splats: torch.Tensor, name: str = "splats") -> torch.Tensor:
                          f"{sorted(set(torch.nonzero(~torch.isfinite(splats))[:, 2].tolist()))})")
     return splats
 
+# %% ../nbs/02_splats.ipynb #190c917c
 def cholesky_factor(splats: torch.Tensor) -> torch.Tensor:
     "The lower-triangular `L [...,2,2]` with exp diagonal from the covariance numbers `(a, b, c)`."
     a, b, c = splats[..., 2], splats[..., 3], splats[..., 4]
     zero = torch.zeros_like(a)
     return torch.stack([torch.stack([a.exp(), zero], -1), torch.stack([b, c.exp()], -1)], -2)
 
+# %% ../nbs/02_splats.ipynb #de3a95b1
 def covariance(splats: torch.Tensor) -> torch.Tensor:
     "Sigma = L L^T `[...,2,2]` in normalised units (x first, then y); positive definite for any real input."
     L = cholesky_factor(splats)
@@ -53,6 +56,7 @@ def covariance_to_cov_params(sigma: torch.Tensor) -> torch.Tensor:
     L = torch.linalg.cholesky(sigma)
     return torch.stack([L[..., 0, 0].log(), L[..., 1, 0], L[..., 1, 1].log()], -1)
 
+# %% ../nbs/02_splats.ipynb #5a1b75d9
 def make_splats(mu, sigma_major, sigma_minor=None, angle=0.0, colour=1.0) -> torch.Tensor:
     "Splats `[...,8]` from centre `mu [...,2]`, std devs along the ellipse axes, angle (radians, x towards y) and colour."
     mu = torch.as_tensor(mu, dtype=torch.get_default_dtype())
@@ -77,12 +81,14 @@ def pixel_centres(size: tuple[int, int], device=None, dtype=torch.float32) -> tu
     y = (torch.arange(h, device=device, dtype=dtype) + 0.5) / h
     return x, y
 
+# %% ../nbs/02_splats.ipynb #d34a16da
 def _check_size(size) -> tuple[int, int]:
     if isinstance(size, int): size = (size, size)
     if len(size) != 2 or any(int(s) != s or s < 1 for s in size):
         raise ValueError(f"size must be (H, W) with positive ints, got {size!r}")
     return int(size[0]), int(size[1])
 
+# %% ../nbs/02_splats.ipynb #1f9dede9
 def splat_footprints(splats: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     "Each splat's unnormalised Gaussian `exp(-1/2 v^T Sigma^-1 v)` on the pixel grid: `[B,N,H,W]`."
     x, y = pixel_centres(size, splats.device, splats.dtype)
@@ -93,6 +99,7 @@ def splat_footprints(splats: torch.Tensor, size: tuple[int, int]) -> torch.Tenso
     z2 = (vy[..., :, None] - splats[..., 3, None, None] * z1[..., None, :]) * torch.exp(-splats[..., 4, None, None].clamp(min=-80))
     return torch.exp(-0.5 * (z1[..., None, :] ** 2 + z2 ** 2))
 
+# %% ../nbs/02_splats.ipynb #fbd1da24
 def render(splats: torch.Tensor, size=(28, 28), channels: int = 3, clamp: bool = True,
            max_elements: int = 2 ** 25) -> torch.Tensor:
     "Images `[B,C,H,W]` = sum over splats of colour * unnormalised Gaussian; C=1 averages the three colours."
@@ -117,6 +124,7 @@ def quadratic_features(size: tuple[int, int], device=None, dtype=torch.float32) 
     xx, yy = xx.reshape(-1), yy.reshape(-1)
     return torch.stack([xx * xx, xx * yy, yy * yy, xx, yy, torch.ones_like(xx)]).to(device)
 
+# %% ../nbs/02_splats.ipynb #425e77b6
 def quadratic_coefficients(splats: torch.Tensor) -> torch.Tensor:
     "Per-splat coefficients `K [...,6]` of the exponent -1/2 v^T Sigma^-1 v as a polynomial in centred (x, y)."
     mx, my = splats[..., 0] - 0.5, splats[..., 1] - 0.5
@@ -126,6 +134,7 @@ def quadratic_coefficients(splats: torch.Tensor) -> torch.Tensor:
     return torch.stack([-0.5 * pxx, -pxy, -0.5 * pyy, pxx * mx + pxy * my, pyy * my + pxy * mx,
                         -0.5 * (pxx * mx * mx + 2 * pxy * mx * my + pyy * my * my)], -1)
 
+# %% ../nbs/02_splats.ipynb #c9a8846e
 class _SplatProduct(torch.autograd.Function):
     "image = colour^T exp(K Φ): two matrix products with a hand-fused backward (see the text above)."
     @staticmethod
@@ -143,6 +152,7 @@ class _SplatProduct(torch.autograd.Function):
         d_k = (d_e.view(-1, d_e.shape[-1]) @ phi.T).view(g.shape[0], g.shape[1], 6)
         return d_k, d_colour, None
 
+# %% ../nbs/02_splats.ipynb #195cd063
 def render_fast(splats: torch.Tensor, size=(28, 28), channels: int = 3, phi: torch.Tensor | None = None) -> torch.Tensor:
     "Unclamped `render(splats, size, channels, clamp=False)` as two matrix products; for fitting."
     h, w = size
@@ -184,6 +194,7 @@ def ellipse_params(splats: torch.Tensor, size=(28, 28), n_std: float = 2.0):
     cx, cy = splats[..., 0] * w - 0.5, splats[..., 1] * h - 0.5
     return torch.stack([cx, cy, wd, ht, angle], -1)
 
+# %% ../nbs/02_splats.ipynb #5055c23d
 def draw_ellipses(ax, splats: torch.Tensor, size=(28, 28), n_std: float = 2.0, color=None, lw: float = 0.8,
                   alpha: float = 0.9, max_splats: int | None = None):
     "Draw one image's splats `[N,8]` (or `[1,N,8]`) as `n_std` ellipses on a matplotlib axis showing the image."
