@@ -21,6 +21,7 @@ def select_splats(splats: torch.Tensor, box=(0.0, 0.0, 1.0, 1.0), min_amplitude:
     mu, amp = splats[..., 0:2], splats[..., 5:8].mean(-1)
     return (mu[..., 0] >= x0) & (mu[..., 0] <= x1) & (mu[..., 1] >= y0) & (mu[..., 1] <= y1) & (amp >= min_amplitude)
 
+# %% ../nbs/08a_edit.ipynb #1cc9520d
 def edit_splats(splats: torch.Tensor, mask: torch.Tensor | None = None, shift=(0.0, 0.0), scale: float = 1.0,
                 rotate: float = 0.0, colour=None, brightness: float = 1.0, centre=None) -> torch.Tensor:
     """Move (`shift`, normalised units), scale, rotate (`rotate` degrees from x towards y, clockwise on
@@ -65,6 +66,7 @@ def _side_by_side_png(imgs: torch.Tensor, box=None, upscale: int = 8) -> bytes:
     canvas.save(buf, format="PNG")
     return buf.getvalue()
 
+# %% ../nbs/08a_edit.ipynb #65877724
 def edit_widget(splats: torch.Tensor, size=(28, 28), min_amplitude: float = 0.05):
     """Interactive editor for one raw GIR `[N,8]`: select splats with a box, then move, scale, rotate and recolour
     them; the original (with the box) and the edit redraw live as one image (needs ipywidgets and a live kernel)."""

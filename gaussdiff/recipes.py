@@ -8,10 +8,16 @@ import argparse, contextlib, dataclasses, json, sys, warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+# %% auto #0
+__all__ = ['SPACES', 'CPU_BUDGET_FLOPS', 'CPU_GUIDANCE', 'PRESETS', 'Recipe', 'recipe', 'make_model', 'training_data', 'run_dir',
+           'recipe_data', 'training_labels', 'run', 'diffusion_differs', 'run_differs', 'load_or_train', 'cli']
+
+# %% ../nbs/07b_recipes.ipynb #8ee58a66
 import numpy as np
 import torch
 import torch.nn as nn
 
+# %% ../nbs/07b_recipes.ipynb #a5ae8c36
 from .core import by_profile, check_writable_dir, data_dir, plain, resolve_profile, seed_everything
 from .checkpoint import DataInfo, gir_features_of, schedule_info, load_checkpoint, read_checkpoint
 from .data import DATASETS, channels_of, load_images
@@ -23,17 +29,16 @@ from .train import BUDGETS, RESUMABLE_CHANGES, TrainConfig, TrainResult, train
 from .transformer import GaussianTransformer
 from .unet import PixelUNet, pad_to_32
 
-# %% auto #0
-__all__ = ['SPACES', 'CPU_BUDGET_FLOPS', 'CPU_GUIDANCE', 'PRESETS', 'Recipe', 'recipe', 'make_model', 'training_data', 'run_dir',
-           'recipe_data', 'training_labels', 'run', 'diffusion_differs', 'run_differs', 'load_or_train', 'cli']
-
 # %% ../nbs/07b_recipes.ipynb #48780964
 SPACES = ("gir", "pixel")
+
+# %% ../nbs/07b_recipes.ipynb #060151a2
 # The cpu profile's training budget for each MNIST model (Sprites: half): the same arithmetic for both spaces (about
 # 1,000 steps of the pixel U-Net or 8,600 of the GaussianTransformer), whatever the machine and its load.
 CPU_BUDGET_FLOPS = 1.2e13
 CPU_GUIDANCE = 2.0  # the cpu profile's classifier-free guidance scale for class-conditional models
 
+# %% ../nbs/07b_recipes.ipynb #44fc4d6c
 @dataclass(frozen=True)
 class Recipe:
     "Everything the course fixes for one training run: data, splats, schedule, feature form, model size and TrainConfig."
@@ -57,6 +62,7 @@ class Recipe:
         "The noise schedule, prediction and loss weighting this recipe trains with."
         return Schedule(T=self.T, kind=self.schedule, prediction=self.prediction, min_snr_gamma=self.min_snr_gamma)
 
+# %% ../nbs/07b_recipes.ipynb #942f187a
 def recipe(space: str, dataset: str = "mnist", profile: str = "auto") -> Recipe:
     """The course's recipe for a space/data set/profile; both spaces share one TrainConfig (optimiser, batch, LR, EMA,
     budget): the cpu profile's budget is in training FLOPs (`CPU_BUDGET_FLOPS`), the gpu profile's the paper's wall clock."""
@@ -92,6 +98,7 @@ def recipe(space: str, dataset: str = "mnist", profile: str = "auto") -> Recipe:
 # %% ../nbs/07b_recipes.ipynb #589e6737
 PRESETS = {"smoke": "smoke", "cpu": "cpu", "gpu": "paper", "rehearsal": "paper"}  # profile -> the model classes' preset constructors
 
+# %% ../nbs/07b_recipes.ipynb #063a769a
 def make_model(space: str, profile: str = "auto", T: int | None = None, channels: int | None = None, **overrides) -> nn.Module:
     """The profile's preset denoiser for a space (GaussianTransformer for GIRs, PixelUNet for pixels), built for
     the schedule's `T` and, for pixels, the data's `channels`; `overrides` replace preset constructor arguments."""
@@ -109,6 +116,7 @@ def _data_range(x: torch.Tensor, margin: float = 0.1):
     span = (hi - lo).clamp(min=1e-3)
     return [(lo - margin * span).tolist(), (hi + margin * span).tolist()]
 
+# %% ../nbs/07b_recipes.ipynb #faeb40e7
 def training_data(space: str, dataset: str = "mnist", n: int | None = None, n_splats: int | None = None,
                   profile: str = "auto", verbose: bool = True, gir_features: str = "cholesky"):
     """Clean training examples for a space: `(x [M,...], normalizer or None, DataInfo)`. GIR: normalised splats from
@@ -116,6 +124,7 @@ def training_data(space: str, dataset: str = "mnist", n: int | None = None, n_sp
     the normaliser is fitted; pixel: the same images in [-1,1], 28×28 ones padded to 32×32 (chapter 06)."""
     return _examples(space, dataset, n, n_splats, profile, verbose, gir_features)[:3]
 
+# %% ../nbs/07b_recipes.ipynb #79ccdc4c
 def _examples(space, dataset, n, n_splats, profile, verbose, gir_features):
     "`training_data` and the examples' labels as loaded with them (None where the data set has none)."
     profile = resolve_profile(profile)
@@ -139,6 +148,7 @@ def _examples(space, dataset, n, n_splats, profile, verbose, gir_features):
     _check_scale(dataset, len(x), profile, n)
     return x, None, meta, labels
 
+# %% ../nbs/07b_recipes.ipynb #30715c0e
 def _check_scale(dataset: str, n_train: int, profile: str, n_asked: int | None = None):
     """The gpu profile means the paper's scale: say loudly when only the 4,000 offline MNIST digits stand in for
     60,000, not when the caller asked for a smaller `n_asked` and got it."""
@@ -147,6 +157,7 @@ def _check_scale(dataset: str, n_train: int, profile: str, n_asked: int | None =
                       "torchvision and a network (pip install torchvision; then gaussdiff data --rebuild). Numbers "
                       "from this run are not paper-scale.", stacklevel=3)
 
+# %% ../nbs/07b_recipes.ipynb #bd9e318d
 def _load_or_encode_gir(dataset, n, n_splats, profile, verbose):
     "The first `n` GIRs from any cache of the fit chapter with the profile's fit settings (e.g. 03's), else fit them now."
     steps = profile_fit_kw(profile, channels_of(dataset)).get("steps")
@@ -161,6 +172,7 @@ def run_dir(space: str, dataset: str = "mnist", profile: str = "auto", condition
     name = f"{dataset}-{space}" if space == "pixel" or conditioning in (None, "film") else f"{dataset}-{space}-{conditioning}{tag}"
     return data_dir() / "runs" / f"{name}-{resolve_profile(profile)}"
 
+# %% ../nbs/07b_recipes.ipynb #6a46849d
 def _config(r: Recipe, seed: int, budget: dict | None) -> TrainConfig:
     "The recipe's TrainConfig with `seed`; a given `budget` replaces the recipe's budget as a whole."
     cfg = dataclasses.replace(r.cfg, seed=seed)
@@ -168,6 +180,7 @@ def _config(r: Recipe, seed: int, budget: dict | None) -> TrainConfig:
     if set(budget) - set(BUDGETS): raise ValueError(f"budget keys must be among {BUDGETS}, got {sorted(budget)}")
     return dataclasses.replace(cfg, **{**{k: None for k in BUDGETS}, **budget})
 
+# %% ../nbs/07b_recipes.ipynb #fbfb212d
 def recipe_data(r: Recipe, n: int | None = None, verbose: bool = True):
     """`training_data` of recipe `r` (its `n` images unless `n` is given) and, for a class-conditional recipe, the
     examples' labels, loaded with them (the GIR cache's, or the images'): `(x, normalizer, DataInfo, labels or None)`."""
@@ -177,10 +190,12 @@ def recipe_data(r: Recipe, n: int | None = None, verbose: bool = True):
     if y is None: raise ValueError(f"{r.dataset} has no class labels: train it with an unconditional recipe (model_kw n_classes=0)")
     return x, norm, meta, torch.as_tensor(np.asarray(y)).long()
 
+# %% ../nbs/07b_recipes.ipynb #1abbdeae
 def training_labels(r: Recipe, n: int | None = None) -> torch.Tensor | None:
     "The class of each training example of `r`; None for an unconditional recipe."
     return recipe_data(r, n, verbose=False)[3]
 
+# %% ../nbs/07b_recipes.ipynb #f16d2ba8
 def run(space: str, dataset: str = "mnist", profile: str = "auto", out_dir=None, resume: bool | str = "auto",
         budget: dict | None = None, n: int | None = None, conditioning: str | None = None, device="auto",
         seed: int = 0, preview: bool = True, progress: bool = True, verbose: bool = True, overwrite: bool = True,
@@ -221,6 +236,7 @@ def diffusion_differs(ck: dict, r: Recipe) -> str | None:
     if r.space == "gir" and old != r.gir_features: return f"gir_features {old!r} != {r.gir_features!r}"
     return None
 
+# %% ../nbs/07b_recipes.ipynb #d6e21aad
 def run_differs(ck: dict, r: Recipe, cfg: TrainConfig, conditioning: str | None = None, budget: bool = False) -> str | None:
     """Why a cached checkpoint is not a finished run of recipe `r` with `cfg` (None when it is). The budget counts
     only when `budget` (a recipe run reused with another budget is still that run)."""
@@ -237,6 +253,7 @@ def run_differs(ck: dict, r: Recipe, cfg: TrainConfig, conditioning: str | None 
     if data: return f"training data differs ({', '.join(data)})"
     return diffusion_differs(ck, r)
 
+# %% ../nbs/07b_recipes.ipynb #2cc8e9ec
 def _interrupted(path: Path, r: Recipe, cfg: TrainConfig, conditioning: str | None, budget: bool) -> bool:
     "True when `path` holds an unfinished checkpoint of exactly this run: resume it instead of starting over."
     if not path.exists(): return False
@@ -244,6 +261,7 @@ def _interrupted(path: Path, r: Recipe, cfg: TrainConfig, conditioning: str | No
     except ValueError: return False
     return not ck.get("finished") and run_differs(dict(ck, finished=True), r, cfg, conditioning, budget) is None
 
+# %% ../nbs/07b_recipes.ipynb #fddb2f97
 def load_or_train(space: str, dataset: str = "mnist", profile: str = "auto", device="auto", conditioning: str | None = None,
                   budget: dict | None = None, seed: int = 0, tag: str = "", recipe_: Recipe | None = None, out_dir=None,
                   train_budget: dict | None = None, **run_kw):
