@@ -11,10 +11,12 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['PROFILES', 'COMMANDS', 'resolve_profile', 'by_profile', 'get_device', 'bf16_native', 'device_name', 'seed_everything',
-           'check_images', 'make_grid', 'show_grid', 'save_grid', 'atomic_path', 'check_writable_dir',
-           'save_torch_atomic', 'plain', 'save_json', 'repo_root', 'data_dir', 'save_fig', 'save_results', 'fetch_deb',
-           'cpu_threads', 'tf32', 'course_notebooks', 'has_parameters_cell', 'run_course', 'write_summary', 'main']
+__all__ = ['PROFILES', 'MINUTES_MACHINE', 'CHAPTERS', 'PARTS', 'COMMANDS', 'resolve_profile', 'by_profile', 'get_device',
+           'bf16_native', 'device_name', 'seed_everything', 'check_images', 'make_grid', 'show_grid', 'save_grid',
+           'atomic_path', 'check_writable_dir', 'save_torch_atomic', 'plain', 'save_json', 'repo_root', 'data_dir',
+           'save_fig', 'figure_images', 'save_results', 'fetch_deb', 'cpu_threads', 'tf32', 'Chapter', 'chapter',
+           'fmt_minutes', 'path_map_markdown', 'announce', 'code_cell_numbers', 'ChapterProgress', 'course_notebooks',
+           'has_parameters_cell', 'run_course', 'write_summary', 'site_page', 'write_site', 'write_site_index', 'main']
 
 # %% ../nbs/00_core.ipynb #71933f00
 PROFILES = ("smoke", "cpu", "gpu", "rehearsal")
@@ -188,7 +190,15 @@ def save_fig(fig, name: str, out_dir=None, dpi: int = 120) -> Path | None:
     if out_dir is None: return None
     path = Path(out_dir) / "figures" / f"{name}.png"
     with atomic_path(path) as tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+    images = figure_images(fig)
+    if images:  # the pixels shown, beside the png: tools/make_figures.py redraws the README's figures from them
+        with atomic_path(path.with_suffix(".npz")) as tmp, open(tmp, "wb") as f: np.savez_compressed(f, **images)
     return path
+
+def figure_images(fig) -> dict[str, np.ndarray]:
+    "The images a figure shows, as displayed (colour map and limits applied): uint8 RGB arrays named `ax<i>_im<j>`."
+    return {f"ax{i}_im{j}": np.asarray(im.to_rgba(im.get_array(), bytes=True))[..., :3]
+            for i, ax in enumerate(fig.axes) for j, im in enumerate(ax.get_images())}
 
 def save_results(name: str, results: dict, out_dir=None) -> Path | None:
     "Save a chapter's machine-readable results as `out_dir/results/name.json` when `out_dir` is set."
@@ -246,6 +256,160 @@ def tf32(enabled: bool, device="cuda"):
     finally: torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
+# %% ../nbs/00_core.ipynb #68468e91
+from dataclasses import dataclass
+
+@dataclass(frozen=True)
+class Chapter:
+    "One notebook of the course: what it teaches, what it builds on, its measured minutes per profile."
+    stem: str                  # the notebook's file name without `.ipynb`
+    part: str                  # "core" (the paper's ideas), "appendix" (engineering) or "research"
+    teaches: str
+    needs: tuple[str, ...] = ()  # chapter numbers it builds on (the appendix's plumbing is not listed in the core path)
+    smoke: float | None = None   # minutes; None: not measured
+    cpu: float | None = None
+    cpu_note: str = ""         # where a cpu time comes from when it is not this table's own run
+
+    @property
+    def number(self) -> str: return self.stem.split("_")[0]
+
+    def minutes(self, profile: str) -> float | None:
+        return {"smoke": self.smoke, "cpu": self.cpu}.get(profile)
+
+# %% ../nbs/00_core.ipynb #10ac27a4
+MINUTES_MACHINE = "2 shared CPU cores (AMD EPYC, torch CPU build), other jobs running: loaded, so upper bounds"
+
+CHAPTERS = (
+    Chapter("00_fast_track", "core", "the whole idea on one screen: MNIST → 24-splat GIRs → a small ε-network, a "
+            "15-line training loop and a 10-line DDPM sampler → digits and the materialisation strip",
+            cpu=5.0, cpu_note="the chapter's target"),
+    Chapter("02_splats", "core", "the GIR: 8 numbers per splat, Σ positive definite by construction; the exact "
+            "renderer and two fast ones (eq. 1–3)"),
+    Chapter("03_fit", "core", "fitting splats to an image: the naive fitter, then a batched L1 + DSSIM one; "
+            "Table 1 and why 150 splats", ("02",)),
+    Chapter("04_noise", "core", "noise in splat space: linear and cosine schedules, the ε-loss, feature "
+            "normalisation; Fig 1 and Fig 2", ("02", "03")),
+    Chapter("04a_layers", "core", "the parts of an ε-network: time embedding, class labels for guidance, "
+            "FLOP and parameter counts, the simplest ε-network", ("04",)),
+    Chapter("05_transformer", "core", "the GaussianTransformer as described (FiLM) and an adaLN-Zero variant; "
+            "its real size and FLOPs", ("04a",)),
+    Chapter("06_unet", "core", "DDPM's U-Net, the pixel baseline; its size and FLOPs", ("04a",)),
+    Chapter("07_train", "core", "training: the bare loop (noise, loss, backward, step), then the trainer's "
+            "LR schedule, EMA and exact resume", ("04", "05", "06")),
+    Chapter("07b_recipes", "core", "the cpu recipe against the paper's (24 splats, cosine, shape features, "
+            "labels + guidance); both models on the same FLOP budget; Fig 8", ("03", "07")),
+    Chapter("08_sample", "core", "sampling: the bare DDPM loop, then DDIM, DPM-Solver++ and classifier-free "
+            "guidance; Fig 5, Fig 6 (materialisation), Fig 7", ("04", "07b")),
+    Chapter("08a_edit", "core", "editing a generated GIR: select splats, move, scale, rotate, recolour",
+            ("02", "08")),
+    Chapter("09_metrics", "core", "scoring samples: a digit classifier's FID/KID, precision/recall and "
+            "confident share, checked against torchmetrics"),
+    Chapter("09a_compare", "core", "the GIR ceiling and the equal-budget comparison: tables and "
+            "quality-vs-training curves", ("07b", "08", "09")),
+    Chapter("10_timing", "core", "FLOPs and time per step on any device; Table 2", ("05", "06", "08")),
+    Chapter("00_core", "appendix", "profiles, devices, seeds, image grids, atomic writes, the course runner, "
+            "the CLI and this table"),
+    Chapter("01_data", "appendix", "MNIST, Sprites and Fashion-MNIST, offline (IDX files, Debian packages)"),
+    Chapter("01a_atlas", "appendix", "cutting whole 32×32 figures out of the Dungeon Crawl tile atlases"),
+    Chapter("03a_cache", "appendix", "GIR caches of whole data sets: atomic, resumable, shared over ranks; "
+            "`gaussdiff fit`", ("03",)),
+    Chapter("07a_checkpoint", "appendix", "the checkpoint format, typed run facts and a loader that only "
+            "builds the course's own models", ("07",)),
+    Chapter("07c_distributed", "appendix", "the same training and fitting on K ranks: torchrun, DDP, one "
+            "writer, one clock", ("03a", "07")),
+    Chapter("09b_levers", "research", "recipe levers (labels, target, min-SNR, size, batch, splats, "
+            "conditioning, budget) and the guidance scale at equal FLOPs", ("07b", "09")),
+    Chapter("10a_frontier", "research", "sample quality against sampling cost for every sampler of both "
+            "spaces; Table 2 at equal quality", ("08", "09", "10")),
+)
+
+def chapter(stem_or_number: str) -> Chapter | None:
+    "The table's row for a notebook (`07b_recipes`, `07b_recipes.ipynb` or `07b`), None for one it does not list."
+    key = Path(stem_or_number).stem
+    return next((c for c in CHAPTERS if key in (c.stem, c.number)), None)
+
+# %% ../nbs/00_core.ipynb #c91ab7d3
+PARTS = {"core": "The core path: the paper's ideas, in order",
+         "appendix": "The engineering appendix: what the core chapters stand on",
+         "research": "Research extensions: past the paper"}
+
+def fmt_minutes(m: float | None) -> str:
+    return "not measured" if m is None else ("< 0.1" if m < 0.1 else f"{m:.1f}")
+
+def path_map_markdown(chapters=CHAPTERS) -> str:
+    "The README's path map: one table per part; minutes as measured (see `MINUTES_MACHINE`)."
+    out = []
+    for part, title in PARTS.items():
+        out += [f"**{title}**", "", "| chapter | what it teaches | needs | smoke min | cpu min |", "|---|---|---|---|---|"]
+        for c in (c for c in chapters if c.part == part):
+            cpu = fmt_minutes(c.cpu) + (f" ({c.cpu_note})" if c.cpu_note else "")
+            out.append(f"| [{c.stem}](nbs/{c.stem}.ipynb) | {c.teaches} | {', '.join(c.needs) or '–'} "
+                       f"| {fmt_minutes(c.smoke)} | {cpu} |")
+        out.append("")
+    return "\n".join(out + [f"Minutes measured with `make course` on {MINUTES_MACHINE}."])
+
+# %% ../nbs/00_core.ipynb #b640c2e5
+import logging, threading
+
+def announce(nb_name: str, profile: str) -> str:
+    "The line printed before a chapter starts, with its expected minutes at `profile` from `CHAPTERS`."
+    c = chapter(nb_name)
+    m = c.minutes(profile) if c else None
+    expect = "expected time not measured" if m is None else f"expected ≈ {fmt_minutes(m)} min"
+    return f"[course] {nb_name} (profile={profile}, {expect}) ..."
+
+def code_cell_numbers(nb_path, injected: bool) -> list[int]:
+    "1-based positions of the code cells as papermill runs them (`injected`: its parameters cell after ours)."
+    cells = json.loads(Path(nb_path).read_text())["cells"]
+    kinds = []
+    for c in cells:
+        kinds.append(c["cell_type"])
+        if injected and "parameters" in c.get("metadata", {}).get("tags", []): kinds.append("code")
+    return [i + 1 for i, k in enumerate(kinds) if k == "code"]
+
+# %% ../nbs/00_core.ipynb #195bcc87
+class ChapterProgress(logging.Handler):
+    "Prints `[course] NAME: cell k/K, m min` as papermill starts each code cell, and a heartbeat while one runs."
+    def __init__(self, name: str, code_cells: list[int], expected: float | None = None,
+                 every_s: float = 60.0, stream=None):
+        super().__init__(logging.INFO)
+        self.name, self.cells, self.expected, self.every_s = name, code_cells, expected, every_s
+        self.stream, self.k, self.t0 = stream or sys.stdout, 0, time.time()
+        self._stop = threading.Event()
+
+    def line(self, what: str) -> str:
+        of = f" of ≈ {fmt_minutes(self.expected)}" if self.expected is not None else ""
+        return f"[course] {self.name}: {what} {self.k}/{len(self.cells)}, {(time.time() - self.t0) / 60:.1f}{of} min"
+
+    def say(self, what: str):
+        print(self.line(what), file=self.stream, flush=True)
+
+    def emit(self, record):
+        msg = record.getMessage()  # papermill logs "Executing Cell 12-----" when log_output is on
+        if msg.startswith("Executing Cell "):
+            number = int(msg[len("Executing Cell "):].strip("- "))
+            if number in self.cells:
+                self.k = self.cells.index(number) + 1
+                self.say("cell")
+
+    def _beat(self):
+        while not self._stop.wait(self.every_s): self.say("still running cell")
+
+    def __enter__(self):
+        log = logging.getLogger("papermill")
+        self._saved = log.level, log.propagate
+        log.setLevel(logging.INFO)
+        log.propagate = False  # its own copies of the notebook's output would print twice
+        log.addHandler(self)
+        threading.Thread(target=self._beat, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        log = logging.getLogger("papermill")
+        log.removeHandler(self)
+        log.level, log.propagate = self._saved
+
 # %% ../nbs/00_core.ipynb #b8e12dcd
 def course_notebooks(nbs_dir) -> list[Path]:
     "`index.ipynb` followed by the numbered chapters, in order."
@@ -277,16 +441,22 @@ def run_course(profile: str = "auto", out="outputs", only: list[str] | None = No
     for nb in nbs:
         t0 = time.time()
         status = "ok"
-        print(f"[course] {nb.name} (profile={profile}) ...", flush=True)
+        print(announce(nb.name, profile), flush=True)
         params = dict(profile=profile, out_dir=str(out)) if has_parameters_cell(nb) else {}
+        expected = chapter(nb.name).minutes(profile) if chapter(nb.name) else None
         try:
-            pm.execute_notebook(str(nb), str(out / nb.name), parameters=params,
-                                kernel_name="python3", cwd=str(nb.parent), progress_bar=False)
+            with ChapterProgress(nb.name, code_cell_numbers(nb, bool(params)), expected):
+                pm.execute_notebook(str(nb), str(out / nb.name), parameters=params, kernel_name="python3",
+                                    cwd=str(nb.parent), progress_bar=False, log_output=True,
+                                    stdout_file=sys.stdout, stderr_file=sys.stderr)  # the notebook's prints, live
         except Exception as e:  # keep going: one failing chapter should not hide the others' results
             status = f"FAILED: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
         rows.append((nb.name, status, time.time() - t0))
         print(f"[course] {nb.name}: {status} in {rows[-1][2]:.1f}s", flush=True)
     write_summary(out, profile, rows)
+    try: print(f"[course] site: {write_site(out, [r[0] for r in rows], profile)}", flush=True)
+    except Exception as e:  # the executed notebooks are the results; a page that fails to convert loses none
+        print(f"[course] site not written ({type(e).__name__}: {e})", file=sys.stderr, flush=True)
     failed = [r for r in rows if r[1] != "ok"]
     if failed: raise RuntimeError(f"{len(failed)} notebook(s) failed: {[r[0] for r in failed]}; see {out}")
     return out
@@ -302,6 +472,43 @@ def write_summary(out: Path, profile: str, rows) -> Path:
     path = out / "summary.md"
     with atomic_path(path) as tmp: tmp.write_text("\n".join(lines))
     return path
+
+# %% ../nbs/00_core.ipynb #f0e63f1f
+def site_page(nb_name: str) -> str:
+    "The HTML page of an executed notebook (`index.ipynb`, the course's introduction, is `introduction.html`)."
+    stem = Path(nb_name).stem
+    return "introduction.html" if stem == "index" else f"{stem}.html"
+
+def write_site(out, nb_names, profile: str) -> Path:
+    "Convert the executed notebooks `nb_names` in `out` to `out/site/*.html`; (re)write the site's index page."
+    from nbconvert import HTMLExporter
+    out, exporter = Path(out), HTMLExporter(template_name="lab")
+    for name in nb_names:
+        if not (out / name).exists(): continue
+        body, _ = exporter.from_filename(str(out / name))
+        with atomic_path(out / "site" / site_page(name)) as tmp: tmp.write_text(body, encoding="utf-8")
+    return write_site_index(out / "site", profile)
+
+# %% ../nbs/00_core.ipynb #622b3909
+def write_site_index(site: Path, profile: str) -> Path:
+    "`site/index.html`: the chapters whose pages exist, in the path map's three parts, each with what it teaches."
+    import html
+    pages = {p.name for p in site.glob("*.html")} - {"index.html"}
+    body = [f"<h1>gaussdiff — the executed course, profile <code>{profile}</code></h1>"]
+    if "introduction.html" in pages: body.append('<p><a href="introduction.html">Introduction (index)</a></p>')
+    listed = {"introduction.html"}
+    for part, title in PARTS.items():
+        items = [c for c in CHAPTERS if c.part == part and f"{c.stem}.html" in pages]
+        if items: body += [f"<h2>{html.escape(title)}</h2>", "<ul>"] + [
+            f'<li><a href="{c.stem}.html">{c.stem}</a>: {html.escape(c.teaches)}</li>' for c in items] + ["</ul>"]
+        listed |= {f"{c.stem}.html" for c in items}
+    if pages - listed: body += ["<h2>Other notebooks</h2>", "<ul>"] + [
+        f'<li><a href="{p}">{Path(p).stem}</a></li>' for p in sorted(pages - listed)] + ["</ul>"]
+    page = "\n".join(['<!doctype html><html><head><meta charset="utf-8"><title>gaussdiff course</title>',
+                      "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}</style></head><body>",
+                      *body, "</body></html>"])
+    with atomic_path(site / "index.html") as tmp: tmp.write_text(page, encoding="utf-8")
+    return site / "index.html"
 
 # %% ../nbs/00_core.ipynb #48186f3b
 COMMANDS = {  # subcommand -> module whose `cli(argv)` runs it (imported only when used)

@@ -1,0 +1,73 @@
+"The chapter table, the path map made from it, the runner's progress lines and the static site of a course run."
+import io, json, logging, sys, time
+
+from conftest import NBS, ROOT
+from gaussdiff.core import CHAPTERS, ChapterProgress, announce, chapter, code_cell_numbers, fmt_minutes, run_course
+
+sys.path.insert(0, str(ROOT / "tools"))
+from make_readme import PATH_MAP_MARK, path_map_cell  # noqa: E402
+
+
+def test_every_notebook_has_a_row_in_the_chapter_table():
+    missing = [p.stem for p in NBS.glob("[0-9][0-9]*_*.ipynb") if chapter(p.stem) is None]
+    assert not missing, f"add these notebooks to gaussdiff.core.CHAPTERS (nbs/00_core.ipynb): {missing}"
+
+
+def test_core_path_needs_only_earlier_core_chapters():
+    "No forward references on the core path: a core chapter builds only on core chapters before it."
+    core = [c.number for c in CHAPTERS if c.part == "core"]
+    for c in CHAPTERS:
+        if c.part == "core":
+            assert all(n in core[:core.index(c.number)] for n in c.needs), (c.stem, c.needs)
+        else:
+            assert all(chapter(n) is not None for n in c.needs), (c.stem, c.needs)
+
+
+def test_index_path_map_is_the_chapter_table():
+    cells = json.loads((NBS / "index.ipynb").read_text())["cells"]
+    cell = next("".join(c["source"]) for c in cells if "".join(c["source"]).startswith(PATH_MAP_MARK))
+    assert cell == path_map_cell(), "the index's path map is stale: run `python tools/make_readme.py`"
+
+
+def test_announce_gives_the_expected_minutes():
+    c = next(c for c in CHAPTERS if c.smoke is not None)
+    assert f"expected ≈ {fmt_minutes(c.smoke)} min" in announce(f"{c.stem}.ipynb", "smoke")
+    assert "not measured" in announce("index.ipynb", "smoke")
+
+
+def test_code_cell_numbers_count_papermills_injected_cell(tmp_path):
+    nb = {"cells": [{"cell_type": "markdown", "source": []},
+                    {"cell_type": "code", "source": [], "metadata": {"tags": ["parameters"]}},
+                    {"cell_type": "code", "source": [], "metadata": {}}]}
+    (tmp_path / "a.ipynb").write_text(json.dumps(nb))
+    assert code_cell_numbers(tmp_path / "a.ipynb", injected=False) == [2, 3]
+    assert code_cell_numbers(tmp_path / "a.ipynb", injected=True) == [2, 3, 4]
+
+
+def test_progress_lines_per_cell_and_heartbeat():
+    buf = io.StringIO()
+    log = logging.getLogger("papermill")
+    before = log.level, log.propagate, list(log.handlers)
+    with ChapterProgress("x.ipynb", [2, 5], expected=3.0, every_s=0.05, stream=buf):
+        log.info("Executing Cell 1-----")  # a markdown cell: no line
+        log.info("Executing Cell 5-----")
+        time.sleep(0.15)
+    lines = buf.getvalue().splitlines()
+    assert lines[0].startswith("[course] x.ipynb: cell 2/2, ") and lines[0].endswith(" of ≈ 3.0 min")
+    assert any("still running cell 2/2" in ln for ln in lines[1:])
+    assert (log.level, log.propagate, list(log.handlers)) == before  # the logger is left as it was
+
+
+def test_course_announces_streams_progress_and_writes_the_site(tmp_path, capfd):
+    "A smoke run of one chapter: expected minutes first, a line per code cell, the notebook's prints, then the site."
+    out = run_course("smoke", tmp_path, only=["02"], nbs_dir=NBS)
+    text = capfd.readouterr().out
+    assert "[course] 02_splats.ipynb (profile=smoke, expected" in text
+    n_code = len(code_cell_numbers(NBS / "02_splats.ipynb", injected=True))
+    assert f"[course] 02_splats.ipynb: cell {n_code}/{n_code}, " in text
+    assert "covariance:" in text  # a print of 02's, streamed from the kernel
+    site = out / "site"
+    page = (site / "02_splats.html").read_text()
+    assert "<html" in page and "data:image/png;base64" in page  # the executed outputs, figures inline
+    index = (site / "index.html").read_text()
+    assert 'href="02_splats.html"' in index and chapter("02").teaches in index
