@@ -71,3 +71,37 @@ def test_course_announces_streams_progress_and_writes_the_site(tmp_path, capfd):
     assert "<html" in page and "data:image/png;base64" in page  # the executed outputs, figures inline
     index = (site / "index.html").read_text()
     assert 'href="02_splats.html"' in index and chapter("02").teaches in index
+
+
+# The README's figures: tools/make_figures.py draws them from small committed data (docs/figures/data/).
+import make_figures  # noqa: E402
+
+
+def test_committed_figures_are_what_their_committed_data_draws():
+    assert make_figures.stale() == [], "run `python tools/make_figures.py` (or --from outputs/cpu after a cpu run)"
+    drawn = {p.stem for p in make_figures.FIG_DIR.glob("*.png")}
+    assert drawn == {s.name for s in make_figures.FIGURES}, "every README figure is committed, and only those"
+    readme = (ROOT / "README.md").read_text()
+    assert all(f"docs/figures/{name}.png" in readme for name in drawn)
+
+
+def test_make_figures_copies_a_runs_panels_and_redraws_them_exactly(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from gaussdiff.core import save_fig
+    rng = np.random.default_rng(0)
+    fig, axs = plt.subplots(2, 6)
+    for ax in axs.flat: ax.imshow(rng.random((28, 28)), cmap="gray", vmin=0, vmax=1)
+    save_fig(fig, "04_noise_fig1_forward", tmp_path / "run")
+    plt.close(fig)
+    assert make_figures.copy_data(tmp_path / "run", tmp_path / "figs" / "data") == ["fig1_forward"]
+    (png,) = make_figures.draw_all(tmp_path / "figs")
+    img = np.asarray(make_figures.Image.open(png).convert("RGB"))
+    assert img.shape == (2 * 56 + 3 * make_figures.GAP, 6 * 56 + 7 * make_figures.GAP, 3)
+    assert make_figures.stale(tmp_path / "figs") == []
+    img = img.copy()
+    img[5, 5] = 255 - img[5, 5]
+    make_figures.Image.fromarray(img).save(png)
+    assert make_figures.stale(tmp_path / "figs") == ["fig1_forward.png"]  # one changed pixel is caught
