@@ -340,7 +340,8 @@ def path_map_markdown(chapters=CHAPTERS) -> str:
     "The README's path map: one table per part; minutes as measured (see `MINUTES_MACHINE`)."
     out = []
     for part, title in PARTS.items():
-        out += [f"**{title}**", "", "| chapter | what it teaches | needs | smoke min | cpu min |", "|---|---|---|---|---|"]
+        out += [f"**{title}**", "", "| chapter | what it teaches | needs | smoke min | cpu min |",
+                "|---|---|---|---|---|"]
         for c in (c for c in chapters if c.part == part):
             cpu = fmt_minutes(c.cpu) + (f" ({c.cpu_note})" if c.cpu_note else "")
             out.append(f"| [{c.stem}](nbs/{c.stem}.ipynb) | {c.teaches} | {', '.join(c.needs) or '–'} "

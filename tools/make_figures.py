@@ -1,6 +1,6 @@
 """The README's figures, as small images drawn by one command from small committed data.
 
-    python tools/make_figures.py --from outputs/cpu   # copy each figure's pixels and numbers from a course run, then draw
+    python tools/make_figures.py --from outputs/cpu   # copy the figures' pixels and numbers from a course run, draw
     python tools/make_figures.py                      # draw again from the committed data (docs/figures/data/)
     python tools/make_figures.py --check              # exit 1 when a committed image is not what the data draws
 
@@ -60,8 +60,8 @@ def numbers_from(results: Path) -> dict:
     out = {}
     if (fit := load("03_fit")): out["table1_mnist"] = next(r for r in fit["table1"] if r["dataset"] == "MNIST")
     if (noise := load("04_noise")): out["fig2_terminal"] = noise.get("terminal_blob")
-    if (samp := load("08_sample")): out["fig5_samples"] = {k: samp.get(k) for k in ("n_samples", "fig5_sampler", "steps",
-                                                                                    "sampling_seconds")}
+    if (samp := load("08_sample")):
+        out["fig5_samples"] = {k: samp.get(k) for k in ("n_samples", "fig5_sampler", "steps", "sampling_seconds")}
     return out
 
 
@@ -76,7 +76,8 @@ def copy_data(run: Path, data_dir: Path) -> list[str]:
                   f"{spec.name}", file=sys.stderr)
             continue
         with np.load(src, allow_pickle=False) as z: rows = spec.panels(dict(z))
-        flat = {f"r{r}_c{c}": np.ascontiguousarray(p, dtype=np.uint8) for r, row in enumerate(rows) for c, p in enumerate(row)}
+        flat = {f"r{r}_c{c}": np.ascontiguousarray(p, dtype=np.uint8)
+                for r, row in enumerate(rows) for c, p in enumerate(row)}
         tmp = data_dir / f".{spec.name}.npz.tmp"
         with open(tmp, "wb") as f: np.savez_compressed(f, **flat)
         tmp.replace(data_dir / f"{spec.name}.npz")
@@ -146,7 +147,7 @@ def stale(fig_dir: Path = FIG_DIR) -> list[str]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="tools/make_figures.py", description=__doc__.splitlines()[0])
-    ap.add_argument("--from", dest="run", type=Path, help="a course run's folder, e.g. outputs/cpu, to copy the data from")
+    ap.add_argument("--from", dest="run", type=Path, help="a course run's folder to copy the data from, e.g. outputs/cpu")
     ap.add_argument("--check", action="store_true", help="only check that the committed images are what the data draws")
     a = ap.parse_args(argv)
     if a.check:
