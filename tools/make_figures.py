@@ -38,11 +38,11 @@ class FigureSpec:
         flat = [arrays[k] for k in sorted(arrays, key=lambda k: int(k.split("_")[0][2:]))]
         cols = self.cols or (len(flat) // self.n_rows if self.n_rows else len(flat))
         grid = [flat[i:i + cols] for i in range(0, len(flat), cols)]
-        return [grid[r] for r in (self.rows or range(len(grid)))]
+        return [grid[r] for r in (self.rows or range(len(grid))) if r < len(grid)]
 
 
 FIGURES = (
-    FigureSpec("fig1_forward", "04_noise_fig1_forward", 2, cols=6),
+    FigureSpec("fig1_forward", "04_noise_fig1_forward", 2, cols=6, rows=(0, 1, 4, 5)),  # first image of each set
     FigureSpec("fig2_terminal", "04_noise_fig2_terminal", 3, cols=5),
     FigureSpec("table1_mnist", "03_fit_reconstructions", 2, cols=1, rows=(0,)),
     FigureSpec("fig5_samples", "08_sample_fig5", 1, cols=2),
