@@ -4,7 +4,8 @@ import json, shutil
 import pytest
 
 from conftest import NBS, ROOT
-from gaussdiff.core import by_profile, run_course
+from gaussdiff.core import by_profile
+from gaussdiff.course import run_course
 
 SHARED = ("mnist_5k.npz", "sprites_crawl.npz", "crawl-tiles", "gir", "metrics")  # read-mostly caches of the checkout
 

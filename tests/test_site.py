@@ -2,7 +2,7 @@
 import io, json, logging, sys, time
 
 from conftest import NBS, ROOT
-from gaussdiff.core import CHAPTERS, ChapterProgress, announce, chapter, code_cell_numbers, fmt_minutes, run_course
+from gaussdiff.course import CHAPTERS, ChapterProgress, announce, chapter, code_cell_numbers, fmt_minutes, run_course
 
 sys.path.insert(0, str(ROOT / "tools"))
 from make_readme import PATH_MAP_MARK, path_map_cell  # noqa: E402
@@ -10,7 +10,7 @@ from make_readme import PATH_MAP_MARK, path_map_cell  # noqa: E402
 
 def test_every_notebook_has_a_row_in_the_chapter_table():
     missing = [p.stem for p in NBS.glob("[0-9][0-9]*_*.ipynb") if chapter(p.stem) is None]
-    assert not missing, f"add these notebooks to gaussdiff.core.CHAPTERS (nbs/00_core.ipynb): {missing}"
+    assert not missing, f"add these notebooks to gaussdiff.course.CHAPTERS (nbs/00a_course.ipynb): {missing}"
 
 
 def test_core_path_needs_only_earlier_core_chapters():

@@ -1,12 +1,12 @@
 """README.md is generated from nbs/index.ipynb (Quarto, which nbdev_readme needs, cannot be installed offline).
 Markdown cells are copied; code cells become fenced python blocks; cells tagged `hide` (or starting `#| hide`) are
 skipped.
-The index's path-map cell (the one starting with `PATH_MAP_MARK`) is first rewritten from `gaussdiff.core.CHAPTERS`."""
+The index's path-map cell (the one starting with `PATH_MAP_MARK`) is first rewritten from `gaussdiff.course.CHAPTERS`."""
 import json
 import sys
 from pathlib import Path
 
-PATH_MAP_MARK = "<!-- path map: made from gaussdiff.core.CHAPTERS by tools/make_readme.py; edit the table there -->"
+PATH_MAP_MARK = "<!-- path map: made from gaussdiff.course.CHAPTERS by tools/make_readme.py; edit the table there -->"
 
 
 def render_readme(index_nb) -> str:
@@ -21,7 +21,7 @@ def render_readme(index_nb) -> str:
 
 def path_map_cell() -> str:
     "The text of the index's path-map cell, made from the chapter table."
-    from gaussdiff.core import path_map_markdown
+    from gaussdiff.course import path_map_markdown
     return PATH_MAP_MARK + "\n\n" + path_map_markdown()
 
 
