@@ -36,72 +36,74 @@ class Chapter:
         return {"smoke": self.smoke, "cpu": self.cpu}.get(profile)
 
 # %% ../nbs/00a_course.ipynb #10ac27a4
-MINUTES_MACHINE = "2 shared CPU cores (AMD EPYC, torch CPU build), other jobs running: loaded, so upper bounds"
+MINUTES_MACHINE = ("2 CPU cores (AMD EPYC, torch 2.13 CPU build) shared with other jobs (load average 6–13), "
+                   "so upper bounds; a note names a time taken from elsewhere")
 
 CHAPTERS = (
     Chapter("00_fast_track", "core", "the whole idea on one screen: MNIST → 24-splat GIRs → a small ε-network, a "
             "15-line training loop and a 10-line DDPM sampler → digits and the materialisation strip",
-            cpu=5.0, cpu_note="the chapter's target"),
+            cpu=5.0, cpu_note="the chapter's target; not measured here"),
     Chapter("02_splats", "core", "the GIR: 8 numbers per splat, Σ positive definite by construction; the exact "
             "renderer and two fast ones (eq. 1–3)",
-            smoke=0.2),
+            smoke=0.2, cpu=0.1),
     Chapter("03_fit", "core", "fitting splats to an image: the naive fitter, then a batched L1 + DSSIM one; "
             "Table 1 and why 150 splats", ("02",),
-            smoke=0.8),
+            smoke=0.8, cpu=2.0, cpu_note="11.0 in a second run at load 13"),
     Chapter("04_noise", "core", "noise in splat space: linear and cosine schedules, the ε-loss, feature "
             "normalisation; Fig 1 and Fig 2", ("02", "03"),
-            smoke=0.8),
+            smoke=0.8, cpu=10.3),
     Chapter("04a_layers", "core", "the parts of an ε-network: time embedding, class labels for guidance, "
             "FLOP and parameter counts, the simplest ε-network", ("04",),
-            smoke=0.3),
+            smoke=0.3, cpu=0.3),
     Chapter("05_transformer", "core", "the GaussianTransformer as described (FiLM) and an adaLN-Zero variant; "
             "its real size and FLOPs", ("04a",),
-            smoke=0.5),
+            smoke=0.5, cpu=0.5),
     Chapter("06_unet", "core", "DDPM's U-Net, the pixel baseline; its size and FLOPs", ("04a",),
-            smoke=0.5),
+            smoke=0.5, cpu=0.7),
     Chapter("07_train", "core", "training: the bare loop (noise, loss, backward, step), then the trainer's "
             "LR schedule, EMA and exact resume", ("04", "05", "06"),
-            smoke=0.3),
+            smoke=0.3, cpu=1.4),
     Chapter("07b_recipes", "core", "the cpu recipe against the paper's (24 splats, cosine, shape features, "
             "labels + guidance); both models on the same FLOP budget; Fig 8", ("03", "07"),
-            smoke=1.0),
+            smoke=1.0, cpu=14.8,
+            cpu_note="lab notes, 2 quiet cores; here at load 10 it had done 1,000 of 8,647 GIR steps in 22 min"),
     Chapter("08_sample", "core", "sampling: the bare DDPM loop, then DDIM, DPM-Solver++ and classifier-free "
             "guidance; Fig 5, Fig 6 (materialisation), Fig 7", ("04", "07b"),
-            smoke=0.7),
+            smoke=0.7, cpu=1.6, cpu_note="lab notes: 2 quiet cores"),
     Chapter("08a_edit", "core", "editing a generated GIR: select splats, move, scale, rotate, recolour",
             ("02", "08"),
             smoke=0.3),
     Chapter("09_metrics", "core", "scoring samples: a digit classifier's FID/KID, precision/recall and "
             "confident share, checked against torchmetrics",
-            smoke=0.7),
+            smoke=0.7, cpu=0.8),
     Chapter("09a_compare", "core", "the GIR ceiling and the equal-budget comparison: tables and "
             "quality-vs-training curves", ("07b", "08", "09"),
-            smoke=5.3),
+            smoke=5.3, cpu=18.6, cpu_note="lab notes: partly loaded"),
     Chapter("10_timing", "core", "FLOPs and time per step on any device; Table 2", ("05", "06", "08"),
-            smoke=0.5),
+            smoke=0.5, cpu=2.4),
     Chapter("00_core", "appendix", "profiles, devices, seeds, image grids, atomic writes, the command line",
-            smoke=0.1),
+            smoke=0.1, cpu=0.2),
     Chapter("00a_course", "appendix", "this table, the course runner with its progress lines, the static site",
-            ("00",)),
+            smoke=0.1, cpu=0.1),
     Chapter("01_data", "appendix", "MNIST, Sprites and Fashion-MNIST, offline (IDX files, Debian packages)",
-            smoke=0.3),
+            smoke=0.3, cpu=0.6),
     Chapter("01a_atlas", "appendix", "cutting whole 32×32 figures out of the Dungeon Crawl tile atlases",
-            smoke=0.3),
+            smoke=0.3, cpu=0.6),
     Chapter("03a_cache", "appendix", "GIR caches of whole data sets: atomic, resumable, shared over ranks; "
             "`gaussdiff fit`", ("03",),
-            smoke=0.1),
+            smoke=0.1, cpu=1.2),
     Chapter("07a_checkpoint", "appendix", "the checkpoint format, typed run facts and a loader that only "
             "builds the course's own models", ("07",),
-            smoke=0.3),
+            smoke=0.3, cpu=0.3),
     Chapter("07c_distributed", "appendix", "the same training and fitting on K ranks: torchrun, DDP, one "
             "writer, one clock", ("03a", "07"),
-            smoke=1.9),
+            smoke=1.9, cpu=3.9),
     Chapter("09b_levers", "research", "recipe levers (labels, target, min-SNR, size, batch, splats, "
             "conditioning, budget) and the guidance scale at equal FLOPs", ("07b", "09"),
-            smoke=1.4),
+            smoke=1.4, cpu=8.3, cpu_note="lab notes: partly loaded"),
     Chapter("10a_frontier", "research", "sample quality against sampling cost for every sampler of both "
             "spaces; Table 2 at equal quality", ("08", "09", "10"),
-            smoke=2.7),
+            smoke=2.7, cpu=18.0, cpu_note="as reported in issue 26"),
 )
 
 def chapter(stem_or_number: str) -> Chapter | None:
