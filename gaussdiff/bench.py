@@ -18,8 +18,8 @@ from .unet import PixelUNet, unet_flops
 
 # %% auto #0
 __all__ = ['PRESETS', 'NAMES', 'DDIM_STEPS', 'MODES', 'PAPER', 'FLOP_CONVENTION', 'bench_model', 'example_inputs', 'model_flops',
-           'skip_reason', 'precision', 'make_step', 'time_calls', 'time_step', 'end_to_end', 'bench_models', 'cli',
-           'table2']
+           'skip_reason', 'autocast_dtype', 'mode_dtype', 'precision', 'make_step', 'time_calls', 'time_step',
+           'end_to_end', 'bench_models', 'cli', 'table2']
 
 # %% ../nbs/10_timing.ipynb #eecefd13
 PRESETS = ("paper", "cpu", "smoke")
@@ -27,10 +27,11 @@ NAMES = {"gir": "GaussianTransformer", "pixel": "U-Net (pixel)"}
 DDIM_STEPS = {"gir": (100, 50, 25), "pixel": (50,)}   # DDIM rows: same ms/step, fewer steps
 MODES = {  # label -> what it runs (every mode: eval mode, no autograd, the same random weights)
     "fp32": "float32, TF32 off (the paper's text: 'standard float32 precision')",
-    "tf32": "float32 weights, TF32 tensor-core matmuls and convolutions",
+    "tf32": "float32 weights, TF32 tensor-core matmuls and convolutions (compute capability >= 8.0 only)",
+    "fp16-autocast": "torch.autocast(float16) + TF32 where the GPU has it: the mixed precision of a T4 (no native bfloat16)",
     "bf16-autocast": "torch.autocast(bfloat16) + TF32 for what stays float32 (the table's 'mixed precision')",
-    "compile": "bf16-autocast + torch.compile(model) (default mode)",
-    "cuda-graphs": "bf16-autocast, the eager forward captured once as a CUDA graph and replayed",
+    "compile": "mixed-precision autocast (bfloat16; float16 below compute capability 8) + torch.compile(model) (default mode)",
+    "cuda-graphs": "mixed-precision autocast (as compile), the eager forward captured once as a CUDA graph and replayed",
 }
 PAPER = dict(device="NVIDIA A100-40GB", batch=32, precision="text: float32; Table 2 footnote: FP16/TF32 mixed precision",
              gir=dict(params_M=40, gflops=4.0, ms_per_step=1.2, steps=200, total_s=0.24),
@@ -70,22 +71,40 @@ def model_flops(kind: str, preset: str = "paper", n_splats: int = 150, channels:
     return dict(params=count_params(m), gflops=measured / 1e9, gflops_analytic=analytic / 1e9)
 
 # %% ../nbs/10_timing.ipynb #00f51be4
-def skip_reason(mode: str, device) -> str | None:
-    "Why `mode` cannot run on `device` (None: it can); unknown modes are an error."
+def skip_reason(mode: str, device, capability: tuple | None = None) -> str | None:
+    "Why `mode` cannot run on `device` (None: it can); `capability`: a GPU's (major, minor), else read from the device."
     if mode not in MODES: raise ValueError(f"unknown mode {mode!r}: use one of {tuple(MODES)}")
     device = torch.device(device)
     if mode == "fp32": return None
     if device.type != "cuda": return f"{mode} is a CUDA option (this run is on {device.type})"
-    if mode != "tf32" and not bf16_native(device): return "this GPU has no native bfloat16 (compute capability < 8)"
+    # TF32 and native bfloat16 both arrive with compute capability 8.0 (Ampere)
+    ampere = capability[0] >= 8 if capability is not None else bf16_native(device)
+    if mode == "tf32" and not ampere:
+        return "TF32 exists only from compute capability 8.0: on this GPU the row would be plain float32, the fp32 row"
+    if mode == "bf16-autocast" and not ampere:
+        return "this GPU has no native bfloat16 (compute capability < 8): its mixed precision is the fp16-autocast row"
     return None
+
+def autocast_dtype(mode: str, device):
+    "The dtype `mode` autocasts to on `device` (None: it stays float32); compile and CUDA graphs use bf16 where native, else fp16."
+    if mode in ("fp32", "tf32") or torch.device(device).type != "cuda": return None
+    if mode == "fp16-autocast": return torch.float16
+    return torch.bfloat16 if mode == "bf16-autocast" or bf16_native(device) else torch.float16
+
+def mode_dtype(mode: str, device) -> str:
+    "What a row of `mode` on `device` computes in, as its `dtype` label."
+    amp = autocast_dtype(mode, device)
+    if amp is not None: return f"{str(amp).removeprefix('torch.')} autocast"
+    return "float32 (TF32 matmuls)" if mode == "tf32" else "float32"
 
 @contextlib.contextmanager
 def precision(mode: str, device):
-    "TF32 on/off and bf16 autocast as `mode` says, on CUDA (restored afterwards); a no-op on other devices."
+    "TF32 on/off and autocast as `mode` says, on CUDA (restored afterwards); a no-op on other devices."
+    amp = autocast_dtype(mode, device)
     with tf32(mode != "fp32", device):
-        if mode in ("fp32", "tf32") or torch.device(device).type != "cuda": yield
+        if amp is None: yield
         else:
-            with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False): yield
+            with torch.autocast("cuda", dtype=amp, cache_enabled=False): yield
 
 def _sync(device):
     device = torch.device(device)
@@ -254,7 +273,7 @@ def _time_modes(res: dict, models: dict, inputs: dict, mode_list, reasons, dev, 
         for kind, r in times.items():
             f, ms = res["models"][kind], r["ms"]
             row = dict(model=kind, name=NAMES[kind], preset=preset, mode=mode, batch=batch, params=f["params"],
-                       dtype="float32" if mode in ("fp32", "tf32") else "bfloat16 autocast",
+                       dtype=mode_dtype(mode, dev),
                        gflops_per_image_step=f["gflops"], ms_per_step=round(ms, 4), ms_min=round(r["ms_min"], 4),
                        ms_all=r["ms_all"], ms_per_image_step=round(ms / batch, 5),
                        tflops_achieved=round(f["gflops"] * batch / ms, 4),  # GFLOP/ms = TFLOP/s
@@ -266,10 +285,11 @@ def _time_modes(res: dict, models: dict, inputs: dict, mode_list, reasons, dev, 
 
 # %% ../nbs/10_timing.ipynb #adef35e9
 def _end_to_end_rows(res: dict, models: dict, mode_list, reasons, e2e_steps, n_splats, channels, seed, bar):
-    "Section 4 for fp32 and bf16: sample end to end with both samplers, against steps × the timed ms/step."
+    "Section 4 for fp32 and one mixed precision (bf16, else fp16): sample end to end, against steps × the timed ms/step."
     batch = res["batch"]
+    mixed = [m for m in ("bf16-autocast", "fp16-autocast") if m in mode_list and not reasons[m]][:1]
     for kind in NAMES:
-        for mode in [m for m in ("fp32", "bf16-autocast") if m in mode_list and not reasons[m]]:
+        for mode in [m for m in ("fp32", *mixed) if m in mode_list and not reasons[m]]:
             row = next((r for r in res["rows"] if r["model"] == kind and r["mode"] == mode), None)
             if row is None: continue  # the mode failed above; its reason is in res["skipped"]
             for sampler, steps in [("ddpm", SAMPLING_STEPS[kind]), ("ddim", min(DDIM_STEPS[kind]))]:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .core import bf16_native, get_device, save_grid, save_torch_atomic
+from .core import bf16_native, device_name, get_device, save_grid, save_torch_atomic
 from .checkpoint import DataInfo, check_resume, clear_run, make_checkpoint, read_checkpoint, run_lock, set_rng_state
 from .distributed import Ranks, StopRequests, current_ranks
 from .layers import check_train_labels, drop_labels
@@ -238,7 +238,7 @@ def _new_run(model, cfg: TrainConfig, space: str, schedule, normalizer, meta, ou
     model = model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.warmup_steps, cfg.decay_steps, cfg.min_lr_frac))
-    scaler = torch.amp.GradScaler("cuda") if _amp_dtype(cfg, device) == torch.float16 else None
+    scaler = torch.amp.GradScaler(device.type) if _amp_dtype(cfg, device) == torch.float16 else None
     return _Run(model, EMA(model, cfg.ema_decay), opt, lr_sched, scaler, cfg, space, schedule, normalizer, meta or DataInfo(space),
                 out_dir, device, ranks=ranks, net=ranks.wrap(model))
 
@@ -246,6 +246,10 @@ def _amp_dtype(cfg: TrainConfig, device: torch.device):
     "None without AMP (off, or not on CUDA); bfloat16 where the GPU computes it natively, else float16 (+ GradScaler)."
     if not (cfg.amp and device.type == "cuda"): return None
     return torch.bfloat16 if bf16_native(device) else torch.float16
+
+def _precision_label(amp) -> str:
+    "How the steps compute, for the progress bar and the expected-time line."
+    return {None: "float32", torch.bfloat16: "bf16 autocast"}.get(amp, "fp16 autocast + GradScaler")
 
 def _restore(run: _Run, meta) -> None:
     "Continue `run` from its checkpoint: weights, EMA, optimiser, LR schedule, scaler, RNG, step, time, history, snapshots."
@@ -292,7 +296,7 @@ def _train(run: _Run, data: torch.Tensor, resume, labels, preview_fn, snapshot_f
     "The loop of `train` (arguments checked, the run folder locked): step until the budget is spent, then save."
     cfg, data, labels = run.cfg, data.to(run.device, torch.float32), labels if labels is None else labels.to(run.device)
     amp = _amp_dtype(cfg, run.device)
-    autocast = (lambda: torch.autocast("cuda", dtype=amp)) if amp is not None else contextlib.nullcontext
+    autocast = (lambda: torch.autocast(run.device.type, dtype=amp)) if amp is not None else contextlib.nullcontext
     if resume and run.ckpt_path is not None and (resume is True or run.ckpt_path.exists()): _restore(run, run.meta)
     budget_s = cfg.budget_minutes * 60 if cfg.budget_minutes is not None else math.inf
     budget_steps = cfg.budget_steps if cfg.budget_steps is not None else math.inf
@@ -306,7 +310,8 @@ def _train(run: _Run, data: torch.Tensor, resume, labels, preview_fn, snapshot_f
         done = max(run.step / budget_steps, run.elapsed / budget_s) if p[0] == "frac" else run.step / per_epoch
         return done >= p[1] - 1e-9
 
-    bar = _progress_bar(cfg, budget_steps, run.step, run.elapsed, progress)
+    bar = _progress_bar(cfg, budget_steps, run.step, run.elapsed, progress, _precision_label(amp))
+    eta = _ExpectedTime(run.step, budget_steps, budget_s, run.device, _precision_label(amp), progress)
     try:
       with StopRequests() as stop:
         while run.step < budget_steps and run.elapsed < budget_s:
@@ -317,6 +322,7 @@ def _train(run: _Run, data: torch.Tensor, resume, labels, preview_fn, snapshot_f
             run.history["loss"].append(loss)
             run.history["time"].append(run.elapsed)
             _advance(bar, cfg, run.step, run.elapsed, run.history["loss"])
+            eta.after_step(run.step, run.elapsed, bar)
             for p in [p for p in pending if reached(p)]:
                 pending.remove(p)
                 run.snapshot(p, per_epoch)
@@ -337,11 +343,29 @@ def _train(run: _Run, data: torch.Tensor, resume, labels, preview_fn, snapshot_f
     return TrainResult(run.model, run.ema, run.step, run.elapsed, run.history, run.mem_snapshots, run.ckpt_path, per_epoch, run.flops_per_step)
 
 # %% ../nbs/07_train.ipynb #ef682c0c
-def _progress_bar(cfg, budget_steps, step, elapsed, progress):
+def _progress_bar(cfg, budget_steps, step, elapsed, progress, precision="float32"):
+    "A bar with a known total (steps, or seconds of a wall-clock budget), so tqdm shows the time remaining."
     if not progress: return None
     from tqdm.auto import tqdm
-    if cfg.budget_minutes is None: return tqdm(total=budget_steps, initial=step, desc="train", unit="step")
-    return tqdm(total=round(cfg.budget_minutes * 60), initial=int(elapsed), desc="train", unit="s")
+    if cfg.budget_minutes is None:
+        return tqdm(total=budget_steps, initial=step, desc=f"train ({precision})", unit="step")
+    return tqdm(total=round(cfg.budget_minutes * 60), initial=int(elapsed), desc=f"train ({precision})", unit="s")
+
+class _ExpectedTime:
+    "After a short warm-up (the first step compiles and tunes kernels), one line: steps/s here and the minutes still to go."
+    def __init__(self, start: int, budget_steps, budget_s, device, precision: str, progress: bool, warmup: int = 10):
+        self.start, self.budget_steps, self.budget_s, self.warmup = start, budget_steps, budget_s, warmup
+        self.where, self.progress, self.t1, self.line = f"{device_name(device)} ({precision})", progress, None, None
+
+    def after_step(self, step: int, elapsed: float, bar=None):
+        if self.line is not None: return
+        if step == self.start + 1: self.t1 = (step, elapsed)  # rate measured from the end of the first step
+        if self.t1 is None or step < self.t1[0] + self.warmup: return
+        rate = (step - self.t1[0]) / max(elapsed - self.t1[1], 1e-9)
+        left_s = min((self.budget_steps - step) / rate, self.budget_s - elapsed)
+        steps = f"{self.budget_steps - step:,.0f} more steps" if self.budget_steps < math.inf else f"about {left_s * rate:,.0f} more steps"
+        self.line = f"[train] {rate:.2f} steps/s on {self.where}: expect {left_s / 60:.1f} more minutes of training ({steps})"
+        if self.progress or left_s > 120: (bar.write if bar is not None else print)(self.line)
 
 def _advance(bar, cfg, step, elapsed, losses):
     if bar is None: return

@@ -1,5 +1,5 @@
 "gaussdiff.bench: Table 2 as JSON. Structure and loose bounds only: timings on a shared CI machine are not asserted tightly."
-import json
+import contextlib, json
 
 import pytest
 import torch
@@ -148,3 +148,57 @@ def test_a_failing_mode_is_skipped_and_the_rest_still_runs(monkeypatch, one_torc
     res = B.bench_models("smoke", "cpu", batch=2, modes="fp32,bf16-autocast", repeats=1, warmup=0, e2e_steps=1)
     assert any(s["mode"] == "bf16-autocast" and s["reason"].startswith("failed: RuntimeError") for s in res["skipped"])
     assert {r["mode"] for r in res["rows"]} == {"fp32"} and {e["mode"] for e in res["end_to_end"]} == {"fp32"}
+
+
+# ---- T4 honesty (issue 25): the modes and rows each GPU generation gets, with the GPU mocked ----
+def _mock_gpu(monkeypatch, capability):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+
+
+@pytest.mark.parametrize("capability, runs, dtypes", [
+    ((7, 5), {"fp32", "fp16-autocast", "compile", "cuda-graphs"},
+     {"fp32": "float32", "fp16-autocast": "float16 autocast", "compile": "float16 autocast", "cuda-graphs": "float16 autocast"}),
+    ((8, 0), set(B.MODES), {"fp32": "float32", "tf32": "float32 (TF32 matmuls)", "fp16-autocast": "float16 autocast",
+                            "bf16-autocast": "bfloat16 autocast", "compile": "bfloat16 autocast"}),
+    ((9, 0), set(B.MODES), {"tf32": "float32 (TF32 matmuls)", "bf16-autocast": "bfloat16 autocast", "cuda-graphs": "bfloat16 autocast"}),
+])
+def test_rows_each_gpu_generation_gets(monkeypatch, capability, runs, dtypes):
+    "A T4 (7.5) gets an fp16 row and no 'tf32' row (it would be plain fp32) nor bf16; Ampere and Hopper get them all."
+    _mock_gpu(monkeypatch, capability)
+    dev = torch.device("cuda")
+    reasons = {m: B.skip_reason(m, dev) for m in B.MODES}
+    assert {m for m, r in reasons.items() if r is None} == runs
+    assert reasons == {m: B.skip_reason(m, "cuda", capability) for m in B.MODES}  # the explicit capability agrees
+    # the rows bench_models would write, its timing and model calls stubbed (no GPU here)
+    monkeypatch.setattr(B, "make_step", lambda *a: None)
+    monkeypatch.setattr(B, "precision", lambda mode, device: contextlib.nullcontext())
+    monkeypatch.setattr(B, "time_calls", lambda steps, *a: {k: dict(ms=2.0, ms_min=2.0, ms_all=[2.0]) for k in steps})
+    res = dict(preset="smoke", batch=2, rows=[], skipped=[], models={k: dict(params=1, gflops=1.0) for k in B.NAMES})
+    B._time_modes(res, {k: None for k in B.NAMES}, {k: (None, None) for k in B.NAMES}, list(B.MODES), reasons, dev, 1, 0, None)
+    assert {r["mode"] for r in res["rows"]} == runs and {s["mode"] for s in res["skipped"]} == set(B.MODES) - runs
+    got = {r["mode"]: r["dtype"] for r in res["rows"]}
+    assert all(got[m] == d for m, d in dtypes.items())
+    if capability < (8, 0):
+        assert "plain float32" in next(s["reason"] for s in res["skipped"] if s["mode"] == "tf32")
+        assert "bfloat16" not in "".join(got.values())  # nothing is labelled bf16 where it would be emulated
+
+
+@pytest.mark.parametrize("capability, mixed", [((7, 5), torch.float16), ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)])
+def test_autocast_dtype_follows_the_gpu(monkeypatch, capability, mixed):
+    _mock_gpu(monkeypatch, capability)
+    assert B.autocast_dtype("fp16-autocast", "cuda") == torch.float16
+    assert B.autocast_dtype("compile", "cuda") == B.autocast_dtype("cuda-graphs", "cuda") == mixed
+    assert B.autocast_dtype("fp32", "cuda") is None and B.autocast_dtype("tf32", "cuda") is None
+    assert B.autocast_dtype("fp16-autocast", "cpu") is None  # autocast is a CUDA mode here
+
+
+def test_end_to_end_uses_fp16_where_bf16_is_skipped(monkeypatch):
+    "The T4's end-to-end rows: fp32 and fp16-autocast (before: fp32 only, bf16 being skipped)."
+    calls = []
+    monkeypatch.setattr(B, "end_to_end", lambda m, kind, b, sampler, steps, e2e, mode, *a, **k: calls.append(mode) or
+                        dict(total_s=1.0, mode=mode))
+    res = dict(batch=2, end_to_end=[], rows=[dict(model=k, mode=m, ms_per_step=1.0) for k in B.NAMES for m in ("fp32", "fp16-autocast")])
+    reasons = {m: B.skip_reason(m, "cuda", (7, 5)) for m in B.MODES}
+    B._end_to_end_rows(res, {k: None for k in B.NAMES}, list(B.MODES), reasons, 2, 150, 3, 0, None)
+    assert set(calls) == {"fp32", "fp16-autocast"} and len(calls) == 8

@@ -267,3 +267,47 @@ def test_load_or_train_says_loudly_when_it_trains_what_it_could_not_load(tmp_pat
                   n=8, progress=False, preview=False)
     again = capsys.readouterr().out
     assert "TRAINING IT NOW" not in again and "not reusing" not in again  # the second call loads the cached run
+
+
+# ---- mixed precision by GPU generation (issue 25): bf16 where native, else fp16 + GradScaler ----
+@pytest.mark.parametrize("capability, dtype", [((7, 5), torch.float16), ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)])
+def test_training_precision_follows_the_gpu(monkeypatch, capability, dtype):
+    import gaussdiff.train as T
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    cuda = torch.device("cuda")
+    assert T._amp_dtype(_cfg(), cuda) == dtype
+    assert T._precision_label(T._amp_dtype(_cfg(), cuda)) == ("fp16 autocast + GradScaler" if capability < (8, 0) else "bf16 autocast")
+    assert T._amp_dtype(_cfg(amp=False), cuda) is None and T._amp_dtype(_cfg(), torch.device("cpu")) is None
+
+
+def test_fp16_gradscaler_path_trains_checkpoints_and_resumes_exactly(tmp_path, monkeypatch):
+    """The T4's path run on the CPU: float16 autocast + a live GradScaler (before: the scaler was built for "cuda" and
+    disabled itself off CUDA, and autocast was CUDA's). Its scale is checkpointed and a resume is bit-exact."""
+    import gaussdiff.train as T
+    monkeypatch.setattr(T, "_amp_dtype", lambda cfg, device: torch.float16 if cfg.amp else None)
+    ref = _run(tmp_path / "a", cfg=_cfg(budget_steps=12))
+    ck = read_checkpoint(tmp_path / "a" / "ckpt.pt")
+    assert ck["scaler"] and ck["scaler"]["scale"] > 1  # a live scaler, saved with the run
+    assert all(math.isfinite(v) for v in ref.history["loss"])
+    fp32 = train(_model(), DATA, SCHED, _cfg(budget_steps=12, amp=False), space="toy", device="cpu", progress=False)
+    assert ref.history["loss"] != fp32.history["loss"]  # the steps really ran in float16
+
+    def crash(step, loss):
+        if step == 8: raise RuntimeError("simulated crash")
+    with pytest.raises(RuntimeError): _run(tmp_path / "b", cfg=_cfg(budget_steps=12), callback=crash)
+    res = _run(tmp_path / "b", cfg=_cfg(budget_steps=12), resume=True)
+    assert _equal_states(ref.model, res.model) and ref.history["loss"] == res.history["loss"]
+
+
+def test_expected_time_line_after_warm_up(capsys):
+    "Before a long run: steps/s measured after a warm-up and the minutes still to go, printed once."
+    import gaussdiff.train as T
+    eta = T._ExpectedTime(0, 1000, math.inf, torch.device("cpu"), "float32", progress=True, warmup=10)
+    for step in range(1, 12): eta.after_step(step, 0.5 + 0.1 * (step - 1))  # first step 0.5 s, then 10 steps/s
+    out = capsys.readouterr().out
+    assert out.count("[train]") == 1 and "10.00 steps/s" in out and "989 more steps" in out and "1.6 more minutes" in out
+    minutes = T._ExpectedTime(0, math.inf, 600, torch.device("cpu"), "float32", progress=False, warmup=10)
+    for step in range(1, 12): minutes.after_step(step, 0.1 * step)
+    assert "10.0 more minutes" in minutes.line and "about 5,989 more steps" in minutes.line  # 598.9 s left at 10 steps/s
+    assert "[train]" in capsys.readouterr().out  # quiet runs still say it when more than two minutes remain
