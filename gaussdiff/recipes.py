@@ -206,11 +206,13 @@ def run(space: str, dataset: str = "mnist", profile: str = "auto", out_dir=None,
     `resume="auto"` continues an unfinished checkpoint of exactly this run (a crash, a Colab disconnect); `recipe_`
     trains that Recipe instead of the profile's (chapter 09b's levers are recipes changed one field at a time)."""
     r = recipe(space, dataset, profile) if recipe_ is None else recipe_
+    if n is not None: r = dataclasses.replace(r, n=n)  # the run's data, as its checkpoint records it
     out_dir = check_writable_dir(Path(out_dir) if out_dir is not None else run_dir(r.space, r.dataset, r.profile, conditioning))
     cfg = _config(r, seed, budget)
     if ckpt_every is not None: cfg = dataclasses.replace(cfg, ckpt_every=ckpt_every)
-    if resume == "auto": resume = _interrupted(out_dir / "ckpt.pt", r, cfg, conditioning, budget is not None)
-    if resume and verbose: print(f"resuming the unfinished run in {out_dir}")
+    if resume == "auto":
+        resume, why = _resume_plan(out_dir / "ckpt.pt", r, cfg, conditioning)
+        if why and (verbose or not resume): print(f"[recipes] {out_dir}: {why}")  # starting over is never silent
     x, norm, meta, labels = recipe_data(r, n, verbose)
     seed_everything(seed)  # the same seed gives the same initial weights, so runs (and resumes) are reproducible
     model_kw = dict(r.model_kw, **({"conditioning": conditioning} if conditioning else {}))
@@ -254,12 +256,24 @@ def run_differs(ck: dict, r: Recipe, cfg: TrainConfig, conditioning: str | None 
     return diffusion_differs(ck, r)
 
 # %% ../nbs/07b_recipes.ipynb #2cc8e9ec
-def _interrupted(path: Path, r: Recipe, cfg: TrainConfig, conditioning: str | None, budget: bool) -> bool:
-    "True when `path` holds an unfinished checkpoint of exactly this run: resume it instead of starting over."
-    if not path.exists(): return False
+def _budget_of(cfg: dict) -> dict:
+    return {k: cfg.get(k) for k in BUDGETS if cfg.get(k) is not None}
+
+def _resume_plan(path: Path, r: Recipe, cfg: TrainConfig, conditioning: str | None) -> tuple[bool, str | None]:
+    """Continue the run at `path` (True) or start over (False), and why. A run of this recipe continues whatever its
+    budget was: unfinished (a crash, a closed Colab session) or finished under another budget, it goes on to the new
+    budget (a budget already spent ends it at once); only a run of other settings, or one that already finished with
+    this very budget, starts over — and says so."""
+    if not path.exists(): return False, None
     try: ck = read_checkpoint(path)
-    except ValueError: return False
-    return not ck.get("finished") and run_differs(dict(ck, finished=True), r, cfg, conditioning, budget) is None
+    except ValueError as e: return False, f"starting over: its checkpoint cannot be read ({e})"
+    why = run_differs(dict(ck, finished=True), r, cfg, conditioning, budget=False)  # the budget may change
+    if why is not None: return False, f"starting over from step 0: the run there is another run ({why})"
+    old, new = _budget_of(ck["config"]), _budget_of(dataclasses.asdict(cfg))
+    change = f"; budget {old} -> {new}" if plain(old) != plain(new) else ""
+    if not ck.get("finished"): return True, f"resuming the unfinished run at step {ck['step']}{change}"
+    if change: return True, f"continuing the finished run from step {ck['step']}{change}"
+    return False, f"starting over from step 0: the run there already finished with this budget {new} (step {ck['step']})"
 
 # %% ../nbs/07b_recipes.ipynb #fddb2f97
 def load_or_train(space: str, dataset: str = "mnist", profile: str = "auto", device="auto", conditioning: str | None = None,
@@ -279,7 +293,7 @@ def load_or_train(space: str, dataset: str = "mnist", profile: str = "auto", dev
         try:
             why = run_differs(read_checkpoint(path), r, cfg, conditioning, budget=budget is not None)
             if why is None: return load_checkpoint(path, device)
-            print(f"not reusing the cached run at {path}: {why}; " + ("continuing it" if why == "it did not finish" else "training it again"))
+            print(f"not reusing the cached run at {path}: {why}")  # `run` then says whether it continues or starts over
         except ValueError as e:
             print(f"ignoring cached run at {path}: {e}")
     else:  # say it before minutes (or, at gpu size, hours) of training that the caller may have meant to load

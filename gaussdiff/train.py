@@ -304,11 +304,15 @@ def _train(run: _Run, data: torch.Tensor, resume, labels, preview_fn, snapshot_f
     run.flops_per_step = train_step_flops(run.model, run.schedule, data[rows]) * run.ranks.world_size
     if cfg.budget_flops is not None: budget_steps = min(budget_steps, math.ceil(cfg.budget_flops / run.flops_per_step))
     per_epoch = max(1, data.shape[0] // min(cfg.batch_size, data.shape[0]))
-    pending = [p for p in [("frac", float(f)) for f in snapshot_fracs] + [("epoch", float(e)) for e in snapshot_epochs]
-               if not any(tuple(s["at"]) == p or list(p) in s.get("also", []) for s in run.snapshots)]
     def reached(p):
         done = max(run.step / budget_steps, run.elapsed / budget_s) if p[0] == "frac" else run.step / per_epoch
         return done >= p[1] - 1e-9
+    # epochs: those not yet snapshotted; fractions: those of *this* budget still ahead (a resumed budget may have changed)
+    pending = [("frac", float(f)) for f in snapshot_fracs if not reached(("frac", float(f)))] + [
+        p for p in [("epoch", float(e)) for e in snapshot_epochs]
+        if not any(tuple(s["at"]) == p or list(p) in s.get("also", []) for s in run.snapshots)]
+    if run.step and not (run.step < budget_steps and run.elapsed < budget_s) and progress:
+        print(f"[train] the budget is already spent at step {run.step} ({run.elapsed / 60:.1f} min): nothing more to train")
 
     bar = _progress_bar(cfg, budget_steps, run.step, run.elapsed, progress, _precision_label(amp))
     eta = _ExpectedTime(run.step, budget_steps, budget_s, run.device, _precision_label(amp), progress)

@@ -116,8 +116,11 @@ def test_an_epoch_and_a_fraction_on_one_step_make_one_snapshot(tmp_path):
     res = _run(tmp_path, snapshot_fracs=(1.0,), snapshot_epochs=(2, 4))
     assert [s["step"] for s in res.snapshots] == [12, 24]
     assert len(list((tmp_path / "snapshots").glob("*.pt"))) == 2
-    _run(tmp_path, snapshot_fracs=(1.0,), snapshot_epochs=(2, 4), cfg=_cfg(budget_steps=30), resume=True)
+    _run(tmp_path, snapshot_fracs=(1.0,), snapshot_epochs=(2, 4), resume=True)  # resumed at its end: nothing twice
     assert [s["step"] for s in read_checkpoint(tmp_path / "ckpt.pt")["meta"]["_snapshots"]] == [12, 24]
+    # a larger budget continues the run, and the end of *its* budget gets its snapshot (Fig 8's last row)
+    _run(tmp_path, snapshot_fracs=(1.0,), snapshot_epochs=(2, 4), cfg=_cfg(budget_steps=30), resume=True)
+    assert [s["step"] for s in read_checkpoint(tmp_path / "ckpt.pt")["meta"]["_snapshots"]] == [12, 24, 30]
 
 
 def test_failed_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
@@ -311,3 +314,27 @@ def test_expected_time_line_after_warm_up(capsys):
     for step in range(1, 12): minutes.after_step(step, 0.1 * step)
     assert "10.0 more minutes" in minutes.line and "about 5,989 more steps" in minutes.line  # 598.9 s left at 10 steps/s
     assert "[train]" in capsys.readouterr().out  # quiet runs still say it when more than two minutes remain
+
+
+def test_a_changed_budget_continues_the_run_never_restarts_it(tmp_path, monkeypatch, capsys):
+    """Issue 25: a Colab session ends, the next one asks for another budget — the course run must go on from its
+    checkpoint with the new budget (before: it silently started again from step 0)."""
+    import gaussdiff.recipes as R
+    real_train, steps = R.train, []
+    def record(step, loss):
+        steps.append(step)
+        if step == 3 and crash: raise RuntimeError("the session ended")
+    monkeypatch.setattr(R, "train", lambda *a, **k: real_train(*a, callback=record, **k))
+    kw = dict(out_dir=tmp_path / "r", n=8, device="cpu", progress=False, preview=False, ckpt_every=2)
+    crash = True
+    with pytest.raises(RuntimeError): R.run("gir", "mnist", "smoke", budget={"budget_steps": 4}, **kw)
+    crash, steps[:] = False, []
+    res = R.run("gir", "mnist", "smoke", budget={"budget_steps": 6}, **kw)
+    assert steps[0] == 3 and res.step == 6  # resumed from the step-2 checkpoint, on to the new budget
+    assert "resuming the unfinished run at step 2" in capsys.readouterr().out
+    steps[:] = []
+    res = R.run("gir", "mnist", "smoke", budget={"budget_minutes": 1.0, "budget_steps": 8}, **kw)  # a finished run, extended
+    assert steps == [7, 8] and res.step == 8 and "continuing the finished run from step 6" in capsys.readouterr().out
+    steps[:] = []
+    R.run("gir", "mnist", "smoke", budget={"budget_minutes": 1.0, "budget_steps": 8}, **kw)  # the same budget again
+    assert steps[0] == 1 and "starting over from step 0: the run there already finished" in capsys.readouterr().out
