@@ -8,16 +8,10 @@ import argparse, contextlib, dataclasses, json, sys, warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-# %% auto #0
-__all__ = ['SPACES', 'CPU_BUDGET_FLOPS', 'CPU_GUIDANCE', 'PRESETS', 'Recipe', 'recipe', 'make_model', 'training_data', 'run_dir',
-           'recipe_data', 'training_labels', 'run', 'diffusion_differs', 'run_differs', 'load_or_train', 'cli']
-
-# %% ../nbs/07b_recipes.ipynb #8ee58a66
 import numpy as np
 import torch
 import torch.nn as nn
 
-# %% ../nbs/07b_recipes.ipynb #a5ae8c36
 from .core import by_profile, check_writable_dir, data_dir, plain, resolve_profile, seed_everything
 from .checkpoint import DataInfo, gir_features_of, schedule_info, load_checkpoint, read_checkpoint
 from .data import DATASETS, channels_of, load_images
@@ -29,10 +23,13 @@ from .train import BUDGETS, RESUMABLE_CHANGES, TrainConfig, TrainResult, train
 from .transformer import GaussianTransformer
 from .unet import PixelUNet, pad_to_32
 
+# %% auto #0
+__all__ = ['SPACES', 'CPU_BUDGET_FLOPS', 'CPU_GUIDANCE', 'PRESETS', 'Recipe', 'recipe', 'make_model', 'training_data', 'run_dir',
+           'recipe_data', 'training_labels', 'run', 'diffusion_differs', 'run_differs', 'load_or_train', 'cli']
+
 # %% ../nbs/07b_recipes.ipynb #48780964
 SPACES = ("gir", "pixel")
 
-# %% ../nbs/07b_recipes.ipynb #060151a2
 # The cpu profile's training budget for each MNIST model (Sprites: half): the same arithmetic for both spaces (about
 # 1,000 steps of the pixel U-Net or 8,600 of the GaussianTransformer), whatever the machine and its load.
 CPU_BUDGET_FLOPS = 1.2e13
