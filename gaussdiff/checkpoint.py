@@ -19,9 +19,10 @@ from .transformer import GaussianTransformer
 from .unet import PixelUNet
 
 # %% auto #0
-__all__ = ['CKPT_FORMAT', 'MODEL_CLASSES', 'rng_state', 'set_rng_state', 'class_path', 'schedule_info', 'make_checkpoint',
-           'read_checkpoint', 'gir_features_of', 'DataInfo', 'RunInfo', 'build_model', 'build_schedule',
-           'build_normalizer', 'load_checkpoint', 'check_resume', 'run_lock', 'clear_run']
+__all__ = ['CKPT_FORMAT', 'MODEL_CLASSES', 'CKPT_ENTRIES', 'rng_state', 'set_rng_state', 'class_path', 'schedule_info',
+           'make_checkpoint', 'read_checkpoint', 'gir_features_of', 'DataInfo', 'RunInfo', 'build_model',
+           'build_schedule', 'build_normalizer', 'load_checkpoint', 'check_checkpoint', 'load_weights', 'check_resume',
+           'run_lock', 'clear_run']
 
 # %% ../nbs/07a_checkpoint.ipynb #b8bdf939
 def rng_state() -> dict:
@@ -76,6 +77,7 @@ def read_checkpoint(path) -> dict:
     "Load and validate a gaussdiff checkpoint dict (CPU tensors); clear errors for missing or corrupt files."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"no checkpoint at {path}: train one first (gaussdiff train ... --out DIR)")
+    if path.is_dir(): raise ValueError(f"{path} is a folder, not a checkpoint: give {path / 'ckpt.pt'}")
     try: ck = torch.load(path, map_location="cpu", weights_only=True)
     except PermissionError as e:
         raise ValueError(f"checkpoint {path} is unreadable ({e}); it was left alone: fix its permissions") from None
@@ -178,17 +180,76 @@ def load_checkpoint(path, device="auto", ema: bool = True, space: str | None = N
     """Load a checkpoint for sampling: `(model, schedule, normalizer, RunInfo)` with the model in eval mode on `device`.
     `ema=True` takes the EMA weights (what one samples from); `space` ('gir'/'pixel') is checked when given."""
     ck = read_checkpoint(path)
+    check_checkpoint(ck, path)   # below: a malformed file is refused by name
     if space is not None and ck["space"] != space:
         raise ValueError(f"{path} holds a model of space {ck['space']!r}, but space {space!r} was asked for")
     model = build_model(ck)
     weights = ck["ema"]["model"] if (ema and ck.get("ema") is not None) else ck["model"]
-    model.load_state_dict(weights)
+    load_weights(model, weights, path)
     model = model.to(get_device(device)).eval()
     info = RunInfo.from_dict(ck["meta"], space=ck["space"], step=ck["step"], elapsed_s=ck["elapsed_s"],
                              finished=bool(ck.get("finished")), snapshots=list(ck["meta"].get("_snapshots", [])),
                              config=ck["config"], model_class=ck["model_class"], model_config=ck["model_config"],
                              schedule=ck["schedule"], path=str(path))
     return model, build_schedule(ck), build_normalizer(ck), info
+
+# %% ../nbs/07a_checkpoint.ipynb #deb70670
+CKPT_ENTRIES = {"space": str, "meta": dict, "model": dict, "model_class": str, "model_config": dict, "schedule": dict,
+                "config": dict, "step": int, "elapsed_s": (int, float)}   # what load_checkpoint reads, and its type
+
+def _malformed(path, what: str) -> ValueError:
+    return ValueError(f"malformed checkpoint: {path} {what}; it was edited or not written by gaussdiff train: "
+                      "load another checkpoint or retrain")
+
+def _finite_number(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+
+def _clip_problem(c) -> str | None:
+    "What is wrong with a stored x0 clip range (None, a number > 0, or [lo, hi] of numbers or per-feature lists); None if nothing."
+    if c is None or (_finite_number(c) and c > 0): return None
+    if isinstance(c, (list, tuple)) and len(c) == 2:
+        lo, hi = (np.asarray(v, dtype=object) for v in c)
+        if lo.shape == hi.shape and lo.ndim <= 1 and all(_finite_number(v) for v in [*lo.ravel(), *hi.ravel()]):
+            if (lo.astype(float) <= hi.astype(float)).all(): return None
+    return f"has meta x0_clip={c!r}: it must be None, a number > 0, or [lo, hi] (numbers or per-feature lists)"
+
+def _meta_problem(meta: dict) -> str | None:
+    "What is wrong with a checkpoint's `meta` (the DataInfo it was trained on); None if nothing."
+    if (p := _clip_problem(meta.get("x0_clip"))): return p
+    if not _finite_number(meta.get("guidance", 1.0)): return f"has meta guidance={meta.get('guidance')!r}: it must be a finite number"
+    n = meta.get("n_classes", 0)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0: return f"has meta n_classes={n!r}: it must be an int >= 0"
+    for key in ("sample_shape", "image_size"):
+        v = meta.get(key)
+        if v is not None and not (isinstance(v, (list, tuple)) and all(isinstance(s, int) and s > 0 for s in v)):
+            return f"has meta {key}={v!r}: it must be a list of positive ints"
+    if not isinstance(meta.get("_snapshots", []), list): return "has meta _snapshots that is not a list"
+    return None
+
+def check_checkpoint(ck: dict, path):
+    "Refuse a checkpoint dict with an entry missing or of the wrong type, bad meta, or a schedule/normaliser that does not build."
+    for key, kind in CKPT_ENTRIES.items():
+        if key not in ck: raise _malformed(path, f"has no {key!r} entry")
+        if not isinstance(ck[key], kind) or isinstance(ck[key], bool):
+            raise _malformed(path, f"has {key!r} of type {type(ck[key]).__name__}")
+    if ck.get("ema") is not None and not isinstance(ck["ema"].get("model") if isinstance(ck["ema"], dict) else None, dict):
+        raise _malformed(path, "has an 'ema' entry without EMA weights")
+    if (p := _meta_problem(ck["meta"])): raise _malformed(path, p)
+    try: build_schedule(ck)
+    except (KeyError, TypeError, ValueError) as e: raise _malformed(path, f"has an unusable schedule {ck['schedule']!r} ({e})") from None
+    try: norm = build_normalizer(ck)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e: raise _malformed(path, f"has an unusable normalizer ({e})") from None
+    if norm is not None and not (torch.isfinite(norm.mean).all() and torch.isfinite(norm.std).all()):
+        raise _malformed(path, "has a normalizer holding NaN or inf")
+
+def load_weights(model: nn.Module, weights: dict, path):
+    "Load `weights` into `model`, refusing non-tensors, NaN/inf values and missing, extra or mis-shaped entries by name."
+    for name, w in weights.items():
+        if not isinstance(w, torch.Tensor): raise _malformed(path, f"has weight {name!r} of type {type(w).__name__}")
+        if w.is_floating_point() and not torch.isfinite(w).all(): raise _malformed(path, f"has weight {name!r} holding NaN or inf")
+    try: model.load_state_dict(weights)
+    except RuntimeError as e:
+        lines = [s.strip() for s in str(e).splitlines() if s.strip() and not s.startswith("Error(s) in loading")]
+        raise _malformed(path, f"has weights that do not fit {type(model).__name__}: {' '.join(lines[:2])}") from None
 
 # %% ../nbs/07a_checkpoint.ipynb #cf9010fe
 def check_resume(ck: dict, model, config: dict, space: str, schedule, path, meta: DataInfo | None = None,

@@ -9,7 +9,7 @@ import contextlib, io, math
 import numpy as np
 import torch
 
-from .splats import COV, check_splats, covariance_to_cov_params, render
+from .splats import COV, check_memory, check_splats, covariance_to_cov_params, render
 
 # %% auto #0
 __all__ = ['SCHEDULE_KINDS', 'SAMPLING_STEPS', 'PREDICTIONS', 'LOG_SCALE_RANGE', 'SHEAR_LIMIT', 'VALUE_LIMIT', 'GIR_FEATURES',
@@ -66,6 +66,7 @@ class Schedule:
     def __init__(self, T: int = 1000, kind: str = "linear", prediction: str = "eps", min_snr_gamma: float | None = None):
         if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 1:
             raise ValueError(f"T must be a positive int (number of diffusion steps), got {T!r}")
+        check_memory(60 * T, f"a Schedule of T={T:,} steps", "use fewer diffusion steps (DDPM uses 1000)")  # its tables, before building them
         if kind not in SCHEDULE_KINDS: raise ValueError(f"unknown schedule kind {kind!r}: use one of {SCHEDULE_KINDS}")
         if prediction not in PREDICTIONS: raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
         if min_snr_gamma is not None and not min_snr_gamma > 0: raise ValueError(f"min_snr_gamma must be > 0 or None, got {min_snr_gamma}")

@@ -12,7 +12,7 @@ import torch
 from .splats import covariance_to_cov_params, render
 
 # %% auto #0
-__all__ = ['select_splats', 'edit_splats', 'edit_widget']
+__all__ = ['select_splats', 'edit_splats', 'check_edit_args', 'edit_widget']
 
 # %% ../nbs/08a_edit.ipynb #75478436
 def select_splats(splats: torch.Tensor, box=(0.0, 0.0, 1.0, 1.0), min_amplitude: float = 0.0) -> torch.Tensor:
@@ -28,10 +28,8 @@ def edit_splats(splats: torch.Tensor, mask: torch.Tensor | None = None, shift=(0
     screen: `make_splats`' angle) and recolour
     (`colour=(r,g,b)` replaces the hue, keeping each splat's mean amplitude; `brightness` multiplies) the splats
     selected by `mask [...,N]` (all when None) of raw GIRs `[...,N,8]`, about `centre` (default: their mean position)."""
-    if splats.shape[-1] != 8: raise ValueError(f"splats must be [...,N,8] raw GIRs, got {tuple(splats.shape)}")
-    if not scale > 0: raise ValueError(f"scale must be > 0, got {scale}")
+    mask = check_edit_args(splats, mask, shift, scale, rotate, colour, brightness, centre)   # below: what it refuses
     out = splats.clone().float()
-    mask = torch.ones(out.shape[:-1], dtype=torch.bool) if mask is None else mask.to(torch.bool).expand(out.shape[:-1])
     if not mask.any(): return out
     sel = out[mask]  # [K, 8]
     th = math.radians(rotate)
@@ -49,6 +47,31 @@ def edit_splats(splats: torch.Tensor, mask: torch.Tensor | None = None, shift=(0
     sel[:, 5:8] = sel[:, 5:8] * brightness
     out[mask] = sel
     return out
+
+# %% ../nbs/08a_edit.ipynb #39399179
+def _check_numbers(name: str, value, n: int | None = None, hint: str = ""):
+    "`value` must be finite numbers: one (`n` None) or exactly `n` of them."
+    try: v = torch.as_tensor(value, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError): v = None
+    shape_ok = v is not None and (v.ndim == 0 if n is None else tuple(v.shape) == (n,))
+    if not shape_ok: raise ValueError(f"{name} must be {'a number' if n is None else f'{n} numbers'}{hint}, got {value!r}")
+    if not torch.isfinite(v).all(): raise ValueError(f"{name} must be finite, got {value!r}")
+
+def check_edit_args(splats, mask, shift, scale, rotate, colour, brightness, centre) -> torch.Tensor:
+    "The boolean selection `[...,N]` (every splat when `mask` is None) after refusing bad splats and settings by name."
+    if not isinstance(splats, torch.Tensor) or splats.ndim < 2 or splats.shape[-1] != 8:
+        raise ValueError(f"splats must be [...,N,8] raw GIRs, got {tuple(getattr(splats, 'shape', ())) or type(splats).__name__}")
+    if not splats.is_floating_point() or not torch.isfinite(splats).all(): raise ValueError("splats must be finite floats: NaN or inf found")
+    _check_numbers("shift", shift, 2, " (dx, dy)")
+    for name, v in (("scale", scale), ("rotate", rotate), ("brightness", brightness)): _check_numbers(name, v)
+    if not scale > 0: raise ValueError(f"scale must be > 0, got {scale}")
+    if colour is not None: _check_numbers("colour", colour, 3, " (r, g, b)")
+    if centre is not None: _check_numbers("centre", centre, 2, " (x, y)")
+    if mask is None: return torch.ones(splats.shape[:-1], dtype=torch.bool)
+    mask = torch.as_tensor(mask)
+    try: return mask.to(torch.bool).expand(splats.shape[:-1])
+    except RuntimeError:
+        raise ValueError(f"mask must have one entry per splat, shape {tuple(splats.shape[:-1])}; got {tuple(mask.shape)}") from None
 
 # %% ../nbs/08a_edit.ipynb #f21df409
 def _side_by_side_png(imgs: torch.Tensor, box=None, upscale: int = 8) -> bytes:

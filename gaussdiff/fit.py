@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 # %% auto #0
 __all__ = ['DEFAULT_LR', 'DEFAULT_LR_COLOUR', 'RELOCATE_AT', 'RELOCATE_FRAC', 'gaussian_window_matrix', 'SSIM', 'ssim', 'dssim',
            'psnr', 'init_splats', 'naive_fit', 'default_lr', 'relocate_weak_splats', 'default_steps', 'default_chunk',
-           'FitResult', 'fit_splats', 'benchmark']
+           'FitResult', 'fit_splats', 'fit_memory', 'check_fit_size', 'benchmark']
 
 # %% ../nbs/03_fit.ipynb #331005cb
 import torch
@@ -21,7 +21,7 @@ from .core import check_images, device_name, get_device
 from .data import load_images
 
 # %% ../nbs/03_fit.ipynb #765de174
-from .splats import COL, N_FEATURES, quadratic_features, render, render_fast, render_window
+from .splats import COL, N_FEATURES, check_memory, quadratic_features, render, render_fast, render_window
 
 # %% ../nbs/03_fit.ipynb #c6751f73
 def gaussian_window_matrix(n: int, size: int = 11, sigma: float = 1.5, device=None) -> torch.Tensor:
@@ -127,7 +127,7 @@ def relocate_weak_splats(p, m, v, x, img, frac: float = RELOCATE_FRAC, sigma_px:
     weak = strength.topk(k, largest=False).indices                                    # [b,k]
     err = resid.abs().sum(1).flatten(1).cpu() + 1e-8
     gens = generators or [None] * b                                                  # per image: chunking-independent
-    idx = torch.stack([torch.multinomial(err[j], k, generator=gens[j]) for j in range(b)]).to(x.device)  # by error
+    idx = torch.stack([torch.multinomial(err[j], k, replacement=k > h * w, generator=gens[j]) for j in range(b)]).to(x.device)  # by error
     pos = torch.stack([(idx % w + 0.5) / w, (idx // w + 0.5) / h], -1)
     cov = torch.tensor([math.log(sigma_px / w), 0.0, math.log(sigma_px / h)], device=x.device).expand(b, k, 3)
     col = resid.flatten(2).gather(2, idx[:, None].expand(-1, c, -1)).transpose(1, 2)
@@ -248,6 +248,7 @@ def fit_splats(images: torch.Tensor, n_splats: int = 150, steps: int | None = No
     workers = min(workers, n_chunks)
     lr = {**default_lr(c), **(lr or {})}
     if window == -1: window = 7 if c == 1 and dev.type == "cpu" else None   # default: local windows for grey on CPU
+    check_fit_size(n_splats, (c, h, w), min(b, chunk * workers), window)      # below: refuse what would not fit
     relocate_steps = sorted({int(f * steps) for f in relocate if 0 < int(f * steps) < steps})
     settings = dict(n_splats=n_splats, steps=steps, lr=lr, lam=lam, chunk=chunk, seed=seed,
                     init="intensity-sampled, sigma 0.8 px, colour x0.7", loss="(1-lam) L1 + lam DSSIM",
@@ -286,6 +287,19 @@ def fit_splats(images: torch.Tensor, n_splats: int = 150, steps: int | None = No
     final = torch.cat([psnr(render(splats[i:i + 256].to(dev), (h, w), channels=c), x_all[i:i + 256].to(dev)).cpu()
                        for i in range(0, b, 256)])
     return FitResult(splats=splats, psnr=final, seconds=seconds, settings=dict(settings, workers=workers))
+
+# %% ../nbs/03_fit.ipynb #578d7c32
+def fit_memory(n_splats: int, image_shape, images: int, window: int | None) -> int:
+    "Bytes that fitting `images` images of shape `(C, H, W)` at once with `n_splats` splats each holds (a lower estimate)."
+    c, h, w = image_shape
+    per_splat = (88 + 4 * c) * window ** 2 if window else 12 * h * w   # the window renderer's indices and values; dense: g and its gradient
+    return images * n_splats * (256 + per_splat)                         # + the splats, their gradient, Adam's m and v, the best so far
+
+def check_fit_size(n_splats: int, image_shape, images: int, window: int | None):
+    "Refuse a fit whose `fit_memory` exceeds the memory limit, before anything is allocated."
+    check_memory(fit_memory(n_splats, image_shape, images, window),
+                 f"fitting {images} image(s) of shape {tuple(image_shape)} with n_splats={n_splats:,} at once",
+                 "use fewer splats (the course uses 150) or a smaller chunk")
 
 # %% ../nbs/03_fit.ipynb #11968bb2
 def benchmark(dataset: str = "mnist", n: int = 256, n_splats: int = 150, steps: int | None = None, device="auto",

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 
 # %% auto #0
 __all__ = ['timestep_embedding', 'TimeEmbedding', 'validate_t', 'capturing', 'check_dtype', 'check_labels', 'check_train_labels',
-           'drop_labels', 'LabelEmbedding', 'label_vector', 'count_params', 'count_flops', 'TinyDenoiser']
+           'drop_labels', 'LabelEmbedding', 'label_vector', 'check_sample_inputs', 'count_params', 'count_flops',
+           'TinyDenoiser']
 
 # %% ../nbs/04a_layers.ipynb #f78d3936
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
@@ -111,6 +112,18 @@ def label_vector(label: LabelEmbedding | None, y, batch: int):
     if label is not None: return label(y, batch)
     if y is not None: raise ValueError("this model was built without class labels (n_classes=0): sample it with labels=None")
     return 0
+
+# %% ../nbs/04a_layers.ipynb #6db8f94c
+def check_sample_inputs(x_T, guidance):
+    "Refuse a `guidance` scale that is not a finite number and an `x_T` that is not a finite floating-point tensor."
+    try: finite = not isinstance(guidance, (bool, str)) and bool(np.isfinite(float(guidance)))
+    except (TypeError, ValueError): finite = False
+    if not finite:
+        raise ValueError(f"guidance must be a finite number (1: no guidance, 2-4: stronger class guidance), got {guidance!r}")
+    if x_T is None: return
+    if not isinstance(x_T, torch.Tensor) or not x_T.is_floating_point():
+        raise ValueError(f"x_T must be a floating-point torch.Tensor (the starting noise), got {getattr(x_T, 'dtype', type(x_T).__name__)}")
+    if not torch.isfinite(x_T).all(): raise ValueError("x_T (the starting noise) holds NaN or inf: draw it with torch.randn")
 
 # %% ../nbs/04a_layers.ipynb #3d5138f0
 def count_params(model: nn.Module) -> int:

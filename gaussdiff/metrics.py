@@ -186,6 +186,9 @@ def _check_features(f, name: str, min_n: int = 2) -> torch.Tensor:
     if not torch.isfinite(f).all(): raise ValueError(f"{name} contains NaN or inf")
     return f
 
+def _check_count(name: str, v, lo: int):
+    if isinstance(v, bool) or not hasattr(v, "__index__") or v < lo: raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
+
 # %% ../nbs/09_metrics.ipynb #c5c9643f
 def feature_stats(f) -> tuple[torch.Tensor, torch.Tensor]:
     "Mean `[d]` and unbiased covariance `[d,d]` (float64) of features `[B,d]`."
@@ -236,7 +239,8 @@ def kid_from_features(f_real, f_fake, subsets: int = 100, subset_size: int = 100
     "KID `(mean, std)` over `subsets` random subsets of `min(subset_size, n_real, n_fake)` samples of each set."
     fr, ff = _check_features(f_real, "real features"), _check_features(f_fake, "fake features")
     if fr.shape[1] != ff.shape[1]: raise ValueError(f"feature sizes differ: {fr.shape[1]} vs {ff.shape[1]}")
-    if subsets < 1: raise ValueError(f"subsets must be >= 1, got {subsets}")
+    _check_count("subsets", subsets, 1)
+    _check_count("subset_size", subset_size, 2)   # the unbiased MMD² divides by m(m-1): one sample per subset gives NaN
     size = min(subset_size, len(fr), len(ff))
     g = torch.Generator().manual_seed(seed)
     scores = torch.tensor([mmd2_unbiased(fr[torch.randperm(len(fr), generator=g)[:size]],

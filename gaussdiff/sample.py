@@ -13,7 +13,7 @@ import torch
 from .core import atomic_path, check_writable_dir, get_device, make_grid, save_grid
 from .checkpoint import DataInfo, load_checkpoint
 from .diffusion import decode_gir, gir_to_splats, model_to_pixels, renderable
-from .layers import check_labels
+from .layers import check_labels, check_sample_inputs
 from .unet import crop_from_32
 
 # %% auto #0
@@ -118,6 +118,7 @@ def sample(model, schedule, shape, steps: int | None = None, sampler: str = "ddp
     from a class-conditional model, `guidance` w steers them by classifier-free guidance (`model_output`)."""
     if sampler not in SAMPLERS: raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     if not 0 <= eta <= 1: raise ValueError(f"eta must be in [0, 1] (0: deterministic DDIM, 1: DDPM-like), got {eta}")
+    check_sample_inputs(x_T, guidance)   # below: refused before the first step, not found after the last
     ts = timesteps_for(schedule.T, steps, spacing)
     device = get_device(device) if device is not None else next(model.parameters()).device
     abar = schedule.alphas_cumprod.to(device, torch.float32)
@@ -221,7 +222,10 @@ def sample_labels(labels, n: int, meta: DataInfo) -> torch.Tensor | None:
         return balanced_labels(n, meta.n_classes) if labels == "balanced" and meta.n_classes else None
     if labels is None: return None
     if not meta.n_classes: raise ValueError("this model was trained without class labels: sample it with labels='none'")
-    y = torch.as_tensor(labels).long().reshape(-1)
+    y = torch.as_tensor(labels).reshape(-1)
+    if y.dtype == torch.bool or (y.is_floating_point() and not torch.equal(y, y.round())):
+        raise ValueError(f"labels must be whole class indices, got {y.tolist()[:12]}")
+    y = y.long()
     y = y.expand(n) if y.numel() == 1 else y
     if len(y) != n or int(y.min()) < 0 or int(y.max()) >= meta.n_classes:
         raise ValueError(f"labels must be {n} classes in 0..{meta.n_classes - 1} (or one for all), got {y.tolist()[:12]}")

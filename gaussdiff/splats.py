@@ -8,10 +8,10 @@ from __future__ import annotations
 import torch
 
 # %% auto #0
-__all__ = ['N_FEATURES', 'POS', 'COV', 'COL', 'FEATURE_GROUPS', 'check_splats', 'cholesky_factor', 'covariance',
-           'covariance_to_cov_params', 'make_splats', 'pixel_centres', 'splat_footprints', 'render',
-           'quadratic_features', 'quadratic_coefficients', 'render_fast', 'render_window', 'ellipse_params',
-           'draw_ellipses']
+__all__ = ['N_FEATURES', 'POS', 'COV', 'COL', 'FEATURE_GROUPS', 'MEMORY_LIMIT', 'check_splats', 'cholesky_factor', 'covariance',
+           'covariance_to_cov_params', 'make_splats', 'pixel_centres', 'splat_footprints', 'render', 'check_memory',
+           'check_render_args', 'quadratic_features', 'quadratic_coefficients', 'render_fast', 'render_window',
+           'ellipse_params', 'draw_ellipses']
 
 # %% ../nbs/02_splats.ipynb #a46735f2
 N_FEATURES = 8
@@ -81,13 +81,6 @@ def pixel_centres(size: tuple[int, int], device=None, dtype=torch.float32) -> tu
     y = (torch.arange(h, device=device, dtype=dtype) + 0.5) / h
     return x, y
 
-# %% ../nbs/02_splats.ipynb #d34a16da
-def _check_size(size) -> tuple[int, int]:
-    if isinstance(size, int): size = (size, size)
-    if len(size) != 2 or any(int(s) != s or s < 1 for s in size):
-        raise ValueError(f"size must be (H, W) with positive ints, got {size!r}")
-    return int(size[0]), int(size[1])
-
 # %% ../nbs/02_splats.ipynb #1f9dede9
 def splat_footprints(splats: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     "Each splat's unnormalised Gaussian `exp(-1/2 v^T Sigma^-1 v)` on the pixel grid: `[B,N,H,W]`."
@@ -103,9 +96,7 @@ def splat_footprints(splats: torch.Tensor, size: tuple[int, int]) -> torch.Tenso
 def render(splats: torch.Tensor, size=(28, 28), channels: int = 3, clamp: bool = True,
            max_elements: int = 2 ** 25) -> torch.Tensor:
     "Images `[B,C,H,W]` = sum over splats of colour * unnormalised Gaussian; C=1 averages the three colours."
-    splats = check_splats(splats)
-    size = _check_size(size)
-    if channels not in (1, 3): raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels!r}")
+    splats, size = check_render_args(splats, size, channels, live_floats=4)  # below: what it refuses
     b, n, _ = splats.shape
     colour = splats[..., COL] if channels == 3 else splats[..., COL].mean(-1, keepdim=True)
     chunk = max(1, max_elements // (n * size[0] * size[1]))   # bound the [B,N,H,W] intermediate
@@ -113,6 +104,34 @@ def render(splats: torch.Tensor, size=(28, 28), channels: int = 3, clamp: bool =
            for i in range(0, b, chunk)]
     img = torch.cat(out) if len(out) > 1 else out[0]
     return img.clamp(0, 1) if clamp else img
+
+# %% ../nbs/02_splats.ipynb #9634794b
+MEMORY_LIMIT = 16 * 2 ** 30  # bytes one call may plan to hold at once; more is refused up front (raise it on a bigger machine)
+
+def check_memory(n_bytes: float, what: str, fix: str):
+    "Refuse, before allocating, a call whose estimated memory `n_bytes` exceeds `MEMORY_LIMIT`: a ValueError with both numbers."
+    if n_bytes > MEMORY_LIMIT:
+        raise ValueError(f"{what} would need about {n_bytes / 2 ** 30:,.1f} GiB of memory, over the limit of "
+                         f"{MEMORY_LIMIT / 2 ** 30:,.0f} GiB (gaussdiff.splats.MEMORY_LIMIT): {fix}")
+
+def _check_size(size) -> tuple[int, int]:
+    if isinstance(size, int): size = (size, size)
+    if len(size) != 2 or any(int(s) != s or s < 1 for s in size):
+        raise ValueError(f"size must be (H, W) with positive ints, got {size!r}")
+    return int(size[0]), int(size[1])
+
+def check_render_args(splats, size, channels: int, live_floats: int, whole_batch: bool = False,
+                      phi: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Checked `(splats [B,N,8], (H, W))` for a renderer holding `live_floats` numbers per splat and pixel of one
+    image (of the whole batch when `whole_batch`) at once; `phi`, when given, must be `quadratic_features(size)`."""
+    splats, (h, w) = check_splats(splats), _check_size(size)
+    if channels not in (1, 3): raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels!r}")
+    if phi is not None and tuple(phi.shape) != (6, h * w):
+        raise ValueError(f"phi must be quadratic_features(size), shape (6, {h * w}) for size {(h, w)}; got {tuple(phi.shape)}")
+    b, n = (splats.shape[0] if whole_batch else 1), splats.shape[1]
+    check_memory(live_floats * splats.element_size() * b * n * h * w, f"rendering {b} image(s) of {n:,} splats at {h}×{w}",
+                 "render fewer splats (the course uses 150) or smaller images")
+    return splats, (h, w)
 
 # %% ../nbs/02_splats.ipynb #087127ae
 def quadratic_features(size: tuple[int, int], device=None, dtype=torch.float32) -> torch.Tensor:
@@ -155,8 +174,8 @@ class _SplatProduct(torch.autograd.Function):
 # %% ../nbs/02_splats.ipynb #195cd063
 def render_fast(splats: torch.Tensor, size=(28, 28), channels: int = 3, phi: torch.Tensor | None = None) -> torch.Tensor:
     "Unclamped `render(splats, size, channels, clamp=False)` as two matrix products; for fitting."
-    h, w = size
-    phi = quadratic_features(size, splats.device, splats.dtype) if phi is None else phi
+    splats, (h, w) = check_render_args(splats, size, channels, live_floats=2, whole_batch=True, phi=phi)  # g and its gradient
+    phi = quadratic_features((h, w), splats.device, splats.dtype) if phi is None else phi
     colour = splats[..., COL] if channels == 3 else splats[..., COL].mean(-1, keepdim=True)
     return _SplatProduct.apply(quadratic_coefficients(splats), colour, phi).view(splats.shape[0], channels, h, w)
 

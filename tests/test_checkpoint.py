@@ -66,3 +66,33 @@ def test_run_info_is_typed_and_reads_older_checkpoints(ckpt, tmp_path):
     assert info.train_flops_per_step == 0 and not hasattr(info, "a_newer_field")
     d = DataInfo("pixel", "sprites", image_size=(32, 32), channels=3, sample_shape=(3, 32, 32), x0_clip=1.0)
     assert d.gir_features is None and DataInfo.from_dict(d.as_dict()) == d and d.as_dict()["image_size"] == [32, 32]
+
+
+def _nan_weights(ck):
+    for w in ck["ema"]["model"].values():
+        if w.is_floating_point(): w.fill_(float("nan"))
+
+
+@pytest.mark.parametrize("tamper,match", [
+    (lambda ck: ck.pop("space"), "has no 'space' entry"),
+    (lambda ck: ck.pop("meta"), "has no 'meta' entry"),
+    (lambda ck: ck.update(step="2"), "has 'step' of type str"),
+    (lambda ck: ck["ema"]["model"].update({next(iter(ck["ema"]["model"])): torch.zeros(3, 3)}), "has weights that do not fit TinyDenoiser: size mismatch for"),
+    (lambda ck: ck["meta"].update(x0_clip="abc"), "x0_clip='abc'"),
+    (lambda ck: ck["meta"].update(guidance=float("nan")), "guidance=nan"),
+    (lambda ck: ck["schedule"].update(T=0), "unusable schedule"),
+    (_nan_weights, "holding NaN or inf"),
+])
+def test_tampered_checkpoints_are_refused_as_malformed_naming_what(ckpt, tmp_path, tamper, match):
+    "Issue 27 (9, 6): a KeyError, size-mismatch RuntimeError, late TypeError or NaN samples became one ValueError naming the fault."
+    ck = read_checkpoint(ckpt)
+    tamper(ck)
+    torch.save(ck, tmp_path / "tampered.pt")
+    with pytest.raises(ValueError, match=f"^malformed checkpoint: .*tampered.pt .*{match}"):
+        load_checkpoint(tmp_path / "tampered.pt", device="cpu")
+
+
+def test_a_run_folder_given_as_a_checkpoint_names_its_ckpt_file(ckpt):
+    "Issue 27 (8): a folder was called 'corrupt … delete it and retrain'; the message now names <folder>/ckpt.pt."
+    with pytest.raises(ValueError, match=r"is a folder, not a checkpoint: give .*ckpt\.pt$"):
+        load_checkpoint(ckpt.parent, device="cpu")

@@ -320,3 +320,10 @@ def test_unweighted_eps_loss_is_plain_mse_and_weighted_loss_differs():
                                       (dict(min_snr_gamma=-5), "min_snr_gamma")])
 def test_schedule_rejects_bad_prediction_or_gamma(kw, match):
     with pytest.raises(ValueError, match=match): Schedule(100, **kw)
+
+
+def test_schedule_refuses_a_step_count_beyond_its_limit():
+    "Issue 27 (13): Schedule(T=2e9) is refused with its memory and the limit (it ran into the allocator)."
+    with pytest.raises(ValueError, match=r"a Schedule of T=2,000,000,000 steps would need about .* GiB of memory, over the limit"):
+        Schedule(T=int(2e9))
+    assert Schedule(T=100_000).alphas_cumprod.shape == (100_000,)

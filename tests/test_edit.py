@@ -74,3 +74,18 @@ def test_edit_widget_builds_and_rerenders():
     controls[2].value = 0.1  # shift x: the edited half is drawn again
     assert view.value != before
     with pytest.raises(ValueError, match="one GIR"): edit_widget(_gir(3)[None])
+
+
+@pytest.mark.parametrize("kw,name", [(dict(scale=float("inf")), "scale"), (dict(rotate=float("nan")), "rotate"),
+                                     (dict(shift=(float("nan"), 0.0)), "shift"), (dict(brightness=float("nan")), "brightness"),
+                                     (dict(colour=(1, 0)), "colour"), (dict(centre=(0.5,)), "centre"),
+                                     (dict(mask=torch.ones(3, dtype=torch.bool)), "mask")])
+def test_edit_refuses_bad_settings_naming_the_argument(kw, name):
+    "Issue 27 (17): each bad setting is a ValueError that starts with its name (not a LinAlgError, NaN splats or a broadcast error)."
+    with pytest.raises(ValueError, match=f"^{name} "): edit_splats(_gir(5), **kw)
+
+
+def test_edit_refuses_nan_splats():
+    s = _gir(5)
+    s[2, 3] = float("nan")
+    with pytest.raises(ValueError, match="^splats .*NaN"): edit_splats(s, scale=2.0)

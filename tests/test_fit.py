@@ -190,3 +190,22 @@ def test_cli_encode_and_smoke_profile(tmp_data, capsys):
     # a smaller request is served from a larger cache of the same settings, without refitting
     p2 = encode_dataset("mnist", n=2, n_splats=6, steps=2, progress=False, verbose=False)
     assert torch.equal(load_gir(p2)["splats"], load_gir(out["path"])["splats"][:2])
+
+
+def test_fit_splats_refuses_a_fit_that_would_not_fit_in_memory():
+    "Issue 27 (13): fit_splats(N=2e7) is refused up front with the estimate and the limit (it ran into the allocator)."
+    with pytest.raises(ValueError, match=r"n_splats=20,000,000 at once would need about .* GiB of memory, over the limit of"):
+        fit_splats(torch.rand(1, 1, 28, 28), n_splats=20_000_000, progress=False)
+
+
+def test_size_bounds_leave_the_course_sizes_alone():
+    "The memory bound never refuses the gpu profile's fits: chunks of 1024 images, the dense renderer, N up to 300."
+    from gaussdiff.fit import fit_memory
+    from gaussdiff.splats import MEMORY_LIMIT
+    assert fit_memory(300, (3, 28, 28), 1024, None) < MEMORY_LIMIT / 4 and fit_memory(150, (1, 28, 28), 64, 7) < 2 ** 27
+
+
+def test_fit_splats_relocates_more_splats_than_the_image_has_pixels():
+    "More relocated splats (15 % of N) than pixels used to fail in torch.multinomial; they are drawn with replacement."
+    r = fit_splats(torch.rand(2, 1, 12, 12), n_splats=1000, steps=5, progress=False)  # 150 relocated, 144 pixels
+    assert r.splats.shape == (2, 1000, 8) and torch.isfinite(r.splats).all()

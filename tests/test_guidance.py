@@ -139,3 +139,15 @@ def test_sample_cli_draws_one_class_with_guidance_and_refuses_bad_labels(tmp_pat
         assert cli(["--ckpt", ck, "--steps", "4", "--label", bad, "--out", str(tmp_path / "bad.png"), "--device", "cpu"]) == 2
         assert why in capsys.readouterr().err
     assert not (tmp_path / "bad.png").exists()
+
+
+def test_generate_refuses_fractional_labels_and_non_finite_guidance():
+    "Issue 27 (18): labels [0.5, 1.5] were truncated to [0, 1]; guidance nan/inf ended in FloatingPointError or black images."
+    meta = DataInfo("gir", n_classes=10, sample_shape=(4, 8))
+    with pytest.raises(ValueError, match="whole class indices"): sample_labels([0.5, 1.5], 2, meta)
+    with pytest.raises(ValueError, match="whole class indices"): sample_labels(torch.tensor([True, False]), 2, meta)
+    assert sample_labels([0.0, 1.0], 2, meta).tolist() == [0, 1]  # whole numbers stored as floats are classes
+    m = GaussianTransformer.smoke(n_classes=10)
+    with pytest.raises(ValueError, match="whole class indices"): generate(m, Schedule(10), None, meta, n=2, labels=[0.5, 1.5])
+    for w in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="^guidance"): generate(m, Schedule(10), None, meta, n=2, labels=[0, 1], guidance=w)

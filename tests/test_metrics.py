@@ -225,3 +225,10 @@ def test_adaln_zero_variant_is_trained_once_then_loaded(tmp_data):
                   budget={"budget_minutes": None, "budget_steps": 4}, progress=False)
     from gaussdiff.checkpoint import read_checkpoint
     assert read_checkpoint(path)["config"]["budget_steps"] == 4  # another budget: retrained
+
+
+@pytest.mark.parametrize("size", [0, 1])
+def test_kid_refuses_subsets_of_fewer_than_two_samples(size):
+    "Issue 27 (19): the unbiased MMD² needs two samples per subset; subset_size 0 or 1 returned (nan, nan)."
+    f = torch.randn(20, 4, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="^subset_size must be an int >= 2"): M.kid_from_features(f, f + 1, subset_size=size)

@@ -295,3 +295,15 @@ def test_x0_and_v_prediction_loops_match_diffusers(ours, theirs):
     g = torch.Generator().manual_seed(0)
     x_T = torch.randn(3, 1, 8, 8, generator=g)
     torch.testing.assert_close(mine, _diffusers_loop(ref, model, x_T, 20, generator=g), rtol=1e-4, atol=1e-4)
+
+
+def test_sample_refuses_non_finite_start_noise_and_guidance_before_the_first_step():
+    "Issue 27 (18): an x_T holding NaN/inf failed only after every step; a NaN guidance was silently ignored or made NaN images."
+    model, ref = _Eps(), _ddpm(50)
+    calls = []
+    model.register_forward_hook(lambda *_: calls.append(1))
+    for x_T in (torch.full((1, 4), float("nan")), torch.tensor([[0.0, float("inf"), 0.0, 0.0]])):
+        with pytest.raises(ValueError, match="x_T"): sample(model, _Sched(ref), (1, 4), x_T=x_T)
+    for w in (float("nan"), float("inf"), "2"):
+        with pytest.raises(ValueError, match="^guidance must be a finite number"): sample(model, _Sched(ref), (1, 4), guidance=w)
+    assert not calls

@@ -157,3 +157,24 @@ def test_ellipse_params_pixel_coordinates():
 def test_cuda_matches_cpu():
     s = torch.cat([torch.rand(3, 20, 2), torch.randn(3, 20, 3) * 0.3 - 2.5, torch.rand(3, 20, 3)], -1)
     assert torch.allclose(render(s.cuda(), (28, 28)).cpu(), render(s, (28, 28)), atol=1e-5)
+
+
+def test_render_refuses_an_image_whose_footprints_would_not_fit_in_memory():
+    "Issue 27 (13): too many splats for one image is a ValueError with the estimate and the limit, not an allocator error."
+    with pytest.raises(ValueError, match=r"rendering 1 image\(s\) of 20,000 splats at 1000×1000 would need about .* GiB of memory, over the limit"):
+        render(torch.zeros(1, 20_000, 8), (1000, 1000))
+
+
+def test_render_fast_checks_its_input_like_render():
+    "Issue 27 (19): render_fast refuses what render refuses (layout, NaN, channels, size), a wrong phi, and too much memory."
+    from gaussdiff.splats import quadratic_features, render_fast
+    with pytest.raises(ValueError, match=r"shape \[B,N,8\]"): render_fast(torch.zeros(1, 150, 7))
+    nan = torch.zeros(1, 4, 8)
+    nan[0, 1, 3] = float("nan")
+    with pytest.raises(ValueError, match="NaN"): render_fast(nan)
+    with pytest.raises(ValueError, match="channels"): render_fast(torch.zeros(1, 4, 8), channels=2)
+    with pytest.raises(ValueError, match="size"): render_fast(torch.zeros(1, 4, 8), size=(0, 5))
+    with pytest.raises(ValueError, match="phi"): render_fast(torch.zeros(1, 4, 8), (8, 8), phi=quadratic_features((4, 4)))
+    with pytest.raises(ValueError, match="over the limit"): render_fast(torch.zeros(2, 20_000, 8), (1000, 1000))
+    one = make_splats([0.5, 0.5], 0.1)[None]
+    assert torch.allclose(render_fast(one, (9, 7)), render(one, (9, 7), clamp=False), atol=1e-5)  # an [N,8] GIR is one image
