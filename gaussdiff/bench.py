@@ -4,11 +4,12 @@
 
 # %% ../nbs/10_timing.ipynb #8ea903f6
 from __future__ import annotations
-import argparse, contextlib, functools, json, os, statistics, sys, time
+import contextlib, functools, json, os, statistics, sys, time
 
 import torch
 from tqdm.auto import tqdm
 
+from .commands import check_output_path, cli_command, make_parser
 from .core import bf16_native, device_name, get_device, save_json, tf32
 from .diffusion import SAMPLING_STEPS, Schedule
 from .sample import sample
@@ -250,7 +251,6 @@ def bench_models(preset: str = "paper", device="auto", batch: int = 32, modes="a
     res["load_avg"] = dict(before=load0, after=os.getloadavg() if hasattr(os, "getloadavg") else None)
     return res
 
-
 # %% ../nbs/10_timing.ipynb #16ac8dec
 def _time_modes(res: dict, models: dict, inputs: dict, mode_list, reasons, dev, repeats, warmup, bar):
     "Chapter 10 section 3 for every mode: one row per model into `res['rows']`, or the reason into `res['skipped']`."
@@ -282,7 +282,6 @@ def _time_modes(res: dict, models: dict, inputs: dict, mode_list, reasons, dev, 
             if "cpu_ms" in r: row["cpu_ms_per_step"] = round(r["cpu_ms"], 3)
             res["rows"].append(row)
 
-
 # %% ../nbs/10_timing.ipynb #adef35e9
 def _end_to_end_rows(res: dict, models: dict, mode_list, reasons, e2e_steps, n_splats, channels, seed, bar):
     "Section 4 for fp32 and one mixed precision (bf16, else fp16): sample end to end, against steps × the timed ms/step."
@@ -301,7 +300,6 @@ def _end_to_end_rows(res: dict, models: dict, mode_list, reasons, e2e_steps, n_s
                 e["measured_over_predicted"] = round(e["total_s"] / e["predicted_s"], 3)
                 res["end_to_end"].append({k: round(v, 5) if isinstance(v, float) else v for k, v in e.items()})
 
-
 # %% ../nbs/10_timing.ipynb #8786192b
 def _summary(res: dict, mode_list) -> dict:
     "Fill `res['ratios']` with the U-Net/GT ratio of every pairing; return the per-mode summary (the paper's pairing first)."
@@ -316,11 +314,11 @@ def _summary(res: dict, mode_list) -> dict:
                 meets_paper_22x=any(r["ratio"] >= 22 for r in paper_pair),
                 best_ratio_with_ddim=max((r["ratio"] for r in res["ratios"]), default=None))
 
-
 # %% ../nbs/10_timing.ipynb #ff0d524b
+@cli_command("gaussdiff bench")
 def cli(argv: list[str] | None = None) -> int:
     "`gaussdiff bench`: FLOPs, ms/step, total generation time and U-Net/GT ratios (Table 2) as JSON."
-    ap = argparse.ArgumentParser(prog="gaussdiff bench", description="time the GaussianTransformer and the pixel U-Net (the paper's Table 2)")
+    ap = make_parser("gaussdiff bench", "time the GaussianTransformer and the pixel U-Net (the paper's Table 2)")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
     ap.add_argument("--batch", type=int, default=32, help="images per forward step (paper: 32)")
     ap.add_argument("--preset", default="paper", help="model sizes: paper | cpu | smoke (default: paper)")
@@ -328,26 +326,26 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--modes", default="auto", help=f"comma list of {','.join(MODES)} (default: all that apply)")
     ap.add_argument("--repeats", type=int, default=None, help="timed steps per row (default: 50 GPU, 3 CPU)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 10 GPU, 1 CPU)")
-    ap.add_argument("--e2e-steps", type=int, default=-1, help="sampler steps actually run end to end (default: all on GPU, 2 on CPU; 0: none)")
+    ap.add_argument("--e2e-steps", type=int, default=None, help="sampler steps actually run end to end (default: all on GPU, 2 on CPU; 0: none)")
     ap.add_argument("--n-splats", type=int, default=150, help="GIR tokens per image (paper: 150)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: every core this process may use)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
-    try: a = ap.parse_args(argv)
-    except SystemExit as e: return int(e.code or 0)
+    ap.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
+    a = ap.parse_args(argv)
     t0, threads_before = time.perf_counter(), torch.get_num_threads()
+    if a.threads is not None and a.threads < 1: raise ValueError(f"threads must be >= 1, got {a.threads}")
+    if a.e2e_steps is not None and a.e2e_steps < 0: raise ValueError(f"--e2e-steps must be >= 0 (0: no end-to-end rows), got {a.e2e_steps}")
+    if a.json: check_output_path(a.json, (".json",), a.overwrite, "--json")   # before minutes of timing
+    reasons = {} if a.modes == "auto" else {m: skip_reason(m.strip(), get_device(a.device)) for m in a.modes.split(",")}
+    if reasons and all(reasons.values()): raise ValueError(f"none of --modes {a.modes} can run here: {'; '.join(set(reasons.values()))}")  # no rows
     try:
-        if a.threads is not None and a.threads < 1: raise ValueError(f"threads must be >= 1, got {a.threads}")
         torch.set_num_threads(a.threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()))
         with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON
-            res = bench_models(a.preset, a.device, a.batch, a.modes, a.repeats, a.warmup, -1 if a.e2e_steps < 0 else a.e2e_steps,
+            res = bench_models(a.preset, a.device, a.batch, a.modes, a.repeats, a.warmup, -1 if a.e2e_steps is None else a.e2e_steps,
                                a.n_splats, seed=a.seed, progress=not a.quiet)
-    except ValueError as e:
-        print(f"gaussdiff bench: error: {e}", file=sys.stderr)
-        return 2
     finally: torch.set_num_threads(threads_before)
-    res["command"] = "gaussdiff bench " + " ".join(sys.argv[2:] if argv is None else argv)
-    res["command_wall_s"] = round(time.perf_counter() - t0, 2)
+    res.update(command="gaussdiff bench " + " ".join(sys.argv[2:] if argv is None else argv), command_wall_s=round(time.perf_counter() - t0, 2))
     if a.json: save_json(res, a.json)
     print(json.dumps(res, indent=1, default=str))
     return 0

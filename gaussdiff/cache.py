@@ -4,13 +4,14 @@
 
 # %% ../nbs/03a_cache.ipynb #3e79bfaf
 from __future__ import annotations
-import argparse, json, shutil, sys
+import contextlib, json, shutil
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from .core import check_writable_dir, data_dir, get_device, resolve_profile, save_torch_atomic
+from .commands import check_writable_dir, cli_command, file_lock, make_parser
+from .core import data_dir, get_device, resolve_profile, save_torch_atomic
 from .data import DATASETS, channels_of, load_images
 from .distributed import current_ranks, start_ranks, stop_ranks
 from .fit import _check_fit_args, benchmark, default_steps, fit_splats
@@ -57,14 +58,14 @@ def _fit_blocks(x, blocks_dir: Path, starts: list[int], block: int, n_splats: in
     todo = [s for s in starts if _read_block(*files[s]) is None]
     bar = tqdm(total=sum(key["count"] for _, key in files.values()), desc=desc, disable=not progress)
     bar.update(sum(files[s][1]["count"] for s in starts if s not in todo))
-    for s in todo:
-        r = fit_splats(x[s:s + block], n_splats, steps, seed=seed + s, device=dev, progress=False)  # seed per block: any split of the blocks gives the same fits
-        path, key = files[s]
-        save_torch_atomic(dict(key=key, splats=r.splats.float().cpu(), psnr=r.psnr.float().cpu(), seconds=r.seconds,
-                               settings=r.settings), path)
-        bar.update(len(r.psnr))
-        bar.set_postfix(psnr=f"{r.psnr.mean():.2f} dB")
-    bar.close()
+    with bar:   # closed on Ctrl-C too, so the message that follows starts on a line of its own
+        for s in todo:
+            r = fit_splats(x[s:s + block], n_splats, steps, seed=seed + s, device=dev, progress=False)  # seed per block: any split of the blocks gives the same fits
+            path, key = files[s]
+            save_torch_atomic(dict(key=key, splats=r.splats.float().cpu(), psnr=r.psnr.float().cpu(), seconds=r.seconds,
+                                   settings=r.settings), path)
+            bar.update(len(r.psnr))
+            bar.set_postfix(psnr=f"{r.psnr.mean():.2f} dB")
     return len(starts) - len(todo)
 
 def encode_dataset(name: str, n: int | None = None, n_splats: int = 150, split: str = "train", steps: int | None = None,
@@ -98,6 +99,20 @@ def encode_dataset(name: str, n: int | None = None, n_splats: int = 150, split: 
             pass
     dev = ranks.device(device)
     check_writable_dir(path.parent)   # before the first block is fitted, not after
+    busy = f"another `gaussdiff fit` ({{holder}}) is encoding {path.name}"
+    with file_lock(path.with_name(path.name + ".lock"), busy, wait=True) if ranks.main else contextlib.nullcontext():
+        ranks.barrier()   # the other ranks wait while rank 0 waits for the lock
+        if not overwrite and _readable(path): return path   # a concurrent encode finished it meanwhile
+        return _encode(x, y, path, name, split, n_splats, steps, seed, dev, block, overwrite, progress, verbose)
+
+def _readable(path: Path) -> bool:
+    try: load_gir(path)
+    except (ValueError, FileNotFoundError): return False
+    return True
+
+def _encode(x, y, path: Path, name, split, n_splats, steps, seed, dev, block, overwrite, progress, verbose) -> Path:
+    "Fit the blocks (this rank's share; those on disk are resumed), then rank 0 assembles the cache."
+    ranks, b = current_ranks(), len(x)
     block = block or (1024 if dev.type == "cpu" else 16384)
     blocks_dir = path.with_name(path.stem + ".blocks")
     if overwrite and ranks.main: shutil.rmtree(blocks_dir, ignore_errors=True)
@@ -187,9 +202,10 @@ def load_gir(path_or_name, n: int | None = None, n_splats: int = 150, split: str
     return gir
 
 # %% ../nbs/03a_cache.ipynb #4412d2dc
+@cli_command("gaussdiff fit")
 def cli(argv: list[str] | None = None) -> int:
     "`gaussdiff fit`: encode a data set into a GIR cache (on K ranks under torchrun), or `--bench`: a JSON benchmark of the fitter."
-    ap = argparse.ArgumentParser(prog="gaussdiff fit", description="fit splats to a data set (GIR cache) or benchmark the fitter")
+    ap = make_parser("gaussdiff fit", "fit splats to a data set (GIR cache) or benchmark the fitter")
     ap.add_argument("--dataset", default="mnist", choices=DATASETS)
     # --n-images: the spelling torchrun's own parser lets through (it reads a bare --n as an ambiguous --nnodes/--nproc...)
     ap.add_argument("--n", "--n-images", dest="n", type=int, default=None, help="number of images (default: all; --bench: 256)")
@@ -204,23 +220,22 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--overwrite", action="store_true", help="refit even when the cache exists")
     ap.add_argument("--bench", action="store_true", help="time the fitter and print JSON instead of encoding")
     a = ap.parse_args(argv)
+    for flag, v, lo in (("--n", a.n, 1), ("--n-splats", a.n_splats, 1), ("--steps", a.steps, 1), ("--threads", a.threads, 1),
+                        ("--repeats", a.repeats, 1), ("--block", a.block, 1), ("--seed", a.seed, 0)):
+        if v is not None and v < lo: raise ValueError(f"{flag} must be >= {lo}, got {v}")
+    get_device(a.device)   # an unavailable device fails here, before any work
+    if a.dataset == "sprites" and a.split == "test": raise ValueError("sprites have no test split: use --split train")
+    if a.threads is not None: torch.set_num_threads(a.threads)
+    if a.bench:
+        print(json.dumps(benchmark(a.dataset, a.n or 256, a.n_splats, a.steps, a.device, a.threads, a.seed, a.repeats), indent=2))
+        return 0
     try:
-        for flag, v, lo in (("--n", a.n, 1), ("--n-splats", a.n_splats, 1), ("--steps", a.steps, 1), ("--threads", a.threads, 1),
-                            ("--repeats", a.repeats, 1), ("--block", a.block, 1)):
-            if v is not None and v < lo: raise ValueError(f"{flag} must be >= {lo}, got {v}")
-        get_device(a.device)   # an unavailable device fails here, before any work
-        if a.dataset == "sprites" and a.split == "test": raise ValueError("sprites have no test split: use --split train")
-        if a.threads is not None: torch.set_num_threads(a.threads)
-        if a.bench:
-            print(json.dumps(benchmark(a.dataset, a.n or 256, a.n_splats, a.steps, a.device, a.threads, a.seed, a.repeats), indent=2))
-            return 0
         ranks = start_ranks(a.device)   # under torchrun: join the other ranks (each fits its share of the blocks)
         path = encode_dataset(a.dataset, a.n, a.n_splats, a.split, a.steps, a.seed, a.device, a.block, overwrite=a.overwrite,
                               verbose=False)   # stdout carries only the JSON; the progress bar goes to stderr
         gir = load_gir(path)
-    except (ValueError, FileNotFoundError, OSError) as e:
-        print(f"gaussdiff fit: error: {e}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt("the finished blocks are kept; run the same command again to resume") from None
     finally:
         stop_ranks()
     if not ranks.main: return 0

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07a_checkpoint.ipynb #1e7b1091
 from __future__ import annotations
-import contextlib, inspect, os, random
+import contextlib, inspect, random
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .commands import file_lock
 from .core import get_device, plain
 from .diffusion import GIRNormalizer, Schedule
 from .layers import TinyDenoiser
@@ -272,29 +273,11 @@ def check_resume(ck: dict, model, config: dict, space: str, schedule, path, meta
 # %% ../nbs/07a_checkpoint.ipynb #31d94389
 @contextlib.contextmanager
 def run_lock(out_dir: Path):
-    "Hold `out_dir/.lock` (this pid) while training, so two trainings cannot write one run folder; stale locks are taken over."
+    "Hold `out_dir/.lock` while training, so two trainings cannot write one run folder (`core.file_lock`: stale locks are taken over)."
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    lock = out_dir / ".lock"
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-            break
-        except FileExistsError:
-            try: pid = int(lock.read_text() or 0)
-            except (OSError, ValueError): pid = 0
-            if pid and pid != os.getpid() and _alive(pid):
-                raise ValueError(f"another training (pid {pid}) is writing to {out_dir}; wait for it or use another --out") from None
-            lock.unlink(missing_ok=True)  # its process is gone: a stale lock
-    else: raise ValueError(f"could not take the lock {lock}")
-    with os.fdopen(fd, "w") as f: f.write(str(os.getpid()))
-    try: yield
-    finally: lock.unlink(missing_ok=True)
-
-def _alive(pid: int) -> bool:
-    try: os.kill(pid, 0)
-    except ProcessLookupError: return False
-    except PermissionError: return True
-    return True
+    with file_lock(out_dir / ".lock", f"another training ({{holder}}) is writing to {out_dir}; wait for it or use another --out"):
+        yield
 
 def clear_run(out_dir: Path):
     "Before a fresh run in an existing folder: drop the old run's snapshots and previews and any orphaned temp files."

@@ -4,7 +4,7 @@
 
 # %% ../nbs/09a_compare.ipynb #b4dd794c
 from __future__ import annotations
-import argparse, contextlib, csv, json, sys, time
+import contextlib, csv, json, sys, time
 from pathlib import Path
 
 # %% auto #0
@@ -16,6 +16,7 @@ import torch
 
 # %% ../nbs/09a_compare.ipynb #16eb11f3
 from .checkpoint import DataInfo
+from .commands import cli_command, make_parser
 from .core import atomic_path, check_images, cpu_threads, tf32
 from .data import load_mnist, load_sprites
 from .metrics import classifier_metrics, get_classifier, pixel_kid
@@ -120,20 +121,18 @@ def evaluate_file(path, dataset: str = "mnist", n_ref: int = 1000, seed: int = 0
     raise ValueError(f"dataset must be 'mnist' or 'sprites', got {dataset!r}")
 
 # %% ../nbs/09a_compare.ipynb #40f35b9a
+@cli_command("gaussdiff eval")
 def cli(argv: list[str] | None = None) -> int:
     "`gaussdiff eval SAMPLES.npz --dataset mnist`: classifier FID, KID, precision/recall and confident share as JSON."
-    ap = argparse.ArgumentParser(prog="gaussdiff eval", description="score an .npz of samples (uint8 NHWC under arr_0)")
+    ap = make_parser("gaussdiff eval", "score an .npz of samples (uint8 NHWC under arr_0)")
     ap.add_argument("samples", help="an .npz written by `gaussdiff sample --out samples.npz`")
     ap.add_argument("--dataset", choices=("mnist", "sprites"), default="mnist")
     ap.add_argument("--n-ref", type=int, default=1000, help="real reference images (default 1000)")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
-    try:
-        if a.n_ref < 2: raise ValueError(f"--n-ref must be >= 2, got {a.n_ref}")
-        with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON
-            res = evaluate_file(a.samples, a.dataset, a.n_ref, a.seed)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"gaussdiff eval: error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(res, indent=1))
+    if a.n_ref < 2: raise ValueError(f"--n-ref must be >= 2, got {a.n_ref}")
+    if a.seed < 0: raise ValueError(f"--seed must be >= 0, got {a.seed}")
+    with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON
+        res = evaluate_file(a.samples, a.dataset, a.n_ref, a.seed)
+    print(json.dumps(res, indent=1, allow_nan=False))
     return 0

@@ -10,11 +10,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .commands import KeepWriteError, cli_command, make_parser
+
 # %% auto #0
-__all__ = ['PROFILES', 'COMMANDS', 'resolve_profile', 'by_profile', 'get_device', 'bf16_native', 'device_name', 'seed_everything',
-           'check_images', 'make_grid', 'show_grid', 'save_grid', 'atomic_path', 'check_writable_dir',
-           'save_torch_atomic', 'plain', 'save_json', 'repo_root', 'data_dir', 'save_fig', 'figure_images',
-           'save_results', 'fetch_deb', 'cpu_threads', 'tf32', 'main']
+__all__ = ['PROFILES', 'COMMANDS', 'USAGE', 'resolve_profile', 'by_profile', 'get_device', 'bf16_native', 'device_name',
+           'seed_everything', 'check_images', 'make_grid', 'show_grid', 'save_grid', 'atomic_path', 'save_torch_atomic',
+           'plain', 'save_json', 'repo_root', 'data_dir', 'save_fig', 'figure_images', 'save_results', 'fetch_deb',
+           'cpu_threads', 'tf32', 'course_cli', 'main']
 
 # %% ../nbs/00_core.ipynb #71933f00
 PROFILES = ("smoke", "cpu", "gpu", "rehearsal")
@@ -141,21 +143,14 @@ def atomic_path(path):
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
         raise
 
-def check_writable_dir(path) -> Path:
-    "Create folder `path` if needed and prove a file can be written in it, before long work that would write there."
-    path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-check.")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise ValueError(f"cannot write to {path} ({type(e).__name__}: {e}): choose another folder") from None
-    return path
-
 def save_torch_atomic(obj, path) -> Path:
-    "`torch.save` that never leaves a partial file at `path`."
-    with atomic_path(path) as tmp: torch.save(obj, tmp)
+    "`torch.save` that never leaves a partial file at `path`; a full disk raises `OSError(ENOSPC)` naming the file."
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        w = KeepWriteError(f)
+        try: torch.save(obj, w)
+        except RuntimeError:
+            if w.error is None: raise
+            raise OSError(w.error.errno, w.error.strerror, str(path)) from None
     return Path(path)
 
 def plain(x):
@@ -261,33 +256,41 @@ COMMANDS = {  # subcommand -> module whose `cli(argv)` runs it (imported only wh
     "frontier": "gaussdiff.frontier",
 }
 
+USAGE = "usage: gaussdiff {" + ",".join(COMMANDS) + "} [options]   (gaussdiff CMD --help for details)"
+
+@cli_command("gaussdiff course")
+def course_cli(argv: list[str] | None = None) -> int:
+    "`gaussdiff course`: execute the course notebooks with papermill (chapter 00a's runner, imported when used)."
+    import importlib
+    ap = make_parser("gaussdiff course", "execute the course notebooks with papermill")
+    ap.add_argument("--profile", default="auto", help="smoke | cpu | gpu | rehearsal | auto (default)")
+    ap.add_argument("--rehearsal", action="store_true",
+                    help="with --profile gpu: the gpu settings with budgets, data and sample counts cut to minutes")
+    ap.add_argument("--out", default="outputs", help="output folder (default: outputs/)")
+    ap.add_argument("--only", nargs="+", help="notebook name prefixes to run, e.g. 00 01 (default: every chapter)")
+    a = ap.parse_args(argv)
+    try: out = importlib.import_module("gaussdiff.course").run_course(a.profile, a.out, a.only, rehearsal=a.rehearsal)
+    except RuntimeError as e:   # chapters failed: the run itself finished and wrote its summary
+        print(f"gaussdiff course: {e}", file=sys.stderr)
+        return 1
+    print(f"[course] done: {out}/summary.md")
+    return 0
+
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `gaussdiff` command."
-    import argparse, importlib
+    import difflib, importlib
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print("usage: gaussdiff {" + ",".join(COMMANDS) + "} [options]   (gaussdiff CMD --help for details)")
-        return 0 if not argv or argv[0] in ("-h", "--help") else 2
-    cmd, rest = argv[0], argv[1:]
-    if cmd == "course":
-        ap = argparse.ArgumentParser(prog="gaussdiff course", description="execute the course notebooks with papermill")
-        ap.add_argument("--profile", default="auto", help="smoke | cpu | gpu | rehearsal | auto (default)")
-        ap.add_argument("--rehearsal", action="store_true",
-                        help="with --profile gpu: the gpu settings with budgets, data and sample counts cut to minutes")
-        ap.add_argument("--out", default="outputs", help="output folder (default: outputs/)")
-        ap.add_argument("--only", nargs="*", help="notebook name prefixes to run, e.g. 00 01")
-        a = ap.parse_args(rest)
-        try: out = importlib.import_module("gaussdiff.course").run_course(a.profile, a.out, a.only, rehearsal=a.rehearsal)
-        except (ValueError, FileNotFoundError) as e:
-            print(f"gaussdiff course: error: {e}", file=sys.stderr)
-            return 2
-        print(f"[course] done: {out}/summary.md")
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
         return 0
+    cmd, rest = argv[0], argv[1:]
+    if cmd not in COMMANDS:
+        near = difflib.get_close_matches(cmd, COMMANDS, n=1)
+        print(f"{USAGE}\ngaussdiff: error: unknown command {cmd!r}" + (f" (did you mean {near[0]!r}?)" if near else ""), file=sys.stderr)
+        return 2
+    if cmd == "course": return course_cli(rest)
     try: mod = importlib.import_module(COMMANDS[cmd])
     except ModuleNotFoundError as e:
-        print(f"gaussdiff {cmd}: not available ({e})")
-        return 2
-    if not hasattr(mod, "cli"):
-        print(f"gaussdiff {cmd}: not available yet ({COMMANDS[cmd]} has no cli)")
+        print(f"gaussdiff {cmd}: not available ({e})", file=sys.stderr)
         return 2
     return mod.cli(rest) or 0

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from .commands import check_writable_dir
 from .core import atomic_path, get_device, repo_root, resolve_profile
 
 # %% auto #0
@@ -85,6 +86,8 @@ CHAPTERS = (
             smoke=0.1, cpu=0.2),
     Chapter("00a_course", "appendix", "this table, the course runner with its progress lines, the static site",
             smoke=0.1, cpu=0.1),
+    Chapter("00b_commands", "appendix", "the commands' plumbing: parsers, output-path checks, one-line errors, "
+            "a lock one process holds", smoke=0.1, cpu=0.1),
     Chapter("01_data", "appendix", "MNIST, Sprites and Fashion-MNIST, offline (IDX files, Debian packages)",
             smoke=0.3, cpu=0.6),
     Chapter("01a_atlas", "appendix", "cutting whole 32×32 figures out of the Dungeon Crawl tile atlases",
@@ -215,9 +218,11 @@ def run_course(profile: str = "auto", out="outputs", only: list[str] | None = No
     nbs_dir = Path(nbs_dir) if nbs_dir else (root / "nbs" if root else None)
     if nbs_dir is None or not nbs_dir.is_dir():
         raise FileNotFoundError("the course runs from a checkout of the repository (its nbs/ folder was not found)")
+    if only is not None and (not only or not all(o.strip() for o in only)):
+        raise ValueError(f"--only needs chapter prefixes such as 00 03a 07, got {only!r} (leave --only out to run every chapter)")
     nbs = [p for p in course_notebooks(nbs_dir) if not only or any(p.stem.startswith(o) for o in only)]
     if not nbs: raise ValueError(f"no notebooks matched {only!r} in {nbs_dir}: give chapter prefixes such as 00 03a 07")
-    out = (Path(out) / profile).resolve()
+    out = check_writable_dir((Path(out) / profile).resolve(), create=False)  # a file or read-only --out: refused before any run
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for nb in nbs:

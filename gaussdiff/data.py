@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .commands import cli_command, make_parser
 from .core import atomic_path, data_dir, fetch_deb
 
 from .atlas import CRAWL_CUT_VERSION, cut_crawl_figures, find_crawl_tiles, load_shipped_sprites
@@ -168,12 +169,15 @@ def read_sprite_path(path, size: int = 32) -> np.ndarray:
             try: imgs.append(_to_square_rgb(Image.open(f), size))
             except Exception as e: raise ValueError(f"cannot read image {f}: {e}") from e
         return np.stack(imgs)
-    if path.suffix == ".npy": a = np.load(path, allow_pickle=False)
-    elif path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            if not z.files: raise ValueError(f"{path} holds no arrays")
-            a = z["images"] if "images" in z.files else z[z.files[0]]
-    else: raise ValueError(f"sprite path must be a folder of images, .npy or .npz; got {path.name}")
+    if path.suffix not in (".npy", ".npz"): raise ValueError(f"sprite path must be a folder of images, .npy or .npz; got {path.name}")
+    try:
+        if path.suffix == ".npy": a = np.load(path, allow_pickle=False)
+        else:
+            with np.load(path, allow_pickle=False) as z:
+                if not z.files: raise ValueError(f"{path} holds no arrays")
+                a = z["images"] if "images" in z.files else z[z.files[0]]
+    except (OSError, EOFError, ValueError) as e:   # an empty or truncated file: EOFError
+        raise ValueError(f"sprite file {path} is not a readable {path.suffix} of images ({type(e).__name__}: {e})") from None
     a = _array_to_nhwc(a, str(path))
     if a.shape[1:3] != (size, size):
         a = np.stack([_to_square_rgb(Image.fromarray(im), size) for im in a])
@@ -303,10 +307,10 @@ def load_images(name: str, n: int | None = None, split: str = "train", verbose: 
 
 
 # %% ../nbs/01_data.ipynb #a588af9a
+@cli_command("gaussdiff data")
 def cli(argv: list[str] | None = None) -> int:
     "`gaussdiff data [--rebuild]`: fetch and cache MNIST, Sprites and Fashion-MNIST, print where they came from and their sizes."
-    import argparse
-    ap = argparse.ArgumentParser(prog="gaussdiff data", description="fetch and cache MNIST, Sprites and Fashion-MNIST; print their sizes")
+    ap = make_parser("gaussdiff data", "fetch and cache MNIST, Sprites and Fashion-MNIST; print their sizes")
     ap.add_argument("--rebuild", action="store_true", help="rebuild the MNIST and sprite caches (each old one is kept until its new one exists)")
     a = ap.parse_args(argv)
     try:

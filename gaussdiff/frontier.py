@@ -4,9 +4,8 @@
 
 # %% ../nbs/10a_frontier.ipynb #eb598766
 from __future__ import annotations
-import argparse, contextlib, json, sys, time
+import contextlib, json, sys, time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -14,7 +13,8 @@ from tqdm.auto import tqdm
 
 from .bench import PAPER, bench_model, example_inputs, time_calls
 from .compare import confident_share
-from .core import by_profile, check_writable_dir, cpu_threads, resolve_profile, save_json, tf32
+from .commands import check_output_path, cli_command, make_parser
+from .core import by_profile, cpu_threads, get_device, resolve_profile, save_json, tf32
 from .data import load_mnist, load_sprites
 from .metrics import classifier_kid, get_classifier, pixel_kid
 from .recipes import load_or_train
@@ -273,24 +273,25 @@ def batch_sweep(models: dict, batches=(1, 8, 32, 128, 256), repeats: int = 3) ->
 
 
 # %% ../nbs/10a_frontier.ipynb #fa20f7f4
+@cli_command("gaussdiff frontier")
 def cli(argv: list[str] | None = None) -> int:
     "`gaussdiff frontier`: the quality-vs-time frontier and Table 2 at equal quality of the trained runs, as JSON."
-    ap = argparse.ArgumentParser(prog="gaussdiff frontier", description="sample quality against sampling cost, both spaces, every sampler")
+    ap = make_parser("gaussdiff frontier", "sample quality against sampling cost, both spaces, every sampler")
     ap.add_argument("--dataset", choices=("mnist", "sprites"), default="mnist")
     ap.add_argument("--profile", default="auto", help="smoke | cpu | gpu | auto: whose trained runs and settings")
     ap.add_argument("--n", type=int, default=None, help="samples per setting (default: the profile's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--json", default=None, help="also write the JSON here (atomically)")
+    ap.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     a = ap.parse_args(argv)
-    try:
-        if a.n is not None and a.n < 2: raise ValueError(f"--n must be >= 2, got {a.n}")
-        if a.json: check_writable_dir(Path(a.json).parent)  # before minutes of sampling
-        with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON (training a missing run prints)
-            res = frontier_for(a.dataset, a.profile, a.n, a.seed, a.device)
-    except (ValueError, FileNotFoundError, PermissionError) as e:
-        print(f"gaussdiff frontier: error: {e}", file=sys.stderr)
-        return 2
+    if a.n is not None and a.n < 2: raise ValueError(f"--n must be >= 2, got {a.n}")
+    if a.seed < 0: raise ValueError(f"--seed must be >= 0, got {a.seed}")
+    resolve_profile(a.profile)
+    get_device(a.device)   # an unavailable device fails here, before a missing run is announced or its folder made
+    if a.json: check_output_path(a.json, (".json",), a.overwrite, "--json")  # before minutes of sampling
+    with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON (training a missing run prints)
+        res = frontier_for(a.dataset, a.profile, a.n, a.seed, a.device)
     if a.json: save_json(res, a.json)
     print(json.dumps(res, indent=1, default=float))
     return 0

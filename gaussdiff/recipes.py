@@ -4,7 +4,7 @@
 
 # %% ../nbs/07b_recipes.ipynb #90897963
 from __future__ import annotations
-import argparse, contextlib, dataclasses, json, sys, warnings
+import contextlib, dataclasses, json, sys, warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +12,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .core import by_profile, check_writable_dir, data_dir, plain, resolve_profile, seed_everything
+from .commands import check_writable_dir, cli_command, make_parser
+from .core import by_profile, data_dir, get_device, plain, resolve_profile, seed_everything
 from .checkpoint import DataInfo, gir_features_of, schedule_info, load_checkpoint, read_checkpoint
 from .data import DATASETS, channels_of, load_images
 from .diffusion import GIR_FEATURES, SAMPLING_STEPS, GIRNormalizer, Schedule, pixels_to_model, to_shape_features
@@ -302,9 +303,23 @@ def load_or_train(space: str, dataset: str = "mnist", profile: str = "auto", dev
     return load_checkpoint(path, device)
 
 # %% ../nbs/07b_recipes.ipynb #c9b052a1
+def _check_train_args(a) -> tuple[Recipe, dict | None]:
+    "`gaussdiff train`'s settings checked together, creating nothing: the recipe and the budget to run."
+    if a.resume and a.overwrite: raise ValueError("--resume continues a run and --overwrite starts it over: give one of them")
+    for flag, v, lo in (("--n", a.n, 1), ("--batch-size", a.batch_size, 1), ("--seed", a.seed, 0), ("--ckpt-every", a.ckpt_every, 1)):
+        if v is not None and v < lo: raise ValueError(f"{flag} must be >= {lo}, got {v}")
+    get_device(a.device)
+    r = recipe(a.space, a.dataset, a.profile)
+    if a.batch_size: r = dataclasses.replace(r, cfg=dataclasses.replace(r.cfg, batch_size=a.batch_size))
+    _config(r, a.seed, budget := {k: getattr(a, k) for k in BUDGETS if getattr(a, k) is not None} or None)   # TrainConfig refuses a bad budget
+    out = check_writable_dir(Path(a.out) if a.out is not None else run_dir(r.space, r.dataset, r.profile), create=False)
+    if a.resume and not (out / "ckpt.pt").exists(): raise FileNotFoundError(f"nothing to resume: no checkpoint at {out / 'ckpt.pt'}; start without --resume")
+    return r, budget
+
+@cli_command("gaussdiff train")
 def cli(argv: list[str] | None = None) -> int:
     "`gaussdiff train`: train a GIR or pixel denoiser with the course recipe."
-    ap = argparse.ArgumentParser(prog="gaussdiff train", description="train a GIR (GaussianTransformer) or pixel (U-Net) diffusion model")
+    ap = make_parser("gaussdiff train", "train a GIR (GaussianTransformer) or pixel (U-Net) diffusion model")
     ap.add_argument("--space", choices=SPACES, required=True)
     ap.add_argument("--dataset", choices=DATASETS, default="mnist")
     ap.add_argument("--profile", default="auto", help="smoke | cpu | gpu | auto (sizes and default budget)")
@@ -318,31 +333,18 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--ckpt-every", type=int, default=None, help="steps between checkpoints (default: the profile's)")
     ap.add_argument("--overwrite", action="store_true", help="start over in an --out folder that already holds a run")
-    ap.add_argument("--batch-size", type=int, default=None,
-                    help="global batch (default: the recipe's); under torchrun each of K ranks trains on batch/K of it")
+    ap.add_argument("--batch-size", type=int, default=None, help="global batch (default: the recipe's; under torchrun each of K ranks trains batch/K)")
     a = ap.parse_args(argv)
+    r, budget = _check_train_args(a)   # every setting, before a cache is built or a folder made
     ranks = start_ranks(a.device)  # torchrun's ranks (chapter 07c), or this process alone
     try:
-        if a.n is not None and a.n < 1: raise ValueError(f"--n must be >= 1, got {a.n}")
-        if a.batch_size is not None and a.batch_size < 1: raise ValueError(f"--batch-size must be >= 1, got {a.batch_size}")
-        r = recipe(a.space, a.dataset, a.profile)
-        if a.batch_size: r = dataclasses.replace(r, cfg=dataclasses.replace(r.cfg, batch_size=a.batch_size))
         with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON summary
             with ranks.main_first(): recipe_data(r, a.n, verbose=ranks.main)  # rank 0 builds a missing cache
-            budget = {k: getattr(a, k) for k in BUDGETS if getattr(a, k) is not None}
             res = run(a.space, a.dataset, a.profile, out_dir=a.out, resume=a.resume, n=a.n, device=ranks.device(a.device),
-                      seed=a.seed, budget=budget or None, overwrite=a.overwrite, ckpt_every=a.ckpt_every, recipe_=r,
+                      seed=a.seed, budget=budget, overwrite=a.overwrite, ckpt_every=a.ckpt_every, recipe_=r,
                       progress=ranks.main, verbose=ranks.main)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"gaussdiff train: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as e:
-        print(f"gaussdiff train: interrupted: {e}", file=sys.stderr)
-        return 130
     finally: stop_ranks()
     if not ranks.main: return 0
-    print(json.dumps({"space": a.space, "dataset": a.dataset, "steps": res.step, "elapsed_s": round(res.elapsed_s, 2),
-                      "steps_per_s": round(res.steps_per_s, 2),
-                      "train_flops": res.train_flops, "final_loss": float(np.mean(res.history["loss"][-100:])),
-                      "ckpt": str(res.ckpt)}, indent=1))
+    print(json.dumps({"space": a.space, "dataset": a.dataset, "steps": res.step, "elapsed_s": round(res.elapsed_s, 2), "steps_per_s": round(res.steps_per_s, 2),
+                      "train_flops": res.train_flops, "final_loss": float(np.mean(res.history["loss"][-100:])), "ckpt": str(res.ckpt)}, indent=1))
     return 0

@@ -4,23 +4,24 @@
 
 # %% ../nbs/08_sample.ipynb #f1986be1
 from __future__ import annotations
-import argparse
+import json, math, time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .core import atomic_path, check_writable_dir, get_device, make_grid, save_grid
+from .commands import check_output_path, check_writable_dir, cli_command, make_parser
+from .core import atomic_path, get_device, make_grid, save_grid
 from .checkpoint import DataInfo, load_checkpoint
 from .diffusion import decode_gir, gir_to_splats, model_to_pixels, renderable
 from .layers import check_labels, check_sample_inputs
 from .unet import crop_from_32
 
 # %% auto #0
-__all__ = ['SAMPLERS', 'SAMPLE_FORMATS', 'timesteps_for', 'clip_x0', 'predict_x0', 'ddpm_step', 'ddim_step', 'half_log_snr',
-           'dpmpp2m_step', 'model_output', 'sample', 'gaussian_ode_demo', 'default_clip', 'decode', 'gir_splats',
-           'balanced_labels', 'sample_labels', 'generate', 'trajectory_frames', 'save_gif', 'check_sample_path',
-           'save_samples', 'load_samples', 'cli']
+__all__ = ['SAMPLERS', 'MAX_SAMPLES', 'SAMPLE_FORMATS', 'timesteps_for', 'clip_x0', 'predict_x0', 'ddpm_step', 'ddim_step',
+           'half_log_snr', 'dpmpp2m_step', 'model_output', 'sample', 'gaussian_ode_demo', 'default_clip', 'decode',
+           'gir_splats', 'balanced_labels', 'sample_labels', 'generate', 'trajectory_frames', 'save_gif',
+           'check_sample_path', 'save_samples', 'load_samples', 'cli']
 
 # %% ../nbs/08_sample.ipynb #7b979a2b
 def timesteps_for(T: int, steps: int | None = None, spacing: str = "trailing") -> list[int]:
@@ -270,10 +271,11 @@ def save_gif(frames: torch.Tensor, path, nrow: int = 8, upscale: int = 4, durati
     return Path(path)
 
 # %% ../nbs/08_sample.ipynb #2ed8e4c7
+MAX_SAMPLES = 100_000   # per `gaussdiff sample` call: the ADM evaluation's 50k fit; more is hours (several calls, other seeds)
 SAMPLE_FORMATS = (".png", ".npz")  # a grid to look at, or the images themselves (the ADM evaluation convention)
 
 def check_sample_path(path) -> Path:
-    "A `.png` or `.npz` output path in a writable folder (`core.check_writable_dir`), checked before any sampling."
+    "A `.png` or `.npz` output path in a writable folder (`commands.check_writable_dir`), checked before any sampling."
     path = Path(path)
     if path.is_dir(): raise ValueError(f"--out {path} is a folder: give a file name ending in .png or .npz")
     if path.suffix.lower() not in SAMPLE_FORMATS:
@@ -294,18 +296,20 @@ def load_samples(path) -> torch.Tensor:
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"no samples at {path}: write them with `gaussdiff sample --out {path.name}`")
     try:
-        with np.load(path, allow_pickle=False) as z: arr = z["arr_0"]
-    except (OSError, ValueError, KeyError) as e:
-        raise ValueError(f"{path} is not an .npz of images under arr_0 ({type(e).__name__}: {e})") from None
+        if path.suffix.lower() == ".npy": arr = np.load(path, allow_pickle=False)   # one array of images
+        else:
+            with np.load(path, allow_pickle=False) as z: arr = z["arr_0"]
+    except (OSError, ValueError, KeyError, EOFError, TypeError, AttributeError) as e:   # EOFError: an empty file
+        raise ValueError(f"{path} is not an .npz of images under arr_0, or an .npy of them ({type(e).__name__}: {e})") from None
     if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] not in (1, 3):
         raise ValueError(f"{path}: arr_0 must be uint8 [N,H,W,C] with C = 1 or 3, got {arr.dtype} {arr.shape}")
     return torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 255
 
 # %% ../nbs/08_sample.ipynb #cba839f7
+@cli_command("gaussdiff sample")
 def cli(argv: list[str] | None = None) -> int:
     "`gaussdiff sample`: draw samples from a checkpoint into a PNG grid or an .npz (and optionally a materialisation GIF)."
-    import json, sys, time
-    ap = argparse.ArgumentParser(prog="gaussdiff sample", description="sample a trained GIR or pixel diffusion model")
+    ap = make_parser("gaussdiff sample", "sample a trained GIR or pixel diffusion model")
     ap.add_argument("--ckpt", required=True, help="checkpoint written by `gaussdiff train` (OUT/ckpt.pt)")
     ap.add_argument("--sampler", choices=SAMPLERS, default="ddpm", help="ddpm, ddim or dpmpp2m (DPM-Solver++(2M))")
     ap.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's T)")
@@ -318,30 +322,29 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--label", default="balanced", help="class-conditional models: balanced (every class in turn), none, or a class index")
     ap.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default: the model's; 1: none)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--overwrite", action="store_true", help="replace an existing --out or --gif file")
     a = ap.parse_args(argv)
-    try:
-        if a.n < 1: raise ValueError(f"--n must be >= 1, got {a.n}")
-        check_sample_path(a.out)
-        if a.gif: check_sample_path(Path(a.gif).with_suffix(".png"))
-        model, schedule, norm, meta = load_checkpoint(a.ckpt, a.device, ema=not a.raw_weights)
-        timesteps_for(schedule.T, a.steps)  # validate before any work
-        labels = sample_labels(int(a.label) if a.label.lstrip("-").isdigit() else a.label, a.n, meta)
-        guidance = meta.guidance if a.guidance is None else a.guidance
-        t0 = time.perf_counter()
-        imgs = generate(model, schedule, norm, meta, n=a.n, steps=a.steps, sampler=a.sampler, eta=a.eta, seed=a.seed,
-                        progress=True, labels=labels, guidance=guidance)
-        secs = time.perf_counter() - t0
-        save_samples(imgs, a.out)
-        if a.gif:
-            _, traj = sample(model, schedule, (min(16, a.n), *meta.sample_shape), a.steps, a.sampler, a.eta,
-                             torch.Generator().manual_seed(a.seed), clip=default_clip(meta), return_trajectory=True,
-                             labels=None if labels is None else labels[:16], guidance=guidance)
-            frames, _ = trajectory_frames(traj, meta, norm, n_frames=40)
-            save_gif(frames, a.gif, nrow=8)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"gaussdiff sample: error: {e}", file=sys.stderr)
-        return 2
+    if not 1 <= a.n <= MAX_SAMPLES: raise ValueError(f"--n must be in 1..{MAX_SAMPLES}, got {a.n}: draw more in several calls with other --seed values")
+    if a.seed < 0: raise ValueError(f"--seed must be >= 0, got {a.seed}")
+    if a.guidance is not None and not (math.isfinite(a.guidance) and a.guidance >= 0): raise ValueError(f"--guidance must be a finite number >= 0 (1: none), got {a.guidance}")
+    check_output_path(a.out, SAMPLE_FORMATS, a.overwrite, "--out", inputs=[a.ckpt])
+    if a.gif: check_output_path(a.gif, (".gif",), a.overwrite, "--gif", inputs=[a.ckpt, a.out])
+    model, schedule, norm, meta = load_checkpoint(a.ckpt, a.device, ema=not a.raw_weights)
+    timesteps_for(schedule.T, a.steps)  # validate before any work
+    labels = sample_labels(int(a.label) if a.label.lstrip("-").isdigit() else a.label, a.n, meta)
+    guidance = meta.guidance if a.guidance is None else a.guidance
+    t0 = time.perf_counter()
+    imgs = generate(model, schedule, norm, meta, n=a.n, steps=a.steps, sampler=a.sampler, eta=a.eta, seed=a.seed,
+                    progress=True, labels=labels, guidance=guidance)
+    secs = time.perf_counter() - t0
+    save_samples(imgs, a.out)
+    if a.gif:
+        _, traj = sample(model, schedule, (min(16, a.n), *meta.sample_shape), a.steps, a.sampler, a.eta,
+                         torch.Generator().manual_seed(a.seed), clip=default_clip(meta), return_trajectory=True,
+                         labels=None if labels is None else labels[:16], guidance=guidance)
+        frames, _ = trajectory_frames(traj, meta, norm, n_frames=40)
+        save_gif(frames, a.gif, nrow=8)
     print(json.dumps({"ckpt": a.ckpt, "space": meta.space, "sampler": a.sampler, "steps": a.steps or schedule.T,
                       "n": a.n, "labels": a.label if meta.n_classes else None, "guidance": guidance if meta.n_classes else None,
-                      "seconds": round(secs, 3), "out": a.out, "gif": a.gif}, indent=1))
+                      "seconds": round(secs, 3), "out": a.out, "gif": a.gif}, indent=1, allow_nan=False))
     return 0

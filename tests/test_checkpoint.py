@@ -1,4 +1,6 @@
 "Checkpoints rebuild only the course's own denoisers: a file cannot name a class to import or arguments to pass."
+import os, time
+
 import pytest
 import torch
 
@@ -96,3 +98,56 @@ def test_a_run_folder_given_as_a_checkpoint_names_its_ckpt_file(ckpt):
     "Issue 27 (8): a folder was called 'corrupt … delete it and retrain'; the message now names <folder>/ckpt.pt."
     with pytest.raises(ValueError, match=r"is a folder, not a checkpoint: give .*ckpt\.pt$"):
         load_checkpoint(ckpt.parent, device="cpu")
+
+
+# --- the run lock (issue 27 item 2 and "portability"; issue 25 "resume across machines") ----------------------
+
+def _hold_and_log(out, log, barrier):
+    "Race for the run lock; while holding it, write 'in' and 'out' to `log` (two holders interleave them)."
+    from gaussdiff.checkpoint import run_lock
+    barrier.wait()
+    try:
+        with run_lock(out):
+            fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            os.write(fd, b"in\n"); time.sleep(0.005); os.write(fd, b"out\n"); os.close(fd)
+    except ValueError: pass   # refused: another holder was alive
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="forks three racing processes")
+def test_three_racing_processes_never_hold_the_run_lock_together(tmp_path):
+    "Issue 27 item 2: the lock is created whole (link of a written file); the old code let a rival read pid 0 (9 in 100 trials)."
+    import multiprocessing as mp
+    ctx = mp.get_context("fork")
+    for trial in range(40):
+        out, log = tmp_path / f"run{trial}", tmp_path / f"log{trial}"
+        out.mkdir()
+        if trial % 2: (out / ".lock").write_text("999999999")   # a stale lock every racer wants to break
+        barrier = ctx.Barrier(3)
+        procs = [ctx.Process(target=_hold_and_log, args=(out, log, barrier)) for _ in range(3)]
+        for p in procs: p.start()
+        for p in procs: p.join(30)
+        events = log.read_text().split()
+        assert events and all(events[i:i + 2] == ["in", "out"] for i in range(0, len(events), 2)), (trial, events)
+        assert not (out / ".lock").exists()
+
+
+def test_a_lock_from_another_boot_or_host(tmp_path, capsys):
+    "Issue 25: an earlier boot's lock is stale; another host's is refused with its name and fix until its heartbeat is old."
+    import json, socket
+    from gaussdiff.checkpoint import run_lock
+    from gaussdiff.commands import LOCK_STALE_S, boot_id, read_lock
+    lock = tmp_path / ".lock"
+    if boot_id():   # a live pid, written in another boot of this machine: it is not this process
+        lock.write_text(json.dumps(dict(pid=os.getpid(), host=socket.gethostname(), boot="an-earlier-boot", token="t")))
+        with run_lock(tmp_path): assert read_lock(lock)[0].boot == boot_id()
+        assert "earlier boot" in capsys.readouterr().err and not lock.exists()
+    lock.write_text(json.dumps(dict(pid=4321, host="colab-vm-7", boot="b", token="t")))
+    with pytest.raises(ValueError, match=f"pid 4321 on host colab-vm-7.*delete {lock}.*stale"):
+        with run_lock(tmp_path): pass
+    old = time.time() - LOCK_STALE_S - 60   # that host has been silent for longer than a live holder's heartbeat allows
+    os.utime(lock, (old, old))
+    with run_lock(tmp_path): assert read_lock(lock)[0].host == socket.gethostname()
+    assert "colab-vm-7 has not touched it" in capsys.readouterr().err
+    lock.write_text(str(os.getpid()))   # an old pid-only lock of a live process still holds (a thread of this one)
+    with pytest.raises(ValueError, match="another training"):
+        with run_lock(tmp_path): pass

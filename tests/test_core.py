@@ -128,8 +128,7 @@ def test_main_help_and_unknown(capsys):
 
 
 def test_main_course_help(capsys):
-    with pytest.raises(SystemExit) as e: main(["course", "--help"])
-    assert e.value.code == 0 and "--profile" in capsys.readouterr().out
+    assert main(["course", "--help"]) == 0 and "--profile" in capsys.readouterr().out
 
 
 def test_device_name_is_the_cpu_model_on_cpu():
@@ -189,3 +188,102 @@ def test_sampling_rows_say_their_precision():
     row, imgs = evaluate_sampler(TinyDenoiser(shape=(1, 32, 32)), Schedule(10), None, meta, ref, "smoke", n=8, steps=5,
                                  kid_subsets=2, kid_subset_size=8)
     assert row["numerics"] == "float32, TF32 off" and 0 <= row["precision"] <= 1 and imgs.shape == (8, 1, 28, 28)
+
+
+# --- a user's mistake: one line, exit 2, nothing created or changed (issue 27) --------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    "A 3-step pixel checkpoint (MLP on 1×8×8) to point CLIs at."
+    from gaussdiff.checkpoint import DataInfo
+    from gaussdiff.diffusion import Schedule
+    from gaussdiff.layers import TinyDenoiser
+    from gaussdiff.train import TrainConfig, train
+    out = tmp_path_factory.mktemp("ck")
+    torch.manual_seed(0)
+    meta = DataInfo("pixel", "toy", image_size=(6, 6), sample_shape=(1, 8, 8), x0_clip=1.0)
+    train(TinyDenoiser(shape=(1, 8, 8), hidden=8, t_dim=8), torch.rand(16, 1, 8, 8) * 2 - 1, Schedule(T=10),
+          TrainConfig(budget_steps=1), space="pixel", out_dir=out, meta=meta, device="cpu", progress=False)
+    return (out / "ckpt.pt").read_bytes()
+
+
+def _tree(root):
+    "Every path under `root` with its size, mtime and bytes: what a refused command must leave as it was."
+    return {str(p.relative_to(root)): (p.is_dir(), p.stat().st_mtime_ns, None if p.is_dir() else p.read_bytes())
+            for p in sorted(root.rglob("*"))}
+
+
+TRAIN = ["train", "--space", "pixel", "--profile", "smoke", "--n", "8", "--device", "cpu"]
+MISTAKES = {  # issue 27 item: gaussdiff arguments (in a folder holding run/ckpt.pt, a.npz, b.json, a_file, empty.npz)
+    "1 gif onto the checkpoint": (["sample", "--ckpt", "run/ckpt.pt", "--gif", "run/ckpt.pt"], "--gif must end in .gif"),
+    "1 gif as .txt": (["sample", "--ckpt", "run/ckpt.pt", "--gif", "g.txt"], "--gif must end in .gif"),
+    "1 out onto the checkpoint": (["sample", "--ckpt", "run/ckpt.pt", "--out", "run/ckpt.pt"], "--out must end in"),
+    "1 out exists": (["sample", "--ckpt", "run/ckpt.pt", "--out", "a.npz"], "already exists: pass --overwrite"),
+    "1 bench json onto the checkpoint": (["bench", "--json", "run/ckpt.pt"], "--json must end in .json"),
+    "1 bench json exists": (["bench", "--json", "b.json"], "already exists"),
+    "4 empty npz": (["eval", "empty.npz"], "EOFError"),
+    "6 guidance nan": (["sample", "--ckpt", "run/ckpt.pt", "--out", "s.png", "--guidance", "nan"], "--guidance must be a finite"),
+    "6 guidance inf": (["sample", "--ckpt", "run/ckpt.pt", "--out", "s.png", "--guidance", "inf"], "--guidance must be a finite"),
+    "7 n a billion": (["sample", "--ckpt", "run/ckpt.pt", "--out", "s.png", "--n", "1000000000"], "--n must be in 1..100000"),
+    "8 a run folder as --ckpt": (["sample", "--ckpt", "run", "--out", "s.png"], "is a folder, not a checkpoint: give run/ckpt.pt"),
+    "10 budget steps 0": ([*TRAIN, "--out", "new", "--budget-steps", "0"], "budget_steps must be an int >= 1"),
+    "10 budget minutes -1": ([*TRAIN, "--out", "new", "--budget-minutes", "-1"], "budget_minutes must be a finite number > 0"),
+    "10 ckpt every 0": ([*TRAIN, "--out", "new", "--ckpt-every", "0"], "--ckpt-every must be >= 1"),
+    "10 seed -1": ([*TRAIN, "--out", "new", "--seed", "-1"], "--seed must be >= 0"),
+    "10 resume nothing": ([*TRAIN, "--out", "new", "--resume"], "nothing to resume"),
+    "10 frontier device": (["frontier", "--profile", "smoke", "--device", "mps"], "MPS is not available"),
+    "11 resume and overwrite": ([*TRAIN, "--out", "run", "--resume", "--overwrite"], "give one of them"),
+    "14 fit seed -1": (["fit", "--n", "4", "--seed", "-1"], "--seed must be >= 0"),
+    "15 bench json under a file": (["bench", "--json", "a_file/b.json"], "is a file, not a folder"),
+    "15 bench json a folder": (["bench", "--json", "run"], "is a folder"),
+    "15 bench modes": (["bench", "--device", "cpu", "--modes", "cuda-graphs"], "can run here: cuda-graphs is a CUDA option"),
+    "15 bench e2e": (["bench", "--e2e-steps", "-5"], "--e2e-steps must be >= 0"),
+    "16 only without names": (["course", "--only"], "expected at least one argument"),
+    "16 only empty": (["course", "--only", ""], "--only needs chapter prefixes"),
+    "16 out a file": (["course", "--profile", "smoke", "--only", "00", "--out", "a_file"], "is a file, not a folder"),
+    "16 a misspelt command": (["cours"], "unknown command 'cours' (did you mean 'course'?)"),
+    "16 an option prefix": (["course", "--profil", "smoke"], "unrecognized arguments: --profil"),
+    "16 a prefix in sample": (["sample", "--ckpt", "run/ckpt.pt", "--ou", "x.png"], "unrecognized arguments: --ou"),
+}
+
+
+@pytest.mark.parametrize("case", list(MISTAKES))
+def test_a_users_mistake_is_one_line_exit_2_and_touches_nothing(case, tiny_ckpt, tmp_path, monkeypatch, capsys):
+    if "mps" in MISTAKES[case][0] and get_device("auto").type == "mps": pytest.skip("MPS is available here")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "ckpt.pt").write_bytes(tiny_ckpt)
+    (tmp_path / "data").mkdir()
+    for name, content in (("a.npz", b"old samples"), ("b.json", b"{}"), ("a_file", b"x"), ("empty.npz", b"")):
+        (tmp_path / name).write_bytes(content)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GAUSSDIFF_DATA", str(tmp_path / "data"))
+    before = _tree(tmp_path)
+    argv, msg = MISTAKES[case]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert "Traceback" not in err and msg in last and "error" in last, err
+    assert _tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("module,attr,argv", [("gaussdiff.compare", "evaluate_file", ["eval", "s.npz"]),
+                                              ("gaussdiff.recipes", "recipe_data", [*TRAIN, "--out", "r"])])
+def test_an_unwritable_data_folder_names_gaussdiff_data(module, attr, argv, monkeypatch, tmp_path, capsys):
+    "Item 5: a read-only GAUSSDIFF_DATA (PermissionError where a cache is written) is one line naming the fix."
+    import importlib
+    def denied(*a, **k): raise PermissionError(13, "Permission denied", "/ro/data/mnist_5k.npz")
+    monkeypatch.setattr(importlib.import_module(module), attr, denied)
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and "set GAUSSDIFF_DATA to a writable folder" in err
+
+
+def test_lock_liveness_never_sends_a_signal_on_windows(monkeypatch):
+    "Portability: on Windows os.kill(pid, 0) is CTRL_C_EVENT, so the owner's liveness is asked through OpenProcess."
+    import gaussdiff.commands as core
+    def no_kill(*a): raise AssertionError("os.kill called")
+    monkeypatch.setattr(core, "_WINDOWS", True)
+    monkeypatch.setattr(core.os, "kill", no_kill)
+    monkeypatch.setattr(core, "_win_pid_alive", lambda pid: pid == 1234)
+    assert core.pid_alive(1234) and not core.pid_alive(999)

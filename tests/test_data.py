@@ -412,3 +412,11 @@ def test_chapter_01_runs_without_apt(tmp_path, monkeypatch):
     assert results["sprites"] == A.SHIPPED_SHAPE[0] and results["mnist_train"] in (4000, 60_000)   # 60,000 with torchvision online
     assert results["fashion_train"] == 60_000 or (results["fashion_train"] is None and "Fashion-MNIST skipped" in text)
     assert not {"crawl-tiles", "fashion-mnist", "sprites_crawl.npz"} & {p.name for p in (tmp_path / "data").iterdir()}  # nothing from Debian
+
+
+def test_an_empty_sprite_file_is_a_clear_error(tmp_path):
+    "Issue 27 item 4: an empty .npz (or .npy) given as sprites is a ValueError naming the file, not numpy's EOFError."
+    from gaussdiff.data import load_sprites
+    for name in ("empty.npz", "empty.npy"):
+        (tmp_path / name).write_bytes(b"")
+        with pytest.raises(ValueError, match=f"{name} is not a readable"): load_sprites(path=tmp_path / name, verbose=False)

@@ -157,6 +157,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path):
 
 def test_a_run_folder_is_locked_and_not_overwritten_by_accident(tmp_path):
     from gaussdiff.checkpoint import run_lock
+    from gaussdiff.commands import read_lock
     out = tmp_path / "run"
     _toy_train(out)
     with pytest.raises(ValueError, match="already holds a run \\(step 20\\).*--resume.*--overwrite"):
@@ -170,7 +171,7 @@ def test_a_run_folder_is_locked_and_not_overwritten_by_accident(tmp_path):
     with pytest.raises(ValueError, match="another training \\(pid 1\\)"):
         _toy_train(out, resume=True)
     (out / ".lock").write_text("999999999")   # a dead pid: a stale lock is taken over
-    with run_lock(out): assert (out / ".lock").read_text() == str(os.getpid())
+    with run_lock(out): assert read_lock(out / ".lock")[0].pid == os.getpid()
 
 
 def test_train_cli_refuses_a_second_run_into_one_folder(tmp_path, capsys):
@@ -266,3 +267,27 @@ def test_an_interrupted_course_run_is_resumed_not_restarted(tmp_data, monkeypatc
     res = R.run("pixel", "mnist", "smoke", out_dir=tmp_data / "b", n=8, progress=False, verbose=False, preview=False)
     assert res.step == ref.step and res.history["loss"][:7] == ck["history"]["loss"]
     assert all(torch.equal(a, b) for a, b in zip(ref.model.state_dict().values(), res.model.state_dict().values()))
+
+
+def test_a_full_disk_during_training_is_one_line_and_keeps_the_old_checkpoint(tmp_path, capsys, monkeypatch):
+    "Issue 27 item 12: torch.save reports ENOSPC as `RuntimeError: unexpected pos`; a CLI says 'no space left on device'."
+    import errno, io
+    import gaussdiff.core as core
+    from gaussdiff.checkpoint import read_checkpoint
+    from gaussdiff.train import TrainConfig
+    out = tmp_path / "run"
+    _toy_train(out)
+    class Full(io.FileIO):   # the disk fills after the first few kilobytes
+        def write(self, b):
+            if self.tell() > 4096: raise OSError(errno.ENOSPC, "No space left on device")
+            return super().write(b)
+    monkeypatch.setattr(core, "open", lambda path, mode="r", *a, **k: Full(path, mode.replace("b", "")) if "w" in mode else open(path, mode, *a, **k),
+                        raising=False)
+    cfg = TrainConfig(budget_steps=30, batch_size=8, warmup_steps=2, ckpt_every=5, lr=1e-3)
+    @core.cli_command("gaussdiff train")
+    def train_cli(argv): _toy_train(out, resume=True, cfg=cfg)
+    assert train_cli([]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.startswith(f"gaussdiff train: error: no space left on device writing {out / 'ckpt.pt'}")
+    assert read_checkpoint(out / "ckpt.pt")["step"] == 20   # the old checkpoint is whole
+    assert not list(out.rglob(".*.tmp"))

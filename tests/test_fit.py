@@ -1,5 +1,5 @@
 "Fitter chapter: hand-written SSIM vs pytorch-msssim, the fast renderer vs splats.render, fit_splats, GIR caches, CLI."
-import json
+import json, os
 
 import pytest
 import torch
@@ -209,3 +209,36 @@ def test_fit_splats_relocates_more_splats_than_the_image_has_pixels():
     "More relocated splats (15 % of N) than pixels used to fail in torch.multinomial; they are drawn with replacement."
     r = fit_splats(torch.rand(2, 1, 12, 12), n_splats=1000, steps=5, progress=False)  # 150 relocated, 144 pixels
     assert r.splats.shape == (2, 1000, 8) and torch.isfinite(r.splats).all()
+
+
+def test_ctrl_c_in_fit_is_one_line_and_keeps_the_blocks(tmp_data, interrupt_fit, capsys):
+    "Issue 27 item 14: Ctrl-C during `gaussdiff fit` ends like train's: one line (exit 130), the fitted blocks kept for a resume."
+    interrupt_fit(at=2)
+    assert cli(["--dataset", "mnist", "--n", "4", "--n-splats", "6", "--steps", "2", "--block", "2"]) == 130
+    err = capsys.readouterr().err
+    said = [line for line in err.splitlines() if line.startswith("gaussdiff fit: interrupted")]
+    assert "Traceback" not in err and len(said) == 1 and "again to resume" in said[0]
+    assert len(list((tmp_data / "gir").glob("*.blocks/*.pt"))) == 1 and not list((tmp_data / "gir").glob("*.lock"))
+
+
+def test_two_fits_of_one_cache_at_once(tmp_data):
+    "Issue 27 item 3: two `gaussdiff fit` on one cache: the second waits for the first's lock, then reuses its cache."
+    import shutil, subprocess, sys, time
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    if (root / "data" / "mnist_5k.npz").exists(): shutil.copy(root / "data" / "mnist_5k.npz", tmp_data)
+    go = tmp_data / "go"
+    code = ("import sys, time, pathlib; from gaussdiff.core import main; import gaussdiff.cache\n"
+            f"while not pathlib.Path({str(go)!r}).exists(): time.sleep(0.01)\n"   # both start together, imports done
+            "raise SystemExit(main(sys.argv[1:]))")
+    args = ["fit", "--dataset", "mnist", "--n", "64", "--n-splats", "8", "--steps", "3", "--block", "8", "--threads", "1"]
+    env = dict(os.environ, GAUSSDIFF_DATA=str(tmp_data), PYTHONPATH=str(root))
+    procs = [subprocess.Popen([sys.executable, "-c", code, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    time.sleep(0.5)
+    go.touch()
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-800:] for o in outs]
+    paths = {json.loads(o[0])["path"] for o in outs}
+    assert len(paths) == 1 and load_gir(paths.pop())["n"] == 64
+    assert not list((tmp_data / "gir").glob("*.blocks")) and not list((tmp_data / "gir").glob("*.lock*"))
