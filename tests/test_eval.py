@@ -52,6 +52,18 @@ def test_sample_cli_writes_npz_and_refuses_jpg_before_sampling(tmp_path, capsys)
     assert cli(["--ckpt", str(ck), "--n", "6", "--out", str(tmp_path / "s.jpg"), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert ".png" in err and "sampling" not in err and not (tmp_path / "s.jpg").exists()
+    again = ["--ckpt", str(ck), "--sampler", "ddim", "--steps", "3", "--n", "2", "--out", str(tmp_path / "s.npz"), "--device", "cpu"]
+    assert cli(again) == 2 and "pass --overwrite" in capsys.readouterr().err   # issue 27 (1): an existing file is kept ...
+    with np.load(tmp_path / "s.npz") as z: assert len(z["arr_0"]) == 6
+    assert cli([*again, "--overwrite"]) == 0                                   # ... unless --overwrite says so
+    with np.load(tmp_path / "s.npz") as z: assert len(z["arr_0"]) == 2
+
+
+def test_plain_npy_samples_load(tmp_path):
+    "Issue 27 (4): `gaussdiff eval plain.npy` was a TypeError; an .npy of uint8 NHWC images is read like arr_0 of an .npz."
+    np.save(tmp_path / "plain.npy", np.full((3, 8, 8, 1), 255, np.uint8))
+    x = load_samples(tmp_path / "plain.npy")
+    assert x.shape == (3, 1, 8, 8) and x.min() == 1.0
 
 
 def test_confident_share_counts_what_the_classifier_is_sure_of(digits):
