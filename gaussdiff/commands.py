@@ -139,7 +139,9 @@ def read_lock(path) -> tuple[LockOwner, float, tuple] | None:
     path = Path(path)
     try: st, text = path.stat(), path.read_text()
     except (FileNotFoundError, NotADirectoryError): return None
-    except OSError: st, text = path.stat(), ""
+    except OSError:   # unreadable contents: judged by its age alone
+        try: st, text = path.stat(), ""
+        except OSError: return None
     try:
         d = json.loads(text)
         owner = LockOwner(int(d["pid"]), d.get("host"), d.get("boot"), str(d.get("token", "")))
