@@ -207,8 +207,8 @@ def has_parameters_cell(nb_path) -> bool:
     return any("parameters" in c.get("metadata", {}).get("tags", []) for c in cells)
 
 def run_course(profile: str = "auto", out="outputs", only: list[str] | None = None, nbs_dir=None,
-               rehearsal: bool = False) -> Path:
-    "Execute the course notebooks with papermill at `profile` (`rehearsal`: the gpu profile's rehearsal); returns the output folder."
+               rehearsal: bool = False, site: bool = True) -> Path:
+    "Run the chapters with papermill at `profile` (`rehearsal`: the gpu one's), then their `site`; returns the output folder."
     import papermill as pm
     profile = resolve_profile(profile)
     if rehearsal:
@@ -241,7 +241,8 @@ def run_course(profile: str = "auto", out="outputs", only: list[str] | None = No
         rows.append((nb.name, status, time.time() - t0))
         print(f"[course] {nb.name}: {status} in {rows[-1][2]:.1f}s", flush=True)
     write_summary(out, profile, rows)
-    try: print(f"[course] site: {write_site(out, [r[0] for r in rows], profile)}", flush=True)
+    try:
+        if site: print(f"[course] site: {write_site(out, [r[0] for r in rows], profile)}", flush=True)
     except Exception as e:  # the executed notebooks are the results; a page that fails to convert loses none
         print(f"[course] site not written ({type(e).__name__}: {e})", file=sys.stderr, flush=True)
     failed = [r for r in rows if r[1] != "ok"]

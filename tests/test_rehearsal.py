@@ -35,7 +35,8 @@ def test_gpu_rehearsal_of_chapters_07_to_10(tmp_path, monkeypatch):
         if src.exists(): (data / name).symlink_to(src)
     monkeypatch.setenv("GAUSSDIFF_DATA", str(data))
     try:
-        out = run_course("gpu", tmp_path / "out", only=["07", "08", "09", "10"], nbs_dir=NBS, rehearsal=True)
+        out = run_course("gpu", tmp_path / "out", only=["07", "08", "09", "10"], nbs_dir=NBS, rehearsal=True,
+                         site=False)  # the site has its own test (test_site.py)
         res = {p.stem: json.loads(p.read_text()) for p in (out / "results").glob("*.json")}
         assert res["07b_recipes"]["gir"]["params"] == 55_271_432 and res["07b_recipes"]["gir"]["steps"] == 8
         assert [s["step"] for s in res["07b_recipes"]["gir"]["snapshots"]] == [2, 4, 8]  # epochs 0.5, 1, 2; one at the end
