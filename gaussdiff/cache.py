@@ -66,6 +66,10 @@ def _fit_blocks(x, blocks_dir: Path, starts: list[int], block: int, n_splats: in
                                    settings=r.settings), path)
             bar.update(len(r.psnr))
             bar.set_postfix(psnr=f"{r.psnr.mean():.2f} dB")
+            if s == todo[0] and len(todo) > 1 and progress:  # the first block measured this device: say what the rest costs
+                left = sum(files[t][1]["count"] for t in todo[1:])
+                bar.write(f"[fit] {len(r.psnr) / r.seconds:,.0f} images/s on {dev}: expect {left / len(r.psnr) * r.seconds / 60:.1f} "
+                          f"more minutes for the other {left:,} images")
     return len(starts) - len(todo)
 
 def encode_dataset(name: str, n: int | None = None, n_splats: int = 150, split: str = "train", steps: int | None = None,

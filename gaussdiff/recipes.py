@@ -25,8 +25,9 @@ from .transformer import GaussianTransformer
 from .unet import PixelUNet, pad_to_32
 
 # %% auto #0
-__all__ = ['SPACES', 'CPU_BUDGET_FLOPS', 'CPU_GUIDANCE', 'PRESETS', 'Recipe', 'recipe', 'make_model', 'training_data', 'run_dir',
-           'recipe_data', 'training_labels', 'run', 'diffusion_differs', 'run_differs', 'load_or_train', 'cli']
+__all__ = ['SPACES', 'CPU_BUDGET_FLOPS', 'CPU_GUIDANCE', 'GPU_SCALES', 'T4_TFLOPS', 'SESSION_BUDGET_FLOPS', 'PRESETS', 'Recipe',
+           'recipe', 'make_model', 'training_data', 'run_dir', 'recipe_data', 'training_labels', 'run',
+           'diffusion_differs', 'run_differs', 'load_or_train', 'cli']
 
 # %% ../nbs/07b_recipes.ipynb #48780964
 SPACES = ("gir", "pixel")
@@ -35,6 +36,12 @@ SPACES = ("gir", "pixel")
 # 1,000 steps of the pixel U-Net or 8,600 of the GaussianTransformer), whatever the machine and its load.
 CPU_BUDGET_FLOPS = 1.2e13
 CPU_GUIDANCE = 2.0  # the cpu profile's classifier-free guidance scale for class-conditional models
+# The gpu profile at two scales. "session" (the default): each chapter fits one free Colab T4 session (about an hour):
+# both spaces get the same training FLOPs, sized by an assumed T4 rate (an estimate until someone measures one);
+# "paper": the paper's wall clock, 2 h per MNIST model (its 24 GPU-hours, scaled to the course's four runs).
+GPU_SCALES = ("session", "paper")
+T4_TFLOPS = 16.0  # assumed sustained fp16-AMP rate of a T4: 65 TFLOP/s tensor-core peak × 25 % utilisation
+SESSION_BUDGET_FLOPS = 1.5e16  # per MNIST model (Sprites: half): ≈ 15.6 T4 minutes at T4_TFLOPS
 
 # %% ../nbs/07b_recipes.ipynb #44fc4d6c
 @dataclass(frozen=True)
@@ -61,18 +68,21 @@ class Recipe:
         return Schedule(T=self.T, kind=self.schedule, prediction=self.prediction, min_snr_gamma=self.min_snr_gamma)
 
 # %% ../nbs/07b_recipes.ipynb #942f187a
-def recipe(space: str, dataset: str = "mnist", profile: str = "auto") -> Recipe:
+def recipe(space: str, dataset: str = "mnist", profile: str = "auto", scale: str = "session") -> Recipe:
     """The course's recipe for a space/data set/profile; both spaces share one TrainConfig (optimiser, batch, LR, EMA,
-    budget): the cpu profile's budget is in training FLOPs (`CPU_BUDGET_FLOPS`), the gpu profile's the paper's wall clock."""
+    budget): the cpu profile's budget is in training FLOPs (`CPU_BUDGET_FLOPS`); the gpu profile's at `scale`
+    "session" too (`SESSION_BUDGET_FLOPS`, one free T4 session per chapter), at "paper" the paper's wall clock."""
     if space not in SPACES: raise ValueError(f"space must be one of {SPACES}, got {space!r}")
+    if scale not in GPU_SCALES: raise ValueError(f"scale must be one of {GPU_SCALES}, got {scale!r}")
     if dataset not in DATASETS: raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
     profile, grey = resolve_profile(profile), channels_of(dataset) == 1  # Fashion-MNIST gets MNIST's recipe
     cfg = by_profile(profile,
         smoke=dict(budget_steps=12, batch_size=8, lr=1e-3, warmup_steps=5, ema_decay=0.9, ckpt_every=5),
         cpu=dict(budget_flops=CPU_BUDGET_FLOPS * (1 if grey else 0.5), batch_size=32, lr=1e-3, warmup_steps=100, ema_decay=0.995, ckpt_every=500),
-        # gpu: the paper's 2 h per MNIST (or Fashion-MNIST) model; Sprites (Fig 7, 09a's sprite rows) get half an hour each
-        gpu=dict(budget_minutes=120.0 if grey else 30.0, batch_size=64, lr=2e-4, warmup_steps=1000, ema_decay=0.9999, ckpt_every=2000,
-                 sample_every=5000),
+        # gpu, a session: equal FLOPs per space, ≈ 16 T4 minutes per MNIST model (Sprites: half); at scale "paper" the paper's
+        # 2 h per MNIST (or Fashion-MNIST) model, and half an hour per Sprites model (Fig 7, 09a's sprite rows)
+        gpu=dict(**({"budget_minutes": 120.0 if grey else 30.0} if scale == "paper" else {"budget_flops": SESSION_BUDGET_FLOPS * (1 if grey else 0.5)}),
+                 batch_size=64, lr=2e-4, warmup_steps=1000, ema_decay=0.9999, ckpt_every=2000, sample_every=5000),
         # rehearsal: the gpu recipe cut to 8 steps of 4 images, still passing a checkpoint, a preview and 3 snapshots
         rehearsal=dict(budget_steps=8, batch_size=4, lr=2e-4, warmup_steps=1000, ema_decay=0.9999, ckpt_every=4, sample_every=8))
     # cpu profile: two ~0.3M-parameter models (comparable sizes, as in the paper) get through enough steps in minutes
@@ -91,7 +101,10 @@ def recipe(space: str, dataset: str = "mnist", profile: str = "auto") -> Recipe:
                   # Sprites are RGB and detailed: 24 splats fit the first 64 at 19.8 dB, 64 splats at 25.6 dB
                   n_splats=by_profile(profile, smoke=150, cpu=24 if grey else 64, gpu=150), cfg=TrainConfig(**cfg),
                   snapshot_fracs=by_profile(profile, smoke=(0.2, 0.4, 1.0), cpu=(0.2, 0.4, 1.0), gpu=(1.0,)),
-                  snapshot_epochs=by_profile(profile, smoke=(), cpu=(), gpu=(10, 20, 50), rehearsal=(0.5, 1, 2)))
+                  # Fig 8's epochs 10, 20, 50 (the paper's); a session's ~5,000 steps of 64 are ~5 epochs of 60,000 digits
+                  # but ~100 of the 1,556 sprites, so its MNIST figure shows epochs 1, 2, 4
+                  snapshot_epochs=by_profile(profile, smoke=(), cpu=(), rehearsal=(0.5, 1, 2),
+                                             gpu=(1, 2, 4) if scale == "session" and grey else (10, 20, 50)))
 
 # %% ../nbs/07b_recipes.ipynb #589e6737
 PRESETS = {"smoke": "smoke", "cpu": "cpu", "gpu": "paper", "rehearsal": "paper"}  # profile -> the model classes' preset constructors
@@ -309,7 +322,7 @@ def _check_train_args(a) -> tuple[Recipe, dict | None]:
     for flag, v, lo in (("--n", a.n, 1), ("--batch-size", a.batch_size, 1), ("--seed", a.seed, 0), ("--ckpt-every", a.ckpt_every, 1)):
         if v is not None and v < lo: raise ValueError(f"{flag} must be >= {lo}, got {v}")
     get_device(a.device)
-    r = recipe(a.space, a.dataset, a.profile)
+    r = recipe(a.space, a.dataset, a.profile, a.scale)
     if a.batch_size: r = dataclasses.replace(r, cfg=dataclasses.replace(r.cfg, batch_size=a.batch_size))
     _config(r, a.seed, budget := {k: getattr(a, k) for k in BUDGETS if getattr(a, k) is not None} or None)   # TrainConfig refuses a bad budget
     out = check_writable_dir(Path(a.out) if a.out is not None else run_dir(r.space, r.dataset, r.profile), create=False)
@@ -323,6 +336,7 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--space", choices=SPACES, required=True)
     ap.add_argument("--dataset", choices=DATASETS, default="mnist")
     ap.add_argument("--profile", default="auto", help="smoke | cpu | gpu | auto (sizes and default budget)")
+    ap.add_argument("--scale", choices=GPU_SCALES, default="session", help="gpu profile: session (a free T4 session) or paper (the paper's 2 h)")
     ap.add_argument("--out", default=None, help="run folder for ckpt.pt, snapshots/ and samples/ (default: data/runs/...)")
     ap.add_argument("--resume", action="store_true", help="continue from OUT/ckpt.pt")
     ap.add_argument("--budget-minutes", type=float, default=None, help="wall-clock budget of training steps")

@@ -242,3 +242,12 @@ def test_two_fits_of_one_cache_at_once(tmp_data):
     paths = {json.loads(o[0])["path"] for o in outs}
     assert len(paths) == 1 and load_gir(paths.pop())["n"] == 64
     assert not list((tmp_data / "gir").glob("*.blocks")) and not list((tmp_data / "gir").glob("*.lock*"))
+
+
+def test_a_long_encode_says_its_expected_minutes_after_the_first_block(tmp_data, capsys):
+    "Issue 25: before the rest of an encode runs, one line gives the rate measured on this device and the minutes left."
+    from gaussdiff.cache import encode_dataset
+    encode_dataset("mnist", n=8, n_splats=12, steps=3, block=4, progress=True, verbose=False)
+    out = capsys.readouterr()
+    line = [l for l in (out.out + out.err).splitlines() if l.startswith("[fit]")]
+    assert len(line) == 1 and "images/s on cpu: expect" in line[0] and "for the other 4 images" in line[0]

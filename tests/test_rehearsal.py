@@ -12,7 +12,7 @@ SHARED = ("mnist_5k.npz", "sprites_crawl.npz", "crawl-tiles", "gir", "metrics") 
 
 def test_rehearsal_keeps_gpu_settings_and_cuts_sizes():
     from gaussdiff.recipes import make_model, recipe
-    gpu, reh = recipe("gir", "mnist", "gpu"), recipe("gir", "mnist", "rehearsal")
+    gpu, reh = recipe("gir", "mnist", "gpu", "paper"), recipe("gir", "mnist", "rehearsal")
     assert (reh.T, reh.schedule, reh.gir_features, reh.n_splats, reh.model_kw) == (gpu.T, gpu.schedule, gpu.gir_features, 150, {})
     assert (reh.cfg.lr, reh.cfg.ema_decay, reh.cfg.warmup_steps) == (gpu.cfg.lr, gpu.cfg.ema_decay, gpu.cfg.warmup_steps)
     assert reh.cfg.budget_steps == 8 and reh.cfg.budget_minutes is None and gpu.cfg.budget_minutes == 120

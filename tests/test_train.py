@@ -246,8 +246,8 @@ def test_cpu_recipes_spend_equal_training_flops_and_sprites_get_their_own_fit():
     assert p.model_kw["attn_resolutions"] == (8,)
     s = recipe("gir", "sprites", "cpu")
     assert s.n_splats == 64 and s.cfg.budget_flops == CPU_BUDGET_FLOPS / 2 == recipe("pixel", "sprites", "cpu").cfg.budget_flops
-    assert recipe("gir", "mnist", "gpu").cfg.budget_minutes == 120.0  # the paper's wall-clock protocol on a GPU
-    assert recipe("pixel", "sprites", "gpu").cfg.budget_minutes == 30.0  # issue 16 #12: Sprites are budgeted
+    assert recipe("gir", "mnist", "gpu", "paper").cfg.budget_minutes == 120.0  # the paper's wall-clock protocol on a GPU
+    assert recipe("pixel", "sprites", "gpu", "paper").cfg.budget_minutes == 30.0  # issue 16 #12: Sprites are budgeted
 
 
 def test_train_cli_takes_a_flop_budget(tmp_path, capsys):
@@ -338,3 +338,25 @@ def test_a_changed_budget_continues_the_run_never_restarts_it(tmp_path, monkeypa
     steps[:] = []
     R.run("gir", "mnist", "smoke", budget={"budget_minutes": 1.0, "budget_steps": 8}, **kw)  # the same budget again
     assert steps[0] == 1 and "starting over from step 0: the run there already finished" in capsys.readouterr().out
+
+
+def test_the_gpu_session_scale_fits_a_t4_session_and_reaches_fig8s_epochs():
+    """Issue 25: 07b's four gpu runs took 2 × 120 + 2 × 30 min (the paper's scale), and 20-minute budgets never reached
+    Fig 8's epoch snapshots. The default "session" scale: equal training FLOPs per space, under an hour on a T4 at the
+    assumed rate, and every snapshot epoch inside the budget (full MNIST: 60,000 digits; Sprites: 1,556 figures)."""
+    from gaussdiff.bench import model_flops
+    from gaussdiff.recipes import GPU_SCALES, T4_TFLOPS, recipe
+    assert GPU_SCALES == ("session", "paper")
+    t4_minutes = 0.0
+    for dataset, n in (("mnist", 60_000), ("sprites", 1_556)):
+        for space in ("gir", "pixel"):
+            r = recipe(space, dataset, "gpu")
+            assert r.cfg.budget_minutes is None and r.cfg.budget_flops == recipe("gir", dataset, "gpu").cfg.budget_flops
+            channels = 1 if dataset == "mnist" else 3
+            step_flops = 3 * model_flops(space, "paper", channels=channels)["gflops"] * 1e9 * r.cfg.batch_size  # fwd + bwd
+            steps = r.cfg.budget_flops / step_flops
+            assert steps / (n // r.cfg.batch_size) >= max(r.snapshot_epochs), (dataset, space)
+            t4_minutes += r.cfg.budget_flops / (T4_TFLOPS * 1e12) / 60
+    assert 40 < t4_minutes <= 50  # 07b's training, leaving room for Fig 8's sampling in the hour
+    assert recipe("gir", "mnist", "gpu", "paper").snapshot_epochs == (10, 20, 50)
+    with pytest.raises(ValueError, match="scale"): recipe("gir", "mnist", "gpu", "colab")
