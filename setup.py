@@ -15,7 +15,9 @@ def reqs(key): return cfg.get(key, "").split()
 setuptools.setup(
     name=cfg["lib_name"], version=cfg["version"], description=cfg["description"],
     author=cfg["author"], author_email=cfg["author_email"], license="Apache-2.0",
-    url=cfg["git_url"], packages=setuptools.find_packages(include=["gaussdiff", "gaussdiff.*"]),
+    url=cfg["git_url"], packages=setuptools.find_packages(include=["gaussdiff", "gaussdiff.*"]) + ["gaussdiff.assets"],
+    # the shipped Sprites cut (assets/, with its attribution) travels in the wheel as gaussdiff/assets/
+    package_dir={"gaussdiff.assets": "assets"}, package_data={"gaussdiff.assets": ["*.npz", "README.md"]},
     include_package_data=True, python_requires=">=" + cfg["min_python"],
     install_requires=reqs("requirements"),
     extras_require={"course": reqs("course_requirements"),

@@ -10,7 +10,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .commands import check_output_path, cli_command, make_parser
-from .core import bf16_native, device_name, get_device, save_json, tf32
+from .core import bf16_native, device_name, get_device, save_json, synchronize, tf32
 from .diffusion import SAMPLING_STEPS, Schedule
 from .sample import sample
 from .layers import count_flops, count_params
@@ -107,11 +107,6 @@ def precision(mode: str, device):
         else:
             with torch.autocast("cuda", dtype=amp, cache_enabled=False): yield
 
-def _sync(device):
-    device = torch.device(device)
-    if device.type == "cuda": torch.cuda.synchronize(device)
-    elif device.type == "mps": torch.mps.synchronize()
-
 def make_step(model, x, t, mode: str = "fp32"):
     "A no-argument callable running one forward step of `model` on `(x, t)` as `mode` says (call under `precision`)."
     if mode == "compile":
@@ -137,7 +132,7 @@ def time_calls(steps: dict, device, repeats: int = 3, warmup: int = 1) -> dict:
     device = torch.device(device)
     for fn in steps.values():
         for _ in range(warmup): fn()
-    _sync(device)
+    synchronize(device)
     ms, cpu_ms = {k: [] for k in steps}, {k: [] for k in steps}
     for _ in range(repeats):
         for k, fn in steps.items():
@@ -151,7 +146,7 @@ def time_calls(steps: dict, device, repeats: int = 3, warmup: int = 1) -> dict:
             else:
                 t0, c0 = time.perf_counter(), time.process_time()
                 fn()
-                _sync(device)
+                synchronize(device)
                 ms[k].append((time.perf_counter() - t0) * 1e3)
                 cpu_ms[k].append((time.process_time() - c0) * 1e3)
     out = {k: dict(ms=statistics.median(v), ms_min=min(v), ms_all=[round(x, 3) for x in v]) for k, v in ms.items()}
@@ -187,10 +182,10 @@ def end_to_end(model, kind: str, batch: int, sampler: str = "ddpm", steps: int |
     gen.manual_seed(seed)
     with torch.no_grad(), precision(mode, device):
         if warmup: model(*example_inputs(kind, batch, device, n_splats, channels, seed))
-        _sync(device)
+        synchronize(device)
         t0 = time.perf_counter()
         sample(model, sched, shape, steps=run, sampler=sampler, generator=gen)
-        _sync(device)
+        synchronize(device)
         wall = time.perf_counter() - t0
     return dict(model=kind, sampler=sampler, mode=mode, batch=batch, steps=steps, steps_run=run, extrapolated=run < steps,
                 measured_s=wall, s_per_step=wall / run, total_s=wall / run * steps)

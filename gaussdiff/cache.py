@@ -4,7 +4,7 @@
 
 # %% ../nbs/03a_cache.ipynb #3e79bfaf
 from __future__ import annotations
-import contextlib, json, shutil
+import contextlib, json, shutil, sys
 from pathlib import Path
 
 import torch
@@ -69,7 +69,7 @@ def _fit_blocks(x, blocks_dir: Path, starts: list[int], block: int, n_splats: in
             if s == todo[0] and len(todo) > 1 and progress:  # the first block measured this device: say what the rest costs
                 left = sum(files[t][1]["count"] for t in todo[1:])
                 bar.write(f"[fit] {len(r.psnr) / r.seconds:,.0f} images/s on {dev}: expect {left / len(r.psnr) * r.seconds / 60:.1f} "
-                          f"more minutes for the other {left:,} images")
+                          f"more minutes for the other {left:,} images", file=sys.stderr)  # stdout is the CLI's JSON
     return len(starts) - len(todo)
 
 def encode_dataset(name: str, n: int | None = None, n_splats: int = 150, split: str = "train", steps: int | None = None,

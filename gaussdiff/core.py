@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #81d0ccbb
 from __future__ import annotations
-import contextlib, json, os, platform, random, shutil, subprocess, sys, tempfile
+import contextlib, json, math, os, platform, random, shutil, subprocess, sys, tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,7 @@ from .commands import KeepWriteError, cli_command, make_parser
 __all__ = ['PROFILES', 'COMMANDS', 'USAGE', 'resolve_profile', 'by_profile', 'get_device', 'bf16_native', 'device_name',
            'seed_everything', 'check_images', 'make_grid', 'show_grid', 'save_grid', 'atomic_path', 'save_torch_atomic',
            'plain', 'save_json', 'repo_root', 'data_dir', 'save_fig', 'figure_images', 'save_results', 'fetch_deb',
-           'cpu_threads', 'tf32', 'course_cli', 'main']
+           'cpu_threads', 'tf32', 'synchronize', 'ExpectedTime', 'course_cli', 'main']
 
 # %% ../nbs/00_core.ipynb #71933f00
 PROFILES = ("smoke", "cpu", "gpu", "rehearsal")
@@ -248,6 +248,30 @@ def tf32(enabled: bool, device="cuda"):
     try: yield
     finally: torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
+
+# %% ../nbs/00_core.ipynb #6da4ac7a
+def synchronize(device) -> None:
+    "Wait until the kernels queued on `device` (CUDA, MPS) have run, so a clock read next measures them; a no-op on CPU."
+    device = torch.device(device)
+    if device.type == "cuda": torch.cuda.synchronize(device)
+    elif device.type == "mps": torch.mps.synchronize()
+
+class ExpectedTime:
+    """After `warmup` steps, one line on stderr (stdout is a command's JSON): steps/s on this device and the minutes
+    still to go of a budget of `budget_steps` steps or `budget_s` seconds, whichever ends first."""
+    def __init__(self, start: int, budget_steps, budget_s, device, precision: str, progress: bool, warmup: int = 10):
+        self.start, self.budget_steps, self.budget_s, self.warmup = start, budget_steps, budget_s, warmup
+        self.where, self.progress, self.t1, self.line = f"{device_name(device)} ({precision})", progress, None, None
+
+    def after_step(self, step: int, elapsed: float, bar=None):
+        if self.line is not None: return
+        if step == self.start + 1: self.t1 = (step, elapsed)  # rate measured from the end of the first step
+        if self.t1 is None or step < self.t1[0] + self.warmup: return
+        rate = (step - self.t1[0]) / max(elapsed - self.t1[1], 1e-9)
+        left_s = min((self.budget_steps - step) / rate, self.budget_s - elapsed)
+        steps = f"{self.budget_steps - step:,.0f} more steps" if self.budget_steps < math.inf else f"about {left_s * rate:,.0f} more steps"
+        self.line = f"[train] {rate:.2f} steps/s on {self.where}: expect {left_s / 60:.1f} more minutes of training ({steps})"
+        if self.progress or left_s > 120: (bar.write if bar is not None else print)(self.line, file=sys.stderr)
 
 # %% ../nbs/00_core.ipynb #48186f3b
 COMMANDS = {  # subcommand -> module whose `cli(argv)` runs it (imported only when used)

@@ -43,7 +43,7 @@ MINUTES_MACHINE = ("2 CPU cores (AMD EPYC, torch 2.13 CPU build) shared with oth
 CHAPTERS = (
     Chapter("00_fast_track", "core", "the whole idea on one screen: MNIST → 24-splat GIRs → a small ε-network, a "
             "15-line training loop and a 10-line DDPM sampler → digits and the materialisation strip",
-            smoke=0.6, cpu=9.3, cpu_note="the chapter's own run at load 7–9: 3.2 CPU-minutes"),
+            smoke=0.6, cpu=2.7, cpu_note="its closing note's run at load 2.5–4.5 (2.7 CPU-minutes); 9.3 at load 7–9"),
     Chapter("02_splats", "core", "the GIR: 8 numbers per splat, Σ positive definite by construction; the exact "
             "renderer and two fast ones (eq. 1–3)",
             smoke=0.2, cpu=0.1),

@@ -198,6 +198,7 @@ def load_sprites(n: int | None = None, path=None, verbose: bool = True, rebuild:
                 or z["x"].ndim != 4 or z["x"].shape[1:] != (32, 32, 3) or len(z["x"]) == 0):
             try: tiles = find_crawl_tiles(verbose=verbose)
             except FileNotFoundError as e:
+                if rebuild and cache.exists(): raise FileNotFoundError(f"cannot cut the sprites again: {e}") from e  # keep the cache in use
                 if verbose: print(f"[data] no Dungeon Crawl atlases here ({e})")
                 return _sprite_tensor(load_shipped_sprites(), n, "the cut shipped with gaussdiff (Dungeon Crawl Stone Soup tiles, CC0)", verbose)
             x = cut_crawl_figures(tiles)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .core import bf16_native, device_name, get_device, save_grid, save_torch_atomic
+from .core import ExpectedTime, bf16_native, get_device, save_grid, save_torch_atomic
 from .checkpoint import DataInfo, check_resume, clear_run, make_checkpoint, read_checkpoint, run_lock, set_rng_state
 from .distributed import Ranks, StopRequests, current_ranks
 from .layers import check_train_labels, drop_labels
@@ -47,10 +47,8 @@ class TrainConfig:
         self.betas = tuple(self.betas)
         if self.budget_minutes is None and self.budget_steps is None and self.budget_flops is None:
             raise ValueError("give a budget: budget_minutes (wall clock), budget_steps or budget_flops")
-        if self.budget_flops is not None and not 0 < self.budget_flops < math.inf:
-            raise ValueError(f"budget_flops must be a finite number > 0, got {self.budget_flops}")
-        if self.budget_minutes is not None and not 0 < self.budget_minutes < math.inf:
-            raise ValueError(f"budget_minutes must be a finite number > 0, got {self.budget_minutes}")
+        for name in ("budget_flops", "budget_minutes"):
+            if (v := getattr(self, name)) is not None and not 0 < v < math.inf: raise ValueError(f"{name} must be a finite number > 0, got {v}")
         if self.budget_steps is not None and (int(self.budget_steps) != self.budget_steps or self.budget_steps < 1):
             raise ValueError(f"budget_steps must be an int >= 1, got {self.budget_steps}")
         for name in ("batch_size", "ckpt_every"):
@@ -315,7 +313,7 @@ def _train(run: _Run, data: torch.Tensor, resume, labels, preview_fn, snapshot_f
         print(f"[train] the budget is already spent at step {run.step} ({run.elapsed / 60:.1f} min): nothing more to train")
 
     bar = _progress_bar(cfg, budget_steps, run.step, run.elapsed, progress, _precision_label(amp))
-    eta = _ExpectedTime(run.step, budget_steps, budget_s, run.device, _precision_label(amp), progress)
+    eta = ExpectedTime(run.step, budget_steps, budget_s, run.device, _precision_label(amp), progress)
     try:
       with StopRequests() as stop:
         while run.step < budget_steps and run.elapsed < budget_s:
@@ -354,22 +352,6 @@ def _progress_bar(cfg, budget_steps, step, elapsed, progress, precision="float32
     if cfg.budget_minutes is None:
         return tqdm(total=budget_steps, initial=step, desc=f"train ({precision})", unit="step")
     return tqdm(total=round(cfg.budget_minutes * 60), initial=int(elapsed), desc=f"train ({precision})", unit="s")
-
-class _ExpectedTime:
-    "After a short warm-up (the first step compiles and tunes kernels), one line: steps/s here and the minutes still to go."
-    def __init__(self, start: int, budget_steps, budget_s, device, precision: str, progress: bool, warmup: int = 10):
-        self.start, self.budget_steps, self.budget_s, self.warmup = start, budget_steps, budget_s, warmup
-        self.where, self.progress, self.t1, self.line = f"{device_name(device)} ({precision})", progress, None, None
-
-    def after_step(self, step: int, elapsed: float, bar=None):
-        if self.line is not None: return
-        if step == self.start + 1: self.t1 = (step, elapsed)  # rate measured from the end of the first step
-        if self.t1 is None or step < self.t1[0] + self.warmup: return
-        rate = (step - self.t1[0]) / max(elapsed - self.t1[1], 1e-9)
-        left_s = min((self.budget_steps - step) / rate, self.budget_s - elapsed)
-        steps = f"{self.budget_steps - step:,.0f} more steps" if self.budget_steps < math.inf else f"about {left_s * rate:,.0f} more steps"
-        self.line = f"[train] {rate:.2f} steps/s on {self.where}: expect {left_s / 60:.1f} more minutes of training ({steps})"
-        if self.progress or left_s > 120: (bar.write if bar is not None else print)(self.line)
 
 def _advance(bar, cfg, step, elapsed, losses):
     if bar is None: return

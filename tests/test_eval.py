@@ -97,8 +97,9 @@ def test_inception_rows_reuse_the_tables_samples():
     cells = ["".join(c["source"]) for c in json.load(open(NBS / "09a_compare.ipynb"))["cells"] if c["cell_type"] == "code"]
     inception = next(c for c in cells if c.startswith("inception_rows = []"))
     assert "generate(" not in inception and "protocol_imgs[name]" in inception
-    main = next(c for c in cells if "protocol_imgs.setdefault(name, imgs)" in c)
-    assert 'gpu={"pixel": [("ddpm", 1000, n_eval // 4)' in main  # the 1000-step pixel row is sized to fit
+    assert any("protocol_imgs.setdefault(name, imgs)" in c for c in cells)
+    plans = next(c for c in cells if c.startswith("from tqdm.auto import tqdm\nplans = by_profile("))
+    assert 'gpu={"pixel": [("ddpm", 1000, n_eval // 4)' in plans  # the 1000-step pixel row is sized to fit
 
 
 def test_eval_stdout_is_only_json_when_scoring_prints(capsys, monkeypatch):

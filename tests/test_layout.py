@@ -64,8 +64,10 @@ def test_no_function_level_imports_of_the_package():
 
 @pytest.mark.parametrize("path", MODULES, ids=[p.stem for p in MODULES])
 def test_module_size_and_docstring(path):
-    n = len(path.read_text().splitlines())
-    assert n <= MAX_LINES, f"{path.name} has {n} lines (> {MAX_LINES}): split it by concept"
+    # nbdev writes a `# %% <notebook> #<cell id>` marker per exported cell: splitting a long cell into readable ones
+    # must not count against the module, so the markers are not counted
+    n = sum(not line.startswith("# %% ") for line in path.read_text().splitlines())
+    assert n <= MAX_LINES, f"{path.name} has {n} lines besides nbdev's cell markers (> {MAX_LINES}): split it by concept"
     doc = ast.get_docstring(ast.parse(path.read_text()))
     assert doc and doc.rstrip().endswith((".", ")")) and len(doc) > 30, \
         f"{path.name}: module docstring missing or cut ({doc!r}); it is the '> ' line of the notebook's title cell"

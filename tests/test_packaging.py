@@ -125,10 +125,11 @@ def dists(tmp_path_factory) -> Dists:
 def test_sdist_carries_settings_ini_and_the_wheel_builds_from_it(dists):
     "Issue 25: the sdist lacked settings.ini, so building or installing it failed with KeyError: 'lib_name'."
     with tarfile.open(dists.sdist) as t: names = {n.split("/", 1)[1] for n in t.getnames() if "/" in n}
-    assert {"settings.ini", "setup.py", "README.md", "MANIFEST.in", "gaussdiff/core.py"} <= names
+    assert {"settings.ini", "setup.py", "README.md", "MANIFEST.in", "gaussdiff/core.py", "assets/sprites_crawl_cc0.npz", "assets/README.md"} <= names
     with zipfile.ZipFile(dists.wheel) as z:
         names = set(z.namelist())
         entry_points = z.read(next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode()
+    assert {"gaussdiff/assets/sprites_crawl_cc0.npz", "gaussdiff/assets/README.md"} <= names   # Sprites without apt
     assert "gaussdiff/core.py" in names and "gaussdiff/_modidx.py" in names and not any(n.startswith(("nbs/", "tests/", "settings")) for n in names)
     assert "gaussdiff = gaussdiff.core:main" in entry_points
 
@@ -149,6 +150,8 @@ assert repo_root() is None   # installed, not a checkout
 chosen = os.environ.pop("GAUSSDIFF_DATA")
 assert data_dir() == Path.home() / ".cache" / "gaussdiff"   # the documented default without GAUSSDIFF_DATA
 os.environ["GAUSSDIFF_DATA"] = chosen
+from gaussdiff.atlas import load_shipped_sprites, shipped_sprites_path
+assert shipped_sprites_path().is_relative_to(Path(os.environ["WHEEL_TARGET"]).resolve()) and len(load_shipped_sprites()) == 1556
 print("installed at", gaussdiff.__file__)"""
 
 

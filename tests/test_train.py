@@ -128,7 +128,7 @@ def test_failed_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
     before = (tmp_path / "ckpt.pt").read_bytes()
 
     def broken_save(obj, f, *a, **k):
-        open(f, "wb").write(b"partial")
+        f.write(b"partial")  # save_torch_atomic hands torch.save an open file of its temporary path
         raise OSError("disk full")
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
@@ -306,14 +306,16 @@ def test_fp16_gradscaler_path_trains_checkpoints_and_resumes_exactly(tmp_path, m
 def test_expected_time_line_after_warm_up(capsys):
     "Before a long run: steps/s measured after a warm-up and the minutes still to go, printed once."
     import gaussdiff.train as T
-    eta = T._ExpectedTime(0, 1000, math.inf, torch.device("cpu"), "float32", progress=True, warmup=10)
+    eta = T.ExpectedTime(0, 1000, math.inf, torch.device("cpu"), "float32", progress=True, warmup=10)
     for step in range(1, 12): eta.after_step(step, 0.5 + 0.1 * (step - 1))  # first step 0.5 s, then 10 steps/s
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "[train]" not in out, "stdout is a command's JSON: the expected-time line goes to stderr"
+    out = err
     assert out.count("[train]") == 1 and "10.00 steps/s" in out and "989 more steps" in out and "1.6 more minutes" in out
-    minutes = T._ExpectedTime(0, math.inf, 600, torch.device("cpu"), "float32", progress=False, warmup=10)
+    minutes = T.ExpectedTime(0, math.inf, 600, torch.device("cpu"), "float32", progress=False, warmup=10)
     for step in range(1, 12): minutes.after_step(step, 0.1 * step)
     assert "10.0 more minutes" in minutes.line and "about 5,989 more steps" in minutes.line  # 598.9 s left at 10 steps/s
-    assert "[train]" in capsys.readouterr().out  # quiet runs still say it when more than two minutes remain
+    assert "[train]" in capsys.readouterr().err  # quiet runs still say it when more than two minutes remain
 
 
 def test_a_changed_budget_continues_the_run_never_restarts_it(tmp_path, monkeypatch, capsys):
