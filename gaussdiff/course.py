@@ -65,11 +65,11 @@ CHAPTERS = (
             "LR schedule, EMA and exact resume", ("04", "05", "06"),
             smoke=0.3, cpu=1.4),
     Chapter("07b_recipes", "core", "the cpu recipe against the paper's (24 splats, cosine, shape features, "
-            "labels + guidance); both models on the same FLOP budget; Fig 8", ("03", "07"),
+            "labels + guidance); both models on the same FLOP budget; snapshots for Fig 8", ("03", "07"),
             smoke=1.0, cpu=14.8,
             cpu_note="lab notes, 2 quiet cores; here at load 10 it had done 1,000 of 8,647 GIR steps in 22 min"),
     Chapter("08_sample", "core", "sampling: the bare DDPM loop, then DDIM, DPM-Solver++ and classifier-free "
-            "guidance; Fig 5, Fig 6 (materialisation), Fig 7", ("04", "07b"),
+            "guidance; Fig 5, Fig 6 (materialisation), Fig 7, Fig 8", ("04", "07b"),
             smoke=0.7, cpu=1.6, cpu_note="lab notes: 2 quiet cores"),
     Chapter("08a_edit", "core", "editing a generated GIR: select splats, move, scale, rotate, recolour",
             ("02", "08"),

@@ -23,6 +23,37 @@ def test_core_path_needs_only_earlier_core_chapters():
             assert all(chapter(n) is not None for n in c.needs), (c.stem, c.needs)
 
 
+def _module_chapters() -> dict[str, str]:
+    "gaussdiff module -> the notebook that exports it."
+    import re
+    return {m.group(1): p.stem for p in NBS.glob("*.ipynb") if (m := re.search(r"#\| default_exp (\w+)", p.read_text()))}
+
+
+def _later_names_used(cells: list[str], later: set[str]) -> set[str]:
+    "Names a chapter imports from the modules `later` (in any cell) that its demo cells (not `#| export`) use."
+    import ast
+    trees = [ast.parse("\n".join(l for l in c.splitlines() if not l.lstrip().startswith(("%", "!")))) for c in cells]
+    imported = {a.asname or a.name for t in trees for n in ast.walk(t) if isinstance(n, ast.ImportFrom)
+                and (n.module or "").startswith("gaussdiff.") and n.module.split(".")[1] in later for a in n.names}
+    imported |= {a.asname or a.name.split(".")[-1] for t in trees for n in ast.walk(t) if isinstance(n, ast.Import)
+                 for a in n.names if a.name.startswith("gaussdiff.") and a.name.split(".")[1] in later}
+    demos = [t for c, t in zip(cells, trees) if not c.startswith("#| export")]
+    return {n.id for t in demos for n in ast.walk(t) if isinstance(n, ast.Name) and n.id in imported}
+
+
+def test_core_chapters_use_no_later_core_chapter_in_their_demos():
+    """Issue 26: 07b drew Fig 8 with chapter 08's `generate` before the learner had met a sampler. A core chapter's
+    demo cells use the appendix and earlier core chapters only (the fast track previews the whole path on purpose)."""
+    modules, core = _module_chapters(), [c.stem for c in CHAPTERS if c.part == "core" and "fast" not in c.stem]
+    assert _later_names_used(["from gaussdiff.sample import generate", "x = generate(1)"], {"sample"}) == {"generate"}
+    late = {}
+    for i, stem in enumerate(core):
+        cells = ["".join(c["source"]) for c in json.loads((NBS / f"{stem}.ipynb").read_text())["cells"] if c["cell_type"] == "code"]
+        used = _later_names_used(cells, {m for m, ch in modules.items() if ch in core[i + 1:]})
+        if used: late[stem] = sorted(used)
+    assert not late, f"core chapters whose demos use later core chapters: {late}"
+
+
 def test_index_path_map_is_the_chapter_table():
     cells = json.loads((NBS / "index.ipynb").read_text())["cells"]
     cell = next("".join(c["source"]) for c in cells if "".join(c["source"]).startswith(PATH_MAP_MARK))

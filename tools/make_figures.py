@@ -48,7 +48,7 @@ FIGURES = (
     FigureSpec("fig5_samples", "08_sample_fig5", 1, cols=2),
     FigureSpec("fig6_materialisation", "08_sample_fig6", 2, n_rows=4),
     FigureSpec("fig7_sprites", "08_sample_fig7", 1),
-    FigureSpec("fig8_training", "07b_recipes_fig8", 1, cols=2),
+    FigureSpec("fig8_training", "08_sample_fig8", 1, cols=2),
 )
 
 
