@@ -314,12 +314,13 @@ def cli(argv: list[str] | None = None) -> int:
     ap = make_parser("gaussdiff data", "fetch and cache MNIST, Sprites and Fashion-MNIST; print their sizes")
     ap.add_argument("--rebuild", action="store_true", help="rebuild the MNIST and sprite caches (each old one is kept until its new one exists)")
     a = ap.parse_args(argv)
-    try:
-        _, y = load_mnist(split="all", rebuild=a.rebuild)
-        x = load_sprites(rebuild=a.rebuild)
-        _, yf = load_fashion(split="all")
-    except (ValueError, FileNotFoundError, OSError) as e:
-        print(f"gaussdiff data: error: {e} (the existing caches were kept)", file=sys.stderr)
-        return 2
-    print(f"[data] MNIST: {len(y)} digits; Sprites: {len(x)} images; Fashion-MNIST: {len(yf)} images; caches in {data_dir()}")
-    return 0
+    loaders = {"MNIST": lambda: f"{len(load_mnist(split='all', rebuild=a.rebuild)[1])} digits",
+               "Sprites": lambda: f"{len(load_sprites(rebuild=a.rebuild))} images",
+               "Fashion-MNIST": lambda: f"{len(load_fashion(split='all')[1])} images"}
+    loaded, failed = {}, {}
+    for name, load in loaders.items():  # each on its own: Fashion-MNIST missing offline leaves the other two usable
+        try: loaded[name] = load()
+        except (ValueError, FileNotFoundError, OSError) as e: failed[name] = e
+    if loaded: print("[data] " + "; ".join(f"{k}: {v}" for k, v in loaded.items()) + f"; caches in {data_dir()}")
+    for name, e in failed.items(): print(f"gaussdiff data: error: {name}: {e} (the existing caches were kept)", file=sys.stderr)
+    return 2 if failed else 0

@@ -176,7 +176,7 @@ def frontier_for(dataset: str = "mnist", profile: str = "auto", n: int | None = 
     models = {s: load_or_train(s, dataset, profile, device=device, train_budget=train_budget, progress=progress) for s in ("gir", "pixel")}
     batch = by_profile(profile, smoke=16, cpu=32, gpu=256, rehearsal=4)  # samples per denoiser call, everywhere
     cost = call_ms(models, batch=batch)
-    n = n or by_profile(profile, smoke=16, cpu=256, gpu=1000, rehearsal=4)
+    n = n or by_profile(profile, smoke=16, cpu=256, gpu=250, rehearsal=4)  # as n_eval above
     clf = get_classifier(by_profile(profile, smoke="smoke", cpu="default", gpu="default", rehearsal="smoke"), verbose=False) if dataset == "mnist" else None
     reference = reference_set(dataset, by_profile(profile, smoke=200, cpu=1000, gpu=10000, rehearsal=200), seed)
     score = scorer(dataset, reference, clf, by_profile(profile, smoke=10, cpu=50, gpu=100, rehearsal=10), seed)

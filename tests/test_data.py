@@ -420,3 +420,15 @@ def test_an_empty_sprite_file_is_a_clear_error(tmp_path):
     for name in ("empty.npz", "empty.npy"):
         (tmp_path / name).write_bytes(b"")
         with pytest.raises(ValueError, match=f"{name} is not a readable"): load_sprites(path=tmp_path / name, verbose=False)
+
+
+def test_data_cli_reports_each_data_set_on_its_own(tmp_data, capsys, monkeypatch):
+    "Offline without apt Fashion-MNIST cannot be had: MNIST and Sprites are still loaded and reported, the failure named."
+    def offline(*a, **k): raise FileNotFoundError("Fashion-MNIST not found (offline, no apt)")
+    monkeypatch.setattr(D, "load_fashion", offline)
+    monkeypatch.setattr(D, "find_crawl_tiles", offline)   # and no atlases: the shipped cut
+    assert D.cli([]) == 2
+    out, err = capsys.readouterr()
+    summary = out.splitlines()[-1]
+    assert "MNIST: 5000 digits" in summary and "Sprites: 1556 images" in summary and "Fashion-MNIST" not in summary
+    assert "gaussdiff data: error: Fashion-MNIST: Fashion-MNIST not found (offline, no apt)" in err and "Traceback" not in err
