@@ -66,11 +66,11 @@ CHAPTERS = (
             smoke=0.3, cpu=1.4),
     Chapter("07b_recipes", "core", "the cpu recipe against the paper's (24 splats, cosine, shape features, "
             "labels + guidance); both models on the same FLOP budget; snapshots for Fig 8", ("03", "07"),
-            smoke=1.0, cpu=14.8,
-            cpu_note="lab notes, 2 quiet cores; here at load 10 it had done 1,000 of 8,647 GIR steps in 22 min"),
+            smoke=1.0, cpu=22.5,
+            cpu_note="2 cores, one thread, beside a test run (load 4–5); 14.8 on 2 quiet cores in the lab notes"),
     Chapter("08_sample", "core", "sampling: the bare DDPM loop, then DDIM, DPM-Solver++ and classifier-free "
             "guidance; Fig 5, Fig 6 (materialisation), Fig 7, Fig 8", ("04", "07b"),
-            smoke=0.7, cpu=1.6, cpu_note="lab notes: 2 quiet cores"),
+            smoke=0.7, cpu=6.7, cpu_note="with Fig 8, 2 cores beside a test run (load 4–5)"),
     Chapter("08a_edit", "core", "editing a generated GIR: select splats, move, scale, rotate, recolour",
             ("02", "08"),
             smoke=0.3),

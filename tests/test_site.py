@@ -111,7 +111,7 @@ import make_figures  # noqa: E402
 def test_committed_figures_are_what_their_committed_data_draws():
     assert make_figures.stale() == [], "run `python tools/make_figures.py` (or --from outputs/cpu after a cpu run)"
     drawn = {p.stem for p in make_figures.FIG_DIR.glob("*.png")}
-    assert drawn and drawn <= {s.name for s in make_figures.FIGURES}
+    assert drawn == {s.name for s in make_figures.FIGURES}, "every README figure is committed (issue 26: Fig 1/2, Table 1, Fig 5-8)"
     readme = (ROOT / "README.md").read_text()
     assert all(f"docs/figures/{name}.png" in readme for name in drawn)
 
@@ -124,6 +124,13 @@ def test_readme_quotes_the_committed_numbers():
     assert f"mean PSNR is {row['mean_psnr']:.2f} dB (min {row['min_psnr']:.2f}" in readme
     blob = numbers["fig2_terminal"]["mnist"]["GIR x_T (mean of 100)"]["centre_over_border"]
     assert f"centre/border brightness {blob:.2f} on MNIST" in readme
+    fig5 = numbers["fig5_samples"]
+    assert (f"{fig5['n_samples']['gir']}\nGIR samples, {fig5['steps']['gir']} DDPM steps, {fig5['sampling_seconds']['gir']:.1f} s" in readme
+            and f"{fig5['n_samples']['pixel']} pixel U-Net samples, {fig5['steps']['pixel']} DDPM steps, {fig5['sampling_seconds']['pixel']:.1f} s" in readme)
+    fig8 = numbers["fig8_training"]
+    for space, name in (("pixel", "the U-Net"), ("gir", "the GIR model")):
+        assert f"{name} at steps {' / '.join(str(s['step']) for s in fig8[space]['snapshots'])}" in readme
+    assert all(round(fig8[s]["train_flops"] / 1e13, 1) == 1.2 for s in fig8) and "1.2 × 10¹³ training FLOPs" in readme
 
 
 def test_make_figures_copies_a_runs_panels_and_redraws_them_exactly(tmp_path):

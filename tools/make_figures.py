@@ -60,6 +60,8 @@ def numbers_from(results: Path) -> dict:
     out = {}
     if (fit := load("03_fit")): out["table1_mnist"] = next(r for r in fit["table1"] if r["dataset"] == "MNIST")
     if (noise := load("04_noise")): out["fig2_terminal"] = noise.get("terminal_blob")
+    if (rec := load("07b_recipes")):
+        out["fig8_training"] = {space: {k: rec[space][k] for k in ("steps", "train_flops", "snapshots")} for space in ("gir", "pixel")}
     if (samp := load("08_sample")):
         out["fig5_samples"] = {k: samp.get(k) for k in ("n_samples", "fig5_sampler", "steps", "sampling_seconds")}
     return out
