@@ -24,11 +24,13 @@ CRAWL_SUBDIR = Path("usr/share/crawl/dat/tiles")
 
 def find_crawl_tiles(fetch: bool = True, verbose: bool = True) -> Path:
     "Folder holding the Dungeon Crawl atlases (`player.png`, ...); fetches and unpacks the Debian package if needed."
-    candidates = [os.environ.get("GAUSSDIFF_CRAWL_TILES"), data_dir() / "crawl-tiles" / CRAWL_SUBDIR, Path("/") / CRAWL_SUBDIR]
+    candidates = [os.environ.get("GAUSSDIFF_CRAWL_TILES"), data_dir() / "crawl-tiles" / CRAWL_SUBDIR, Path("/")
+                  / CRAWL_SUBDIR]
     for c in candidates:
         if c and (Path(c) / "player.png").exists(): return Path(c)
     if not fetch: raise FileNotFoundError("Dungeon Crawl tiles not found; install them with "
-                                          f"`apt-get download {CRAWL_PKG} && dpkg -x {CRAWL_PKG}_*.deb data/crawl-tiles`")
+                                          f"`apt-get download {CRAWL_PKG} && dpkg -x "
+                                          f"{CRAWL_PKG}_*.deb data/crawl-tiles`")
     hint = "; or pass load_sprites(path=...) a folder of PNGs or an .npy/.npz array instead"
     return fetch_deb(CRAWL_PKG, data_dir() / "crawl-tiles", CRAWL_SUBDIR / "player.png", verbose, hint) / CRAWL_SUBDIR
 
@@ -75,7 +77,8 @@ def atlas_boxes(alpha: np.ndarray, rows=None, size: int = 32) -> list[tuple[int,
             for c0, c1 in zip(xs[:-1], xs[1:]):
                 m = band[:, s + c0:s + c1]
                 r, c = np.nonzero(m.any(1))[0], np.nonzero(m.any(0))[0]
-                if len(r): boxes.append((a + int(r[0]), a + int(r[-1]) + 1, s + c0 + int(c[0]), s + c0 + int(c[-1]) + 1))
+                if len(r):
+                    boxes.append((a + int(r[0]), a + int(r[-1]) + 1, s + c0 + int(c[0]), s + c0 + int(c[-1]) + 1))
     return boxes
 
 # %% ../nbs/01a_atlas.ipynb #0b9199f7
@@ -143,7 +146,8 @@ def shipped_sprites_path() -> Path:
     "The shipped cut: `gaussdiff/assets/` of an installed wheel, else `assets/` of the checkout."
     for d in (Path(str(files("gaussdiff"))) / "assets", (repo_root() or Path("/nonexistent")) / "assets"):
         if (d / SHIPPED_SPRITES).exists(): return d / SHIPPED_SPRITES
-    raise FileNotFoundError(f"{SHIPPED_SPRITES} is missing from this install; reinstall gaussdiff or pass load_sprites(path=...)")
+    raise FileNotFoundError(f"{SHIPPED_SPRITES} is missing from this install; reinstall gaussdiff or pass "
+                            "load_sprites(path=...)")
 
 def load_shipped_sprites() -> np.ndarray:
     "The shipped figures as uint8 `[1556,32,32,3]`, refused unless their shape and checksum are the published ones."
@@ -151,8 +155,10 @@ def load_shipped_sprites() -> np.ndarray:
     try:
         with np.load(path, allow_pickle=False) as z: x = z["x"]
     except Exception as e:
-        raise ValueError(f"{path} is unreadable ({type(e).__name__}: {e}); restore it (git checkout or reinstall gaussdiff)") from None
+        raise ValueError(f"{path} is unreadable ({type(e).__name__}: {e}); restore it (git checkout or "
+                         "reinstall gaussdiff)") from None
     if x.shape != SHIPPED_SHAPE or x.dtype != np.uint8 or hashlib.sha256(x.tobytes()).hexdigest() != SHIPPED_SHA256:
         raise ValueError(f"{path} holds {x.dtype} {x.shape} with another checksum than the shipped cut; restore it "
-                         "(git checkout or reinstall gaussdiff) or, after changing the cutter, run tools/make_sprites_asset.py")
+                         "(git checkout or reinstall gaussdiff) or, after changing the cutter, run "
+                         "tools/make_sprites_asset.py")
     return x

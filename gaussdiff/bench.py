@@ -29,21 +29,28 @@ DDIM_STEPS = {"gir": (100, 50, 25), "pixel": (50,)}   # DDIM rows: same ms/step,
 MODES = {  # label -> what it runs (every mode: eval mode, no autograd, the same random weights)
     "fp32": "float32, TF32 off (the paper's text: 'standard float32 precision')",
     "tf32": "float32 weights, TF32 tensor-core matmuls and convolutions (compute capability >= 8.0 only)",
-    "fp16-autocast": "torch.autocast(float16) + TF32 where the GPU has it: the mixed precision of a T4 (no native bfloat16)",
+    "fp16-autocast": "torch.autocast(float16) + TF32 where the GPU has it: the mixed precision of a T4 "
+                     "(no native bfloat16)",
     "bf16-autocast": "torch.autocast(bfloat16) + TF32 for what stays float32 (the table's 'mixed precision')",
-    "compile": "mixed-precision autocast (bfloat16; float16 below compute capability 8) + torch.compile(model) (default mode)",
-    "cuda-graphs": "mixed-precision autocast (as compile), the eager forward captured once as a CUDA graph and replayed",
+    "compile": "mixed-precision autocast (bfloat16; float16 below compute capability 8) + "
+               "torch.compile(model) (default mode)",
+    "cuda-graphs": "mixed-precision autocast (as compile), the eager forward captured once as a "
+                   "CUDA graph and replayed",
 }
-PAPER = dict(device="NVIDIA A100-40GB", batch=32, precision="text: float32; Table 2 footnote: FP16/TF32 mixed precision",
+PAPER = dict(device="NVIDIA A100-40GB", batch=32,
+             precision="text: float32; Table 2 footnote: FP16/TF32 mixed precision",
              gir=dict(params_M=40, gflops=4.0, ms_per_step=1.2, steps=200, total_s=0.24),
              pixel=dict(params_M=38, gflops=11.4, ms_per_step=5.4, steps=1000, total_s=5.4),
              flops_ratio=2.8, per_step_speedup=4.5, total_speedup=22)
-FLOP_CONVENTION = ("2 FLOPs per multiply-add of matmuls, convolutions and the attention products, per image, one forward "
-                   "pass (FlopCounterMode, SDPA on the MATH backend, on the meta device); norms/activations not counted")
+FLOP_CONVENTION = ("2 FLOPs per multiply-add of matmuls, convolutions and the attention products, "
+                   "per image, one forward "
+                   "pass (FlopCounterMode, SDPA on the MATH backend, on the meta device); "
+                   "norms/activations not counted")
 
 # %% ../nbs/10_timing.ipynb #96e7da7b
 def _check_int(name, v, lo):
-    if isinstance(v, bool) or not isinstance(v, int) or v < lo: raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
 
 def _check_preset(preset):
     if preset not in PRESETS: raise ValueError(f"unknown preset {preset!r}: use one of {PRESETS}")
@@ -87,7 +94,8 @@ def skip_reason(mode: str, device, capability: tuple | None = None) -> str | Non
     return None
 
 def autocast_dtype(mode: str, device):
-    "The dtype `mode` autocasts to on `device` (None: it stays float32); compile and CUDA graphs use bf16 where native, else fp16."
+    """The dtype `mode` autocasts to on `device` (None: it stays float32); compile and CUDA graphs use bf16 where
+    native, else fp16."""
     if mode in ("fp32", "tf32") or torch.device(device).type != "cuda": return None
     if mode == "fp16-autocast": return torch.float16
     return torch.bfloat16 if mode == "bf16-autocast" or bf16_native(device) else torch.float16
@@ -164,7 +172,8 @@ def time_step(model, x, t, repeats: int = 3, warmup: int = 1, mode: str = "fp32"
         return time_calls({"step": make_step(model, x, t, mode)}, x.device, repeats, warmup)["step"]
 
 # %% ../nbs/10_timing.ipynb #a5d76e93
-def end_to_end(model, kind: str, batch: int, sampler: str = "ddpm", steps: int | None = None, max_steps: int | None = None,
+def end_to_end(model, kind: str, batch: int, sampler: str = "ddpm", steps: int | None = None, max_steps: int
+               | None = None,
                mode: str = "fp32", n_splats: int = 150, channels: int = 3, seed: int = 0, warmup: bool = True) -> dict:
     """Wall time of sampling a batch of `batch` with `model` in `steps` (default: the paper's) steps of `sampler`.
     With `max_steps` < steps the same sampler runs `max_steps` steps and the total is extrapolated (every step is one
@@ -187,7 +196,8 @@ def end_to_end(model, kind: str, batch: int, sampler: str = "ddpm", steps: int |
         sample(model, sched, shape, steps=run, sampler=sampler, generator=gen)
         synchronize(device)
         wall = time.perf_counter() - t0
-    return dict(model=kind, sampler=sampler, mode=mode, batch=batch, steps=steps, steps_run=run, extrapolated=run < steps,
+    return dict(model=kind, sampler=sampler, mode=mode, batch=batch, steps=steps, steps_run=run, extrapolated=run
+                < steps,
                 measured_s=wall, s_per_step=wall / run, total_s=wall / run * steps)
 
 # %% ../nbs/10_timing.ipynb #4351d616
@@ -211,10 +221,12 @@ def bench_models(preset: str = "paper", device="auto", batch: int = 32, modes="a
     cuda = dev.type == "cuda"
     repeats = (50 if cuda else 3) if repeats is None else repeats
     warmup = (10 if cuda else 1) if warmup is None else warmup
-    for name, v, lo in (("batch", batch, 1), ("n_splats", n_splats, 1), ("repeats", repeats, 1), ("warmup", warmup, 0)): _check_int(name, v, lo)
+    for name, v, lo in (("batch", batch, 1), ("n_splats", n_splats, 1), ("repeats", repeats, 1), ("warmup", warmup, 0)):
+        _check_int(name, v, lo)
     if e2e_steps == -1: e2e_steps = None if cuda else 2
     if e2e_steps is not None: _check_int("e2e_steps", e2e_steps, 0)
-    mode_list = list(MODES) if modes == "auto" else [m.strip() for m in (modes.split(",") if isinstance(modes, str) else modes)]
+    mode_list = list(MODES) if modes == "auto" else [m.strip() for m in (modes.split(",") if isinstance(modes, str)
+                                                                         else modes)]
     if not mode_list: raise ValueError("no modes given")
     reasons = {m: skip_reason(m, dev) for m in mode_list}  # raises on unknown modes
     t_start, load0 = time.perf_counter(), os.getloadavg() if hasattr(os, "getloadavg") else None
@@ -222,7 +234,8 @@ def bench_models(preset: str = "paper", device="auto", batch: int = 32, modes="a
                cuda=torch.version.cuda if cuda else None, threads=torch.get_num_threads(), cpu_count=os.cpu_count(),
                batch=batch, n_splats=n_splats, channels=channels, warmup=warmup, repeats=repeats,
                modes={m: MODES[m] for m in mode_list}, flop_convention=FLOP_CONVENTION,
-               timing=("median of repeats after warm-up, the two models interleaved; " + ("CUDA events" if cuda else "time.perf_counter (+ process CPU time)")
+               timing=("median of repeats after warm-up, the two models interleaved; "
+                       + ("CUDA events" if cuda else "time.perf_counter (+ process CPU time)")
                        + "; forward pass only, no autograd, random weights"),
                models={}, rows=[], skipped=[], ratios=[], end_to_end=[], paper=PAPER)
     models, inputs = {}, {}
@@ -279,7 +292,8 @@ def _time_modes(res: dict, models: dict, inputs: dict, mode_list, reasons, dev, 
 
 # %% ../nbs/10_timing.ipynb #adef35e9
 def _end_to_end_rows(res: dict, models: dict, mode_list, reasons, e2e_steps, n_splats, channels, seed, bar):
-    "Section 4 for fp32 and one mixed precision (bf16, else fp16): sample end to end, against steps × the timed ms/step."
+    """Section 4 for fp32 and one mixed precision (bf16, else fp16): sample end to end, against steps × the timed
+    ms/step."""
     batch = res["batch"]
     mixed = [m for m in ("bf16-autocast", "fp16-autocast") if m in mode_list and not reasons[m]][:1]
     for kind in NAMES:
@@ -290,19 +304,22 @@ def _end_to_end_rows(res: dict, models: dict, mode_list, reasons, e2e_steps, n_s
                 if bar is not None:
                     bar.set_postfix_str(f"sampling {kind} {sampler} {mode}")
                     bar.update(mode == "fp32")
-                e = end_to_end(models[kind], kind, batch, sampler, steps, e2e_steps, mode, n_splats, channels, seed, warmup=False)
+                e = end_to_end(models[kind], kind, batch, sampler, steps, e2e_steps, mode, n_splats, channels, seed,
+                               warmup=False)
                 e["predicted_s"] = row["ms_per_step"] * steps / 1e3
                 e["measured_over_predicted"] = round(e["total_s"] / e["predicted_s"], 3)
                 res["end_to_end"].append({k: round(v, 5) if isinstance(v, float) else v for k, v in e.items()})
 
 # %% ../nbs/10_timing.ipynb #8786192b
 def _summary(res: dict, mode_list) -> dict:
-    "Fill `res['ratios']` with the U-Net/GT ratio of every pairing; return the per-mode summary (the paper's pairing first)."
+    """Fill `res['ratios']` with the U-Net/GT ratio of every pairing; return the per-mode summary (the paper's pairing
+    first)."""
     by = {(r["model"], r["mode"]): r for r in res["rows"]}
     both = [m for m in mode_list if ("gir", m) in by and ("pixel", m) in by]
     for mode in both: res["ratios"] += [{k: round(v, 4) if isinstance(v, float) else v for k, v in d.items()}
                                         for d in _ratios(by["gir", mode], by["pixel", mode])]
-    paper_pair = [r for r in res["ratios"] if r["gir"] == f"ddpm {SAMPLING_STEPS['gir']}" and r["pixel"] == f"ddpm {SAMPLING_STEPS['pixel']}"]
+    paper_pair = [r for r in res["ratios"] if r["gir"] == f"ddpm {SAMPLING_STEPS['gir']}" and r["pixel"]
+                  == f"ddpm {SAMPLING_STEPS['pixel']}"]
     return dict(per_step_ratio={m: round(by["pixel", m]["ms_per_step"] / by["gir", m]["ms_per_step"], 3) for m in both},
                 total_ratio={r["mode"]: r["ratio"] for r in paper_pair},
                 best_total_ratio=max((r["ratio"] for r in paper_pair), default=None),
@@ -321,26 +338,34 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--modes", default="auto", help=f"comma list of {','.join(MODES)} (default: all that apply)")
     ap.add_argument("--repeats", type=int, default=None, help="timed steps per row (default: 50 GPU, 3 CPU)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 10 GPU, 1 CPU)")
-    ap.add_argument("--e2e-steps", type=int, default=None, help="sampler steps actually run end to end (default: all on GPU, 2 on CPU; 0: none)")
+    ap.add_argument("--e2e-steps", type=int, default=None,
+                    help="sampler steps actually run end to end (default: all on GPU, 2 on CPU; 0: none)")
     ap.add_argument("--n-splats", type=int, default=150, help="GIR tokens per image (paper: 150)")
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: every core this process may use)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (default: every core this process may use)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     a = ap.parse_args(argv)
     t0, threads_before = time.perf_counter(), torch.get_num_threads()
     if a.threads is not None and a.threads < 1: raise ValueError(f"threads must be >= 1, got {a.threads}")
-    if a.e2e_steps is not None and a.e2e_steps < 0: raise ValueError(f"--e2e-steps must be >= 0 (0: no end-to-end rows), got {a.e2e_steps}")
+    if a.e2e_steps is not None and a.e2e_steps < 0:
+        raise ValueError(f"--e2e-steps must be >= 0 (0: no end-to-end rows), got {a.e2e_steps}")
     if a.json: check_output_path(a.json, (".json",), a.overwrite, "--json")   # before minutes of timing
     reasons = {} if a.modes == "auto" else {m: skip_reason(m.strip(), get_device(a.device)) for m in a.modes.split(",")}
-    if reasons and all(reasons.values()): raise ValueError(f"none of --modes {a.modes} can run here: {'; '.join(set(reasons.values()))}")  # no rows
+    # no rows
+    if reasons and all(reasons.values()):
+        raise ValueError(f"none of --modes {a.modes} can run here: {'; '.join(set(reasons.values()))}")
     try:
-        torch.set_num_threads(a.threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()))
+        torch.set_num_threads(a.threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                            else os.cpu_count()))
         with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON
-            res = bench_models(a.preset, a.device, a.batch, a.modes, a.repeats, a.warmup, -1 if a.e2e_steps is None else a.e2e_steps,
+            res = bench_models(a.preset, a.device, a.batch, a.modes, a.repeats, a.warmup, -1 if a.e2e_steps is None
+                               else a.e2e_steps,
                                a.n_splats, seed=a.seed, progress=not a.quiet)
     finally: torch.set_num_threads(threads_before)
-    res.update(command="gaussdiff bench " + " ".join(sys.argv[2:] if argv is None else argv), command_wall_s=round(time.perf_counter() - t0, 2))
+    res.update(command="gaussdiff bench " + " ".join(sys.argv[2:] if argv is None else argv),
+               command_wall_s=round(time.perf_counter() - t0, 2))
     if a.json: save_json(res, a.json)
     print(json.dumps(res, indent=1, default=str))
     return 0
@@ -349,15 +374,18 @@ def cli(argv: list[str] | None = None) -> int:
 def table2(result: dict, mode: str = "fp32") -> list[dict]:
     "Our Table 2 rows (GT, U-Net) for `mode` beside the paper's, as a list of dicts (one per model and source)."
     rows = {r["model"]: r for r in result["rows"] if r["mode"] == mode}
-    if set(rows) != set(NAMES): raise ValueError(f"mode {mode!r} was not measured for both models (have {sorted(rows)})")
+    if set(rows) != set(NAMES):
+        raise ValueError(f"mode {mode!r} was not measured for both models (have {sorted(rows)})")
     ours = f"ours ({result['device_name']}, {result['preset']}, b{result['batch']}, {mode})"
     paper = f"paper ({PAPER['device']}, b{PAPER['batch']})"
     out = []
     for kind in NAMES:
         r, p = rows[kind], PAPER[kind]
-        out.append(dict(source=ours, model=NAMES[kind], params_M=round(r["params"] / 1e6, 1), gflops=round(r["gflops_per_image_step"], 2),
+        out.append(dict(source=ours, model=NAMES[kind], params_M=round(r["params"] / 1e6, 1),
+                        gflops=round(r["gflops_per_image_step"], 2),
                         ms_per_step=round(r["ms_per_step"], 3), steps=r["steps"], total_s=round(r["total_s"], 3),
                         ratio=round(r["total_s"] / rows["gir"]["total_s"], 2)))
-        out.append(dict(source=paper, model=NAMES[kind], params_M=p["params_M"], gflops=p["gflops"], ms_per_step=p["ms_per_step"],
+        out.append(dict(source=paper, model=NAMES[kind], params_M=p["params_M"], gflops=p["gflops"],
+                        ms_per_step=p["ms_per_step"],
                         steps=p["steps"], total_s=p["total_s"], ratio=round(p["total_s"] / PAPER["gir"]["total_s"], 2)))
     return out

@@ -28,7 +28,8 @@ def profile_fit_kw(profile: str | None, channels: int) -> dict:
     if profile is None: return {}
     return {"steps": 15 if channels == 1 else 60} if resolve_profile(profile) == "smoke" else {}
 
-def gir_path(name: str, n: int, n_splats: int = 150, split: str = "train", steps: int | None = None, seed: int = 0) -> Path:
+def gir_path(name: str, n: int, n_splats: int = 150, split: str = "train", steps: int | None = None,
+             seed: int = 0) -> Path:
     "Where `encode_dataset` keeps the GIR cache of these settings."
     steps = default_steps(channels_of(name)) if steps is None else steps
     return data_dir() / "gir" / f"{name}_{split}_n{n}_N{n_splats}_s{steps}_seed{seed}.pt"
@@ -37,12 +38,15 @@ def _settings_key(s: dict) -> dict:
     return {k: s[k] for k in ("n_splats", "steps", "lr", "lam", "seed")}
 
 # %% ../nbs/03a_cache.ipynb #fb79836e
-def _block_file(blocks_dir: Path, total: int, start: int, block: int, n_splats: int, steps: int, seed: int) -> tuple[Path, dict]:
+def _block_file(blocks_dir: Path, total: int, start: int, block: int, n_splats: int, steps: int,
+                seed: int) -> tuple[Path, dict]:
     "Where the block of images `start:start+block` (of `total`) is kept, and the key its file must carry."
-    return blocks_dir / f"{start:07d}.pt", dict(total=total, start=start, count=min(block, total - start), n_splats=n_splats, steps=steps, seed=seed)
+    return blocks_dir / f"{start:07d}.pt", dict(total=total, start=start, count=min(block, total - start),
+                                                n_splats=n_splats, steps=steps, seed=seed)
 
 def _read_block(path: Path, key: dict):
-    "A finished block's `(splats, psnr, seconds, fit settings)`, or None when it is missing, unreadable or of other settings."
+    """A finished block's `(splats, psnr, seconds, fit settings)`, or None when it is missing, unreadable or of other
+    settings."""
     if not path.exists(): return None
     try:
         st = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain values only: no code runs
@@ -53,22 +57,26 @@ def _read_block(path: Path, key: dict):
 
 def _fit_blocks(x, blocks_dir: Path, starts: list[int], block: int, n_splats: int, steps: int, seed: int, dev,
                 progress: bool, desc: str) -> int:
-    "Fit the blocks starting at `starts` that are not on disk yet, each into its own file; returns how many were resumed."
+    """Fit the blocks starting at `starts` that are not on disk yet, each into its own file; returns how many were
+    resumed."""
     files = {s: _block_file(blocks_dir, len(x), s, block, n_splats, steps, seed) for s in starts}
     todo = [s for s in starts if _read_block(*files[s]) is None]
     bar = tqdm(total=sum(key["count"] for _, key in files.values()), desc=desc, disable=not progress)
     bar.update(sum(files[s][1]["count"] for s in starts if s not in todo))
     with bar:   # closed on Ctrl-C too, so the message that follows starts on a line of its own
         for s in todo:
-            r = fit_splats(x[s:s + block], n_splats, steps, seed=seed + s, device=dev, progress=False)  # seed per block: any split of the blocks gives the same fits
+            # seed per block: any split of the blocks gives the same fits
+            r = fit_splats(x[s:s + block], n_splats, steps, seed=seed + s, device=dev, progress=False)
             path, key = files[s]
             save_torch_atomic(dict(key=key, splats=r.splats.float().cpu(), psnr=r.psnr.float().cpu(), seconds=r.seconds,
                                    settings=r.settings), path)
             bar.update(len(r.psnr))
             bar.set_postfix(psnr=f"{r.psnr.mean():.2f} dB")
-            if s == todo[0] and len(todo) > 1 and progress:  # the first block measured this device: say what the rest costs
+            # the first block measured this device: say what the rest costs
+            if s == todo[0] and len(todo) > 1 and progress:
                 left = sum(files[t][1]["count"] for t in todo[1:])
-                bar.write(f"[fit] {len(r.psnr) / r.seconds:,.0f} images/s on {dev}: expect {left / len(r.psnr) * r.seconds / 60:.1f} "
+                bar.write(f"[fit] {len(r.psnr) / r.seconds:,.0f} images/s on {dev}: expect "
+                          f"{left / len(r.psnr) * r.seconds / 60:.1f} "
                           f"more minutes for the other {left:,} images", file=sys.stderr)  # stdout is the CLI's JSON
     return len(starts) - len(todo)
 
@@ -122,11 +130,14 @@ def _encode(x, y, path: Path, name, split, n_splats, steps, seed, dev, block, ov
     if overwrite and ranks.main: shutil.rmtree(blocks_dir, ignore_errors=True)
     ranks.barrier()
     starts = list(range(0, b, block))[ranks.rank::ranks.world_size]
-    desc = f"encode {name} ({b} images, N={n_splats})" + (f", rank {ranks.rank} of {ranks.world_size}" if ranks.active else "")
+    desc = f"encode {name} ({b} images, N={n_splats})" + (f", rank {ranks.rank} of {ranks.world_size}" if ranks.active
+                                                          else "")
     resumed = _fit_blocks(x, blocks_dir, starts, block, n_splats, steps, seed, dev, progress and ranks.main, desc)
     if resumed and verbose: print(f"[fit] {path.name}: {resumed} of {len(starts)} blocks were already fitted; resumed")
     ranks.barrier()   # every block is on disk
-    if ranks.main: _assemble(path, blocks_dir, x, y, block, n_splats, steps, seed, dict(name=name, split=split, device=str(dev)), verbose)
+    if ranks.main:
+        _assemble(path, blocks_dir, x, y, block, n_splats, steps, seed, dict(name=name, split=split, device=str(dev)),
+                  verbose)
     ranks.barrier()
     return path
 
@@ -134,14 +145,17 @@ def _assemble(path: Path, blocks_dir: Path, x, y, block, n_splats, steps, seed, 
     "Join the block files into one cache (written atomically), then remove them."
     b, c, h, w = x.shape
     parts = [_read_block(*_block_file(blocks_dir, b, s, block, n_splats, steps, seed)) for s in range(0, b, block)]
-    if any(p is None for p in parts): raise RuntimeError(f"blocks of {path.name} are missing from {blocks_dir}; run the encode again to refit them")
+    if any(p is None for p in parts):
+        raise RuntimeError(f"blocks of {path.name} are missing from {blocks_dir}; run the encode again to refit them")
     seconds = sum(p[2] for p in parts)
     settings = dict(parts[0][3], seed=seed, block=block, device=info["device"], fit_seconds=round(seconds, 3))
-    gir = dict(version=GIR_VERSION, name=info["name"], split=info["split"], n=b, splats=torch.cat([p[0] for p in parts]).contiguous(),
+    gir = dict(version=GIR_VERSION, name=info["name"], split=info["split"], n=b,
+               splats=torch.cat([p[0] for p in parts]).contiguous(),
                psnr=torch.cat([p[1] for p in parts]), labels=y, image_size=(h, w), channels=c, settings=settings)
     save_torch_atomic(gir, path)
     shutil.rmtree(blocks_dir, ignore_errors=True)   # only now that the cache they make up exists
-    if verbose: print(f"[fit] wrote {path} ({b} images, mean PSNR {gir['psnr'].mean():.2f} dB, {seconds:.1f} s fitting)")
+    if verbose:
+        print(f"[fit] wrote {path} ({b} images, mean PSNR {gir['psnr'].mean():.2f} dB, {seconds:.1f} s fitting)")
 
 # %% ../nbs/03a_cache.ipynb #1edfe44e
 def _find_cache(name, n, n_splats, split, steps, seed):
@@ -158,10 +172,13 @@ def _find_cache(name, n, n_splats, split, steps, seed):
 def _check_request(gir: dict, path, name: str, n_splats: int, split: str, steps: int | None):
     "A cache found by name must hold what was asked for (a renamed or copied file may not)."
     want = dict(name=name, channels=channels_of(name), n_splats=n_splats, split=split)
-    have = dict(name=gir.get("name"), channels=int(gir["channels"]), n_splats=int(gir["splats"].shape[1]), split=gir.get("split"))
+    have = dict(name=gir.get("name"), channels=int(gir["channels"]), n_splats=int(gir["splats"].shape[1]),
+                split=gir.get("split"))
     if steps is not None: want["steps"], have["steps"] = steps, gir["settings"].get("steps")
     bad = [f"{k} {have[k]!r} (asked for {want[k]!r})" for k in want if have[k] != want[k]]
-    if bad: raise ValueError(f"GIR cache {path} does not hold what was asked for: {'; '.join(bad)}; delete it and encode again")
+    if bad:
+        raise ValueError(f"GIR cache {path} does not hold what was asked for: {'; '.join(bad)}; "
+                         "delete it and encode again")
 
 def load_gir(path_or_name, n: int | None = None, n_splats: int = 150, split: str = "train", steps: int | None = None,
              seed: int = 0, encode: bool = False, **encode_kw) -> dict:
@@ -178,15 +195,18 @@ def load_gir(path_or_name, n: int | None = None, n_splats: int = 150, split: str
                 raise FileNotFoundError(
                     f"no GIR cache for {path_or_name} (split={split}, n={n}, N={n_splats}) under {data_dir() / 'gir'}; "
                     f"create it with gaussdiff.cache.encode_dataset({path_or_name!r}, n={n}, n_splats={n_splats}) or "
-                    f"`gaussdiff fit --dataset {path_or_name} --n {n or 'all'} --n-splats {n_splats}`, or pass encode=True")
+                    f"`gaussdiff fit --dataset {path_or_name} --n {n or 'all'} --n-splats "
+                    f"{n_splats}`, or pass encode=True")
             path = encode_dataset(path_or_name, n, n_splats, split, steps, seed, **encode_kw)
     else:
         path = Path(path_or_name)
-        if not path.exists(): raise FileNotFoundError(f"GIR cache {path} does not exist; create it with encode_dataset(...)")
+        if not path.exists():
+            raise FileNotFoundError(f"GIR cache {path} does not exist; create it with encode_dataset(...)")
     try:
         gir = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain values only: no code runs
     except PermissionError as e:
-        raise ValueError(f"GIR cache {path} is unreadable ({e}); it was left alone: ask its owner, or use another data dir") from None
+        raise ValueError(f"GIR cache {path} is unreadable ({e}); it was left alone: ask its owner, or "
+                         "use another data dir") from None
     except Exception as e:
         raise ValueError(f"GIR cache {path} is corrupt or not a plain GIR cache ({type(e).__name__}: {str(e)[:200]}); "
                          "delete it and encode again") from None
@@ -194,9 +214,12 @@ def load_gir(path_or_name, n: int | None = None, n_splats: int = 150, split: str
     if missing: raise ValueError(f"GIR cache {path} lacks {sorted(missing)}; delete it and encode again")
     try: check_splats(gir["splats"], f"splats in {path.name}")
     except ValueError as e: raise ValueError(f"{e}; delete {path} and encode again") from e
-    if len(gir["psnr"]) != len(gir["splats"]): raise ValueError(f"GIR cache {path}: psnr and splats disagree in length; encode again")
+    if len(gir["psnr"]) != len(gir["splats"]):
+        raise ValueError(f"GIR cache {path}: psnr and splats disagree in length; encode again")
     gir.setdefault("labels", None)
-    if gir.get("version") != GIR_VERSION: raise ValueError(f"GIR cache {path} has version {gir.get('version')}, this library reads {GIR_VERSION}; encode again")
+    if gir.get("version") != GIR_VERSION:
+        raise ValueError(f"GIR cache {path} has version {gir.get('version')}, this library reads "
+                         f"{GIR_VERSION}; encode again")
     if name is not None: _check_request(gir, path, name, n_splats, split, steps)
     if n is not None:
         if n > len(gir["splats"]): raise ValueError(f"asked for n={n} GIRs but {path.name} holds {len(gir['splats'])}")
@@ -208,34 +231,41 @@ def load_gir(path_or_name, n: int | None = None, n_splats: int = 150, split: str
 # %% ../nbs/03a_cache.ipynb #4412d2dc
 @cli_command("gaussdiff fit")
 def cli(argv: list[str] | None = None) -> int:
-    "`gaussdiff fit`: encode a data set into a GIR cache (on K ranks under torchrun), or `--bench`: a JSON benchmark of the fitter."
+    """`gaussdiff fit`: encode a data set into a GIR cache (on K ranks under torchrun), or `--bench`: a JSON benchmark
+    of the fitter."""
     ap = make_parser("gaussdiff fit", "fit splats to a data set (GIR cache) or benchmark the fitter")
     ap.add_argument("--dataset", default="mnist", choices=DATASETS)
-    # --n-images: the spelling torchrun's own parser lets through (it reads a bare --n as an ambiguous --nnodes/--nproc...)
-    ap.add_argument("--n", "--n-images", dest="n", type=int, default=None, help="number of images (default: all; --bench: 256)")
+    # --n-images: the spelling torchrun's own parser lets through (it reads a bare --n as an ambiguous
+    # --nnodes/--nproc...)
+    ap.add_argument("--n", "--n-images", dest="n", type=int, default=None,
+                    help="number of images (default: all; --bench: 256)")
     ap.add_argument("--n-splats", type=int, default=150)
     ap.add_argument("--split", default="train", choices=("train", "test", "all"))
     ap.add_argument("--steps", type=int, default=None, help="optimiser steps (default: 20 grey, 300 colour)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--block", type=int, default=None, help="images per block, the unit of resume and of sharing (default: 1024 on CPU)")
+    ap.add_argument("--block", type=int, default=None,
+                    help="images per block, the unit of resume and of sharing (default: 1024 on CPU)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--repeats", type=int, default=1, help="--bench: timed repeats (the best is reported)")
     ap.add_argument("--overwrite", action="store_true", help="refit even when the cache exists")
     ap.add_argument("--bench", action="store_true", help="time the fitter and print JSON instead of encoding")
     a = ap.parse_args(argv)
-    for flag, v, lo in (("--n", a.n, 1), ("--n-splats", a.n_splats, 1), ("--steps", a.steps, 1), ("--threads", a.threads, 1),
+    for flag, v, lo in (("--n", a.n, 1), ("--n-splats", a.n_splats, 1), ("--steps", a.steps, 1),
+                        ("--threads", a.threads, 1),
                         ("--repeats", a.repeats, 1), ("--block", a.block, 1), ("--seed", a.seed, 0)):
         if v is not None and v < lo: raise ValueError(f"{flag} must be >= {lo}, got {v}")
     get_device(a.device)   # an unavailable device fails here, before any work
     if a.dataset == "sprites" and a.split == "test": raise ValueError("sprites have no test split: use --split train")
     if a.threads is not None: torch.set_num_threads(a.threads)
     if a.bench:
-        print(json.dumps(benchmark(a.dataset, a.n or 256, a.n_splats, a.steps, a.device, a.threads, a.seed, a.repeats), indent=2))
+        print(json.dumps(benchmark(a.dataset, a.n or 256, a.n_splats, a.steps, a.device, a.threads, a.seed, a.repeats),
+                         indent=2))
         return 0
     try:
         ranks = start_ranks(a.device)   # under torchrun: join the other ranks (each fits its share of the blocks)
-        path = encode_dataset(a.dataset, a.n, a.n_splats, a.split, a.steps, a.seed, a.device, a.block, overwrite=a.overwrite,
+        path = encode_dataset(a.dataset, a.n, a.n_splats, a.split, a.steps, a.seed, a.device, a.block,
+                              overwrite=a.overwrite,
                               verbose=False)   # stdout carries only the JSON; the progress bar goes to stderr
         gir = load_gir(path)
     except KeyboardInterrupt:

@@ -52,19 +52,22 @@ def class_path(obj) -> str:
     return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 def schedule_info(schedule) -> dict:
-    "The noise schedule as plain numbers: what a checkpoint stores and compares (ε-prediction, unweighted: just T and kind)."
+    """The noise schedule as plain numbers: what a checkpoint stores and compares (ε-prediction, unweighted: just T and
+    kind)."""
     info = {"T": int(schedule.T), "kind": str(getattr(schedule, "kind", "linear"))}
     if getattr(schedule, "prediction", "eps") != "eps": info["prediction"] = schedule.prediction
     if getattr(schedule, "min_snr_gamma", None): info["min_snr_gamma"] = float(schedule.min_snr_gamma)
     return info
 
 def make_checkpoint(model, ema, opt, lr_sched, scaler, config: dict, space: str, schedule, normalizer, meta: dict,
-                    step: int, elapsed: float, history: dict | None, finished: bool, sampling_only: bool = False) -> dict:
+                    step: int, elapsed: float, history: dict | None, finished: bool,
+                    sampling_only: bool = False) -> dict:
     """The dict a checkpoint file holds: tensors, numbers and strings only (so it loads with `weights_only=True`).
     `sampling_only` (training snapshots): the EMA weights as the model and no optimiser state, a quarter of the size."""
     with_optimizer = not sampling_only
     return {"format": CKPT_FORMAT, "step": step, "elapsed_s": elapsed, "finished": finished,
-            "model": (ema.model if sampling_only else model).state_dict(), "ema": None if sampling_only else ema.state_dict(),
+            "model": (ema.model if sampling_only else model).state_dict(), "ema": None if sampling_only
+            else ema.state_dict(),
             "optimizer": opt.state_dict() if with_optimizer else None,
             "scheduler": lr_sched.state_dict() if with_optimizer else None,
             "scaler": scaler.state_dict() if (scaler is not None and with_optimizer) else None,
@@ -77,7 +80,8 @@ def make_checkpoint(model, ema, opt, lr_sched, scaler, config: dict, space: str,
 def read_checkpoint(path) -> dict:
     "Load and validate a gaussdiff checkpoint dict (CPU tensors); clear errors for missing or corrupt files."
     path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"no checkpoint at {path}: train one first (gaussdiff train ... --out DIR)")
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}: train one first (gaussdiff train ... --out DIR)")
     if path.is_dir(): raise ValueError(f"{path} is a folder, not a checkpoint: give {path / 'ckpt.pt'}")
     try: ck = torch.load(path, map_location="cpu", weights_only=True)
     except PermissionError as e:
@@ -86,7 +90,8 @@ def read_checkpoint(path) -> dict:
         raise ValueError(f"checkpoint {path} is corrupt or not a gaussdiff checkpoint ({type(e).__name__}: {e}); "
                          "delete it and retrain, or resume from an earlier one") from None
     if not isinstance(ck, dict) or ck.get("format") != CKPT_FORMAT:
-        raise ValueError(f"{path} is not a gaussdiff checkpoint (format {ck.get('format') if isinstance(ck, dict) else type(ck)})")
+        raise ValueError(f"{path} is not a gaussdiff checkpoint (format "
+                         f"{ck.get('format') if isinstance(ck, dict) else type(ck)})")
     return ck
 
 def gir_features_of(meta: dict, space: str) -> str | None:
@@ -103,14 +108,17 @@ class DataInfo:
     channels: int = 1
     sample_shape: tuple[int, ...] = ()          # one sample as the model sees it: (N, F) splats or (C, 32, 32) pixels
     n_train: int | None = None
-    x0_clip: float | list | None = None         # the range predicted x0 is clipped to: a number, or per-feature [lo, hi]
-    gir_features: str | None = None             # how a GIR writes its covariance ('cholesky' | 'shape'); None for pixels
+    # the range predicted x0 is clipped to: a number, or per-feature [lo, hi]
+    x0_clip: float | list | None = None
+    # how a GIR writes its covariance ('cholesky' | 'shape'); None for pixels
+    gir_features: str | None = None
     n_splats: int | None = None
     fit_psnr: float | None = None               # mean PSNR of the training GIRs: the representation's ceiling
     profile: str | None = None
     n_params: int | None = None
     n_classes: int = 0                          # > 0: a class-conditional model (labels 0..n_classes-1; 04a)
-    guidance: float = 1.0                       # the classifier-free guidance scale its samples are drawn with by default
+    # the classifier-free guidance scale its samples are drawn with by default
+    guidance: float = 1.0
 
     def __post_init__(self):
         if self.image_size is not None: self.image_size = tuple(self.image_size)
@@ -133,7 +141,8 @@ class RunInfo(DataInfo):
     step: int = 0
     elapsed_s: float = 0.0
     finished: bool = False
-    train_flops_per_step: int = 0               # forward + backward of one optimiser step (chapter 07's FlopCounterMode)
+    # forward + backward of one optimiser step (chapter 07's FlopCounterMode)
+    train_flops_per_step: int = 0
     snapshots: list[dict] = field(default_factory=list)   # Fig 8's EMA snapshots: step, epoch, elapsed_s, path
     config: dict = field(default_factory=dict)  # the TrainConfig it was trained with
     model_class: str = ""
@@ -160,17 +169,23 @@ def build_model(ck: dict) -> nn.Module:
     if cls is None:
         raise ValueError(f"checkpoint names model class {name!r}, which is not one of the course's denoisers "
                          f"({', '.join(sorted(MODEL_CLASSES))}); refusing to build it")
-    if not isinstance(cfg, dict): raise ValueError(f"checkpoint's model_config must be a dict, got {type(cfg).__name__}")
+    if not isinstance(cfg, dict):
+        raise ValueError(f"checkpoint's model_config must be a dict, got {type(cfg).__name__}")
     allowed = set(inspect.signature(cls).parameters)
-    if set(cfg) - allowed: raise ValueError(f"checkpoint's model_config has arguments {sorted(set(cfg) - allowed)} that {cls.__name__} does not take")
-    if not all(_is_plain(v) for v in cfg.values()): raise ValueError(f"checkpoint's model_config for {cls.__name__} holds non-plain values")
+    if set(cfg) - allowed:
+        raise ValueError(f"checkpoint's model_config has arguments {sorted(set(cfg) - allowed)} that "
+                         f"{cls.__name__} does not take")
+    if not all(_is_plain(v) for v in cfg.values()):
+        raise ValueError(f"checkpoint's model_config for {cls.__name__} holds non-plain values")
     try: return cls(**cfg)
-    except (TypeError, ValueError, RuntimeError) as e: raise ValueError(f"checkpoint's model_config does not build a {cls.__name__}: {e}") from None
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ValueError(f"checkpoint's model_config does not build a {cls.__name__}: {e}") from None
 
 def build_schedule(ck: dict) -> Schedule:
     "The noise schedule a checkpoint was trained with."
     s = ck["schedule"]
-    return Schedule(T=s["T"], kind=s["kind"], prediction=s.get("prediction", "eps"), min_snr_gamma=s.get("min_snr_gamma"))
+    return Schedule(T=s["T"], kind=s["kind"], prediction=s.get("prediction", "eps"),
+                    min_snr_gamma=s.get("min_snr_gamma"))
 
 def build_normalizer(ck: dict) -> GIRNormalizer | None:
     "The GIR normaliser stored in a checkpoint (None for pixel models)."
@@ -205,7 +220,8 @@ def _malformed(path, what: str) -> ValueError:
 def _finite_number(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
 
 def _clip_problem(c) -> str | None:
-    "What is wrong with a stored x0 clip range (None, a number > 0, or [lo, hi] of numbers or per-feature lists); None if nothing."
+    """What is wrong with a stored x0 clip range (None, a number > 0, or [lo, hi] of numbers or per-feature lists); None
+    if nothing."""
     if c is None or (_finite_number(c) and c > 0): return None
     if isinstance(c, (list, tuple)) and len(c) == 2:
         lo, hi = (np.asarray(v, dtype=object) for v in c)
@@ -216,9 +232,11 @@ def _clip_problem(c) -> str | None:
 def _meta_problem(meta: dict) -> str | None:
     "What is wrong with a checkpoint's `meta` (the DataInfo it was trained on); None if nothing."
     if (p := _clip_problem(meta.get("x0_clip"))): return p
-    if not _finite_number(meta.get("guidance", 1.0)): return f"has meta guidance={meta.get('guidance')!r}: it must be a finite number"
+    if not _finite_number(meta.get("guidance", 1.0)):
+        return f"has meta guidance={meta.get('guidance')!r}: it must be a finite number"
     n = meta.get("n_classes", 0)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0: return f"has meta n_classes={n!r}: it must be an int >= 0"
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        return f"has meta n_classes={n!r}: it must be an int >= 0"
     for key in ("sample_shape", "image_size"):
         v = meta.get(key)
         if v is not None and not (isinstance(v, (list, tuple)) and all(isinstance(s, int) and s > 0 for s in v)):
@@ -227,26 +245,32 @@ def _meta_problem(meta: dict) -> str | None:
     return None
 
 def check_checkpoint(ck: dict, path):
-    "Refuse a checkpoint dict with an entry missing or of the wrong type, bad meta, or a schedule/normaliser that does not build."
+    """Refuse a checkpoint dict with an entry missing or of the wrong type, bad meta, or a schedule/normaliser that does
+    not build."""
     for key, kind in CKPT_ENTRIES.items():
         if key not in ck: raise _malformed(path, f"has no {key!r} entry")
         if not isinstance(ck[key], kind) or isinstance(ck[key], bool):
             raise _malformed(path, f"has {key!r} of type {type(ck[key]).__name__}")
-    if ck.get("ema") is not None and not isinstance(ck["ema"].get("model") if isinstance(ck["ema"], dict) else None, dict):
+    if ck.get("ema") is not None and not isinstance(ck["ema"].get("model") if isinstance(ck["ema"], dict) else None,
+                                                    dict):
         raise _malformed(path, "has an 'ema' entry without EMA weights")
     if (p := _meta_problem(ck["meta"])): raise _malformed(path, p)
     try: build_schedule(ck)
-    except (KeyError, TypeError, ValueError) as e: raise _malformed(path, f"has an unusable schedule {ck['schedule']!r} ({e})") from None
+    except (KeyError, TypeError, ValueError) as e:
+        raise _malformed(path, f"has an unusable schedule {ck['schedule']!r} ({e})") from None
     try: norm = build_normalizer(ck)
-    except (KeyError, TypeError, ValueError, RuntimeError) as e: raise _malformed(path, f"has an unusable normalizer ({e})") from None
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise _malformed(path, f"has an unusable normalizer ({e})") from None
     if norm is not None and not (torch.isfinite(norm.mean).all() and torch.isfinite(norm.std).all()):
         raise _malformed(path, "has a normalizer holding NaN or inf")
 
 def load_weights(model: nn.Module, weights: dict, path):
-    "Load `weights` into `model`, refusing non-tensors, NaN/inf values and missing, extra or mis-shaped entries by name."
+    """Load `weights` into `model`, refusing non-tensors, NaN/inf values and missing, extra or mis-shaped entries by
+    name."""
     for name, w in weights.items():
         if not isinstance(w, torch.Tensor): raise _malformed(path, f"has weight {name!r} of type {type(w).__name__}")
-        if w.is_floating_point() and not torch.isfinite(w).all(): raise _malformed(path, f"has weight {name!r} holding NaN or inf")
+        if w.is_floating_point() and not torch.isfinite(w).all():
+            raise _malformed(path, f"has weight {name!r} holding NaN or inf")
     try: model.load_state_dict(weights)
     except RuntimeError as e:
         lines = [s.strip() for s in str(e).splitlines() if s.strip() and not s.startswith("Error(s) in loading")]
@@ -263,7 +287,8 @@ def check_resume(ck: dict, model, config: dict, space: str, schedule, path, meta
     if ck["space"] != space: problems.append(f"space {ck['space']!r} != {space!r}")
     if ck["model_class"] != class_path(model): problems.append(f"model {ck['model_class']} != {class_path(model)}")
     if plain(ck["model_config"]) != plain(getattr(model, "config", {})): problems.append("model config differs")
-    if ck["schedule"] != schedule_info(schedule): problems.append(f"schedule {ck['schedule']} != {schedule_info(schedule)}")
+    if ck["schedule"] != schedule_info(schedule):
+        problems.append(f"schedule {ck['schedule']} != {schedule_info(schedule)}")
     problems += [f"{k}: {ck['config'].get(k)!r} != {v!r}" for k, v in config.items()
                  if k not in resumable and plain(ck["config"].get(k)) != plain(v)]
     if problems:
@@ -273,10 +298,12 @@ def check_resume(ck: dict, model, config: dict, space: str, schedule, path, meta
 # %% ../nbs/07a_checkpoint.ipynb #31d94389
 @contextlib.contextmanager
 def run_lock(out_dir: Path):
-    "Hold `out_dir/.lock` while training, so two trainings cannot write one run folder (`core.file_lock`: stale locks are taken over)."
+    """Hold `out_dir/.lock` while training, so two trainings cannot write one run folder (`core.file_lock`: stale locks
+    are taken over)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with file_lock(out_dir / ".lock", f"another training ({{holder}}) is writing to {out_dir}; wait for it or use another --out"):
+    with file_lock(out_dir / ".lock",
+                   f"another training ({{holder}}) is writing to {out_dir}; wait for it or use another --out"):
         yield
 
 def clear_run(out_dir: Path):

@@ -15,7 +15,8 @@ __all__ = ['LOCK_STALE_S', 'LOCK_HEARTBEAT_S', 'LOCK_GRACE_S', 'make_parser', 'c
 
 # %% ../nbs/00b_commands.ipynb #24021300
 def make_parser(prog: str, description: str, **kw) -> argparse.ArgumentParser:
-    "Every gaussdiff parser: option prefixes are not guessed (`allow_abbrev=False`), so a typo is an error, not another option."
+    """Every gaussdiff parser: option prefixes are not guessed (`allow_abbrev=False`), so a typo is an error, not
+    another option."""
     return argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False, **kw)
 
 def check_writable_dir(path, create: bool = True) -> Path:
@@ -25,8 +26,10 @@ def check_writable_dir(path, create: bool = True) -> Path:
     if not create:
         probe = path
         while not probe.exists() and probe != probe.parent: probe = probe.parent
-        if not probe.is_dir(): raise ValueError(f"cannot write to {path}: {probe} is a file, not a folder; choose another folder")
-        if not os.access(probe, os.W_OK | os.X_OK): raise ValueError(f"cannot write to {path}: {probe} is not writable; choose another folder")
+        if not probe.is_dir():
+            raise ValueError(f"cannot write to {path}: {probe} is a file, not a folder; choose another folder")
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise ValueError(f"cannot write to {path}: {probe} is not writable; choose another folder")
         return path
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -55,9 +58,11 @@ _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _NO_PERMISSION = {errno.EACCES, errno.EPERM, errno.EROFS}
 
 def user_error_message(e: BaseException) -> str | None:
-    "One line naming the fix for an error a user can fix (a bad argument, a missing file, a full disk, no permission); None for a bug."
+    """One line naming the fix for an error a user can fix (a bad argument, a missing file, a full disk, no permission);
+    None for a bug."""
     if isinstance(e, OSError) and e.errno in _DISK_FULL:
-        return f"no space left on device{f' writing {e.filename}' if e.filename else ''}: free some space or write elsewhere (finished files were kept)"
+        return (f"no space left on device{f' writing {e.filename}' if e.filename else ''}: free some space or write "
+                "elsewhere (finished files were kept)")
     if isinstance(e, OSError) and e.errno in _NO_PERMISSION:
         return (f"permission denied{f' for {e.filename}' if e.filename else ''}: choose a writable folder "
                 "(for caches and runs, set GAUSSDIFF_DATA to a writable folder)")
@@ -66,7 +71,8 @@ def user_error_message(e: BaseException) -> str | None:
     return None
 
 class KeepWriteError:
-    "A file that keeps the `OSError` of a failed write: `torch.save` reports a full disk only as `RuntimeError: unexpected pos`."
+    """A file that keeps the `OSError` of a failed write: `torch.save` reports a full disk only as `RuntimeError:
+    unexpected pos`."""
     def __init__(self, f): self.f, self.error = f, None
     def write(self, b):
         try: return self.f.write(b)
@@ -132,7 +138,8 @@ class LockOwner:
     boot: str | None = None
     token: str = ""
 
-    def describe(self) -> str: return f"pid {self.pid}" + (f" on host {self.host}" if self.host not in (None, socket.gethostname()) else "")
+    def describe(self) -> str: return f"pid {self.pid}" + (f" on host {self.host}"
+                                                           if self.host not in (None, socket.gethostname()) else "")
 
 def read_lock(path) -> tuple[LockOwner, float, tuple] | None:
     "`(owner, seconds since its last heartbeat, identity)` of lock file `path`, or None when there is none."
@@ -155,7 +162,8 @@ def lock_stale_reason(owner: LockOwner, age_s: float) -> str | None:
     if owner.pid <= 0: return f"it is unreadable and {age_s:.0f} s old" if age_s > LOCK_GRACE_S else None
     if owner.host not in (None, socket.gethostname()):
         return f"host {owner.host} has not touched it for {age_s / 60:.0f} min" if age_s > LOCK_STALE_S else None
-    if owner.boot and boot_id() and owner.boot != boot_id(): return f"pid {owner.pid} ran in an earlier boot of this machine"
+    if owner.boot and boot_id() and owner.boot != boot_id():
+        return f"pid {owner.pid} ran in an earlier boot of this machine"
     return None if pid_alive(owner.pid) else f"its process (pid {owner.pid}) is gone"
 
 def _link_new(path: Path, text: str) -> bool:

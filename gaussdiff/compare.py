@@ -31,7 +31,8 @@ def confident_share(images, classifier, threshold: float = 0.9) -> dict:
     clf = classifier.eval()
     dev = next(clf.parameters()).device
     with torch.no_grad():
-        probs = torch.cat([clf(check_images(images[i:i + 500], "images").to(dev)).softmax(-1).cpu() for i in range(0, len(images), 500)])
+        probs = torch.cat([clf(check_images(images[i:i + 500], "images").to(dev)).softmax(-1).cpu()
+                           for i in range(0, len(images), 500)])
     p, cls = probs.max(-1)
     hist = torch.bincount(cls[p >= threshold], minlength=probs.shape[-1])
     return dict(confident=float((p >= threshold).float().mean()), threshold=threshold, class_histogram=hist.tolist(),
@@ -65,18 +66,22 @@ def evaluate_sampler(model, schedule, normalizer, meta: DataInfo, reference, cla
                      sampler: str = "ddpm", steps: int | None = None, seed: int = 0, batch_size: int = 256, **kid_kw):
     """Draw `n` images with `sampler`/`steps`, time it, and measure them against `reference`: `(row dict, images)`.
     On CPU the sampling runs (and is timed) on one thread: the timings then compare models, not the machine's load;
-    on CUDA in strict float32 (TF32 off for matmuls and convolutions alike, so the U-Net and the transformer compare fairly)."""
+    on CUDA in strict float32 (TF32 off for matmuls and convolutions alike, so the U-Net and the transformer compare
+    fairly)."""
     dev = next(model.parameters()).device
     with cpu_threads(1, dev), tf32(False, dev):
         t0 = time.perf_counter()
-        imgs = generate(model, schedule, normalizer, meta, n=n, steps=steps, sampler=sampler, seed=seed, batch_size=batch_size)
+        imgs = generate(model, schedule, normalizer, meta, n=n, steps=steps, sampler=sampler, seed=seed,
+                        batch_size=batch_size)
         secs = time.perf_counter() - t0
-    row = dict(sampler=sampler, steps=steps or schedule.T, numerics="float32, TF32 off", sample_seconds=secs, ms_per_image=1000 * secs / n,
+    row = dict(sampler=sampler, steps=steps or schedule.T, numerics="float32, TF32 off", sample_seconds=secs,
+               ms_per_image=1000 * secs / n,
                **classifier_metrics(reference, imgs, classifier, seed=seed, **kid_kw))
     return row, imgs
 
 # %% ../nbs/09a_compare.ipynb #2d5e4f49
-TABLE_COLUMNS = ("model", "sampler", "steps", "confident", "fid", "kid", "kid_std", "precision", "recall", "sample_seconds",
+TABLE_COLUMNS = ("model", "sampler", "steps", "confident", "fid", "kid", "kid_std", "precision", "recall",
+                 "sample_seconds",
                  "ms_per_image", "train_steps", "train_tflops", "train_minutes", "params", "n_fake", "n_real")
 
 # %% ../nbs/09a_compare.ipynb #d27a26a7
@@ -112,12 +117,14 @@ def evaluate_file(path, dataset: str = "mnist", n_ref: int = 1000, seed: int = 0
         clf = get_classifier(classifier, verbose=False)
         m = classifier_metrics(ref, fake, clf, kid_subset_size=min(1000, len(fake), len(ref)), seed=seed)
         return dict(samples=str(path), n=len(fake), reference=f"MNIST test split, first {len(ref)} digits",
-                    classifier=dict(preset=classifier, test_accuracy=clf.test_accuracy), **m, **confident_share(fake, clf))
+                    classifier=dict(preset=classifier, test_accuracy=clf.test_accuracy), **m,
+                    **confident_share(fake, clf))
     if dataset == "sprites":
         ref = load_sprites(None, verbose=False)
         ref = ref[torch.randperm(len(ref), generator=torch.Generator().manual_seed(seed))[:n_ref]]
         k, ks = pixel_kid(ref, fake, subset_size=min(1000, len(fake), len(ref)), seed=seed)
-        return dict(samples=str(path), n=len(fake), reference=f"{len(ref)} Sprites drawn with seed {seed}", pixel_kid=k, pixel_kid_std=ks)
+        return dict(samples=str(path), n=len(fake), reference=f"{len(ref)} Sprites drawn with seed {seed}", pixel_kid=k,
+                    pixel_kid_std=ks)
     raise ValueError(f"dataset must be 'mnist' or 'sprites', got {dataset!r}")
 
 # %% ../nbs/09a_compare.ipynb #40f35b9a

@@ -43,12 +43,14 @@ def get_device(device: str | torch.device = "auto") -> torch.device:
     if isinstance(device, torch.device): device = str(device)
     if device == "auto":
         if torch.cuda.is_available(): return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(): return torch.device("mps")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
         return torch.device("cpu")
     try: d = torch.device(device)
     except (RuntimeError, TypeError) as e:
         raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from e
-    if d.type == "cuda" and not torch.cuda.is_available(): raise ValueError("device 'cuda' asked for, but CUDA is not available")
+    if d.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' asked for, but CUDA is not available")
     if d.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError("device 'mps' asked for, but MPS is not available")
     return d
@@ -67,7 +69,8 @@ def device_name(device: str | torch.device) -> str:
 
 def seed_everything(seed: int = 0) -> torch.Generator:
     "Seed Python, NumPy and torch (all devices); returns a CPU `torch.Generator` seeded the same."
-    if not isinstance(seed, (int, np.integer)) or seed < 0: raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -175,7 +178,8 @@ def data_dir() -> Path:
     d = Path(d) if d else (repo_root() / "data" if repo_root() else Path.home() / ".cache" / "gaussdiff")
     try: d.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ValueError(f"cannot create the data folder {d} ({type(e).__name__}: {e}): set GAUSSDIFF_DATA to a writable folder") from None
+        raise ValueError(f"cannot create the data folder {d} ({type(e).__name__}: {e}): set GAUSSDIFF_DATA "
+                         "to a writable folder") from None
     return d
 
 def save_fig(fig, name: str, out_dir=None, dpi: int = 120) -> Path | None:
@@ -201,7 +205,8 @@ def save_results(name: str, results: dict, out_dir=None) -> Path | None:
 
 # %% ../nbs/00_core.ipynb #01e7bbfa
 def fetch_deb(pkg: str, dest, marker, verbose: bool = True, hint: str = "") -> Path:
-    "Unpack Debian package `pkg` into folder `dest` (`apt-get download` + `dpkg -x`); `marker`, a path inside it, must appear."
+    """Unpack Debian package `pkg` into folder `dest` (`apt-get download` + `dpkg -x`); `marker`, a path inside it, must
+    appear."""
     dest, marker = Path(dest), Path(marker)
     if not (shutil.which("apt-get") and shutil.which("dpkg")):
         raise FileNotFoundError(f"the Debian package {pkg} is needed, but apt-get and dpkg were not found{hint}")
@@ -230,7 +235,8 @@ def fetch_deb(pkg: str, dest, marker, verbose: bool = True, hint: str = "") -> P
 # %% ../nbs/00_core.ipynb #84ce7e19
 @contextlib.contextmanager
 def cpu_threads(n: int, device="cpu"):
-    "Run with at most `n` torch CPU threads on a CPU device: small kernels gain nothing from more, and a shared CPU's load costs a lot."
+    """Run with at most `n` torch CPU threads on a CPU device: small kernels gain nothing from more, and a shared CPU's
+    load costs a lot."""
     old = torch.get_num_threads()
     if torch.device(device).type == "cpu": torch.set_num_threads(max(1, min(n, old)))
     try: yield
@@ -239,7 +245,8 @@ def cpu_threads(n: int, device="cpu"):
 @contextlib.contextmanager
 def tf32(enabled: bool, device="cuda"):
     """TF32 for matmuls *and* convolutions together (restored afterwards) on CUDA; a no-op elsewhere. PyTorch's
-    defaults differ (cuDNN on, matmul off), so a U-Net and a transformer timed as they come run in different precisions."""
+    defaults differ (cuDNN on, matmul off), so a U-Net and a transformer timed as they come run in different
+    precisions."""
     if torch.device(device).type != "cuda":
         yield
         return
@@ -251,7 +258,8 @@ def tf32(enabled: bool, device="cuda"):
 
 # %% ../nbs/00_core.ipynb #6da4ac7a
 def synchronize(device) -> None:
-    "Wait until the kernels queued on `device` (CUDA, MPS) have run, so a clock read next measures them; a no-op on CPU."
+    """Wait until the kernels queued on `device` (CUDA, MPS) have run, so a clock read next measures them; a no-op on
+    CPU."""
     device = torch.device(device)
     if device.type == "cuda": torch.cuda.synchronize(device)
     elif device.type == "mps": torch.mps.synchronize()
@@ -269,8 +277,10 @@ class ExpectedTime:
         if self.t1 is None or step < self.t1[0] + self.warmup: return
         rate = (step - self.t1[0]) / max(elapsed - self.t1[1], 1e-9)
         left_s = min((self.budget_steps - step) / rate, self.budget_s - elapsed)
-        steps = f"{self.budget_steps - step:,.0f} more steps" if self.budget_steps < math.inf else f"about {left_s * rate:,.0f} more steps"
-        self.line = f"[train] {rate:.2f} steps/s on {self.where}: expect {left_s / 60:.1f} more minutes of training ({steps})"
+        steps = (f"{self.budget_steps - step:,.0f} more steps" if self.budget_steps < math.inf
+                 else f"about {left_s * rate:,.0f} more steps")
+        self.line = (f"[train] {rate:.2f} steps/s on {self.where}: expect {left_s / 60:.1f} more minutes "
+                     f"of training ({steps})")
         if self.progress or left_s > 120: (bar.write if bar is not None else print)(self.line, file=sys.stderr)
 
 # %% ../nbs/00_core.ipynb #48186f3b
@@ -310,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     cmd, rest = argv[0], argv[1:]
     if cmd not in COMMANDS:
         near = difflib.get_close_matches(cmd, COMMANDS, n=1)
-        print(f"{USAGE}\ngaussdiff: error: unknown command {cmd!r}" + (f" (did you mean {near[0]!r}?)" if near else ""), file=sys.stderr)
+        print(f"{USAGE}\ngaussdiff: error: unknown command {cmd!r}" + (f" (did you mean {near[0]!r}?)" if near else ""),
+              file=sys.stderr)
         return 2
     if cmd == "course": return course_cli(rest)
     try: mod = importlib.import_module(COMMANDS[cmd])

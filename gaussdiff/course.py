@@ -208,21 +208,25 @@ def has_parameters_cell(nb_path) -> bool:
 
 def run_course(profile: str = "auto", out="outputs", only: list[str] | None = None, nbs_dir=None,
                rehearsal: bool = False, site: bool = True) -> Path:
-    "Run the chapters with papermill at `profile` (`rehearsal`: the gpu one's), then their `site`; returns the output folder."
+    """Run the chapters with papermill at `profile` (`rehearsal`: the gpu one's), then their `site`; returns the output
+    folder."""
     import papermill as pm
     profile = resolve_profile(profile)
     if rehearsal:
-        if profile not in ("gpu", "rehearsal"): raise ValueError(f"--rehearsal rehearses the gpu profile, not {profile!r}: use --profile gpu")
+        if profile not in ("gpu", "rehearsal"):
+            raise ValueError(f"--rehearsal rehearses the gpu profile, not {profile!r}: use --profile gpu")
         profile = "rehearsal"
     root = repo_root()
     nbs_dir = Path(nbs_dir) if nbs_dir else (root / "nbs" if root else None)
     if nbs_dir is None or not nbs_dir.is_dir():
         raise FileNotFoundError("the course runs from a checkout of the repository (its nbs/ folder was not found)")
     if only is not None and (not only or not all(o.strip() for o in only)):
-        raise ValueError(f"--only needs chapter prefixes such as 00 03a 07, got {only!r} (leave --only out to run every chapter)")
+        raise ValueError(f"--only needs chapter prefixes such as 00 03a 07, got {only!r} (leave --only out "
+                         "to run every chapter)")
     nbs = [p for p in course_notebooks(nbs_dir) if not only or any(p.stem.startswith(o) for o in only)]
     if not nbs: raise ValueError(f"no notebooks matched {only!r} in {nbs_dir}: give chapter prefixes such as 00 03a 07")
-    out = check_writable_dir((Path(out) / profile).resolve(), create=False)  # a file or read-only --out: refused before any run
+    # a file or read-only --out: refused before any run
+    out = check_writable_dir((Path(out) / profile).resolve(), create=False)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for nb in nbs:
@@ -251,7 +255,8 @@ def run_course(profile: str = "auto", out="outputs", only: list[str] | None = No
 
 def write_summary(out: Path, profile: str, rows) -> Path:
     "A markdown summary: one line per notebook, then every results JSON the chapters wrote."
-    lines = [f"# gaussdiff course run — profile `{profile}`", "", f"device: {get_device()}, torch {torch.__version__}", "",
+    lines = [f"# gaussdiff course run — profile `{profile}`", "",
+             f"device: {get_device()}, torch {torch.__version__}", "",
              "| notebook | status | seconds |", "|---|---|---|"]
     lines += [f"| {n} | {s} | {t:.1f} |" for n, s, t in rows]
     lines += ["", f"total: {sum(r[2] for r in rows):.1f} s", ""]

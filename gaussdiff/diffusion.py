@@ -52,7 +52,8 @@ def check_batch(x, name: str) -> torch.Tensor:
     "`x` if it is a finite floating-point batch `[B,...]` with B >= 1; otherwise a ValueError naming `name`."
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
         raise ValueError(f"{name} must be a floating-point tensor [B,...]")
-    if x.ndim < 1 or x.shape[0] == 0: raise ValueError(f"{name} must be [B,...] with B >= 1, got shape {tuple(x.shape)}")
+    if x.ndim < 1 or x.shape[0] == 0:
+        raise ValueError(f"{name} must be [B,...] with B >= 1, got shape {tuple(x.shape)}")
     if not torch.isfinite(x).all(): raise ValueError(f"{name} contains NaN or inf")
     return x
 
@@ -63,13 +64,17 @@ class Schedule:
     """A DDPM noise schedule: `betas`, `alphas`, `alphas_cumprod` (float32, length T), the closed form `q_sample`,
     what the network predicts (`prediction`, converted back by `to_eps`) and the training `loss` (optionally
     min-SNR-γ weighted, Hang et al. 2023)."""
-    def __init__(self, T: int = 1000, kind: str = "linear", prediction: str = "eps", min_snr_gamma: float | None = None):
+    def __init__(self, T: int = 1000, kind: str = "linear", prediction: str = "eps", min_snr_gamma: float
+                 | None = None):
         if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 1:
             raise ValueError(f"T must be a positive int (number of diffusion steps), got {T!r}")
-        check_memory(60 * T, f"a Schedule of T={T:,} steps", "use fewer diffusion steps (DDPM uses 1000)")  # its tables, before building them
+        # its tables, before building them
+        check_memory(60 * T, f"a Schedule of T={T:,} steps", "use fewer diffusion steps (DDPM uses 1000)")
         if kind not in SCHEDULE_KINDS: raise ValueError(f"unknown schedule kind {kind!r}: use one of {SCHEDULE_KINDS}")
-        if prediction not in PREDICTIONS: raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
-        if min_snr_gamma is not None and not min_snr_gamma > 0: raise ValueError(f"min_snr_gamma must be > 0 or None, got {min_snr_gamma}")
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+        if min_snr_gamma is not None and not min_snr_gamma > 0:
+            raise ValueError(f"min_snr_gamma must be > 0 or None, got {min_snr_gamma}")
         self.T, self.kind, self.prediction, self.min_snr_gamma = int(T), kind, prediction, min_snr_gamma
         betas = linear_betas(self.T) if kind == "linear" else cosine_betas(self.T)
         abar = torch.cumprod(1 - betas, 0)  # products in float64, stored in float32
@@ -101,14 +106,16 @@ class Schedule:
         t = self.check_t(t, batch=x0.shape[0])
         if noise is None: noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
         if noise.shape != x0.shape: raise ValueError(f"noise shape {tuple(noise.shape)} != x0 shape {tuple(x0.shape)}")
-        return self._coef(self.sqrt_alphas_cumprod, t, x0) * x0 + self._coef(self.sqrt_one_minus_alphas_cumprod, t, x0) * noise
+        return self._coef(self.sqrt_alphas_cumprod, t, x0) * x0 + self._coef(self.sqrt_one_minus_alphas_cumprod, t,
+                                                                             x0) * noise
 
     def q_step(self, x_prev: torch.Tensor, t, noise: torch.Tensor | None = None, generator=None) -> torch.Tensor:
         "One forward step, the paper's eq. 4: x_t = sqrt(alpha_t) x_{t-1} + sqrt(1 - alpha_t) noise."
         x_prev = check_batch(x_prev, "x_prev")
         t = self.check_t(t, batch=x_prev.shape[0])
         if noise is None: noise = torch.randn(x_prev.shape, generator=generator, dtype=x_prev.dtype).to(x_prev.device)
-        if noise.shape != x_prev.shape: raise ValueError(f"noise shape {tuple(noise.shape)} != x shape {tuple(x_prev.shape)}")
+        if noise.shape != x_prev.shape:
+            raise ValueError(f"noise shape {tuple(noise.shape)} != x shape {tuple(x_prev.shape)}")
         return self._coef(self.alphas.sqrt(), t, x_prev) * x_prev + self._coef(self.betas.sqrt(), t, x_prev) * noise
 
     def target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -132,23 +139,28 @@ class Schedule:
         return t, torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
 
     def loss(self, model, x0: torch.Tensor, generator: torch.Generator | None = None, autocast=None,
-             labels: torch.Tensor | None = None, t: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+             labels: torch.Tensor | None = None, t: torch.Tensor | None = None, noise: torch.Tensor
+             | None = None) -> torch.Tensor:
         """Ho et al.'s simplified objective on a clean batch `x0 [B,...]`: t ~ U{0..T-1}, ε ~ N(0, I), and the
-        (weighted) mean squared error between `target` and `model(q_sample(x0, t, ε), t)`, run under `autocast` when given.
-        `t`, `noise`: these draws instead of `draws(x0, generator)`; `labels [B]`: passed on as `model(x_t, t, labels)`."""
+        (weighted) mean squared error between `target` and `model(q_sample(x0, t, ε), t)`, run under `autocast` when
+        given.
+        `t`, `noise`: these draws instead of `draws(x0, generator)`; `labels [B]`: passed on as `model(x_t, t,
+        labels)`."""
         if t is None or noise is None: t, noise = self.draws(x0, generator)
         a = self._coef(self.alphas_cumprod, t, x0)
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
         with (autocast or contextlib.nullcontext()):
             pred = model(x_t, t) if labels is None else model(x_t, t, labels)
-        if pred.shape != noise.shape: raise ValueError(f"model returned {tuple(pred.shape)}, expected {tuple(noise.shape)}")
+        if pred.shape != noise.shape:
+            raise ValueError(f"model returned {tuple(pred.shape)}, expected {tuple(noise.shape)}")
         err = (pred.float() - self.target(x0, noise, t).float()) ** 2
         if not self.min_snr_gamma: return err.mean()  # exactly F.mse_loss for the plain objective
         return (self.loss_weight(t) * err.reshape(len(t), -1).mean(1)).mean()
 
 # %% ../nbs/04_noise.ipynb #7c0eef0f
 def prediction_target(prediction: str, x0: torch.Tensor, noise: torch.Tensor, abar: torch.Tensor) -> torch.Tensor:
-    "What a network of kind `prediction` is trained to output for clean `x0` noised with `noise` at ᾱ = `abar` (broadcastable)."
+    """What a network of kind `prediction` is trained to output for clean `x0` noised with `noise` at ᾱ = `abar`
+    (broadcastable)."""
     if prediction == "eps": return noise
     if prediction == "x0": return x0
     return abar.sqrt() * noise - (1 - abar).sqrt() * x0
@@ -169,9 +181,13 @@ def min_snr_weight(prediction: str, snr: torch.Tensor, gamma: float) -> torch.Te
 class GIRNormalizer:
     "Per-feature standardisation of GIRs `[B,N,F]`: `normalize(g) = (g - mean) / std`, `denormalize` its inverse."
     def __init__(self, mean, std):
-        mean, std = torch.as_tensor(mean, dtype=torch.float64).flatten(), torch.as_tensor(std, dtype=torch.float64).flatten()
-        if mean.shape != std.shape or mean.numel() == 0: raise ValueError(f"mean and std must be [F] vectors of one length; got {tuple(mean.shape)}, {tuple(std.shape)}")
-        if not (torch.isfinite(mean).all() and torch.isfinite(std).all()): raise ValueError("normaliser statistics contain NaN or inf")
+        mean, std = torch.as_tensor(mean, dtype=torch.float64).flatten(), torch.as_tensor(std,
+                                                                                          dtype=torch.float64).flatten()
+        if mean.shape != std.shape or mean.numel() == 0:
+            raise ValueError("mean and std must be [F] vectors of one length; got "
+                             f"{tuple(mean.shape)}, {tuple(std.shape)}")
+        if not (torch.isfinite(mean).all() and torch.isfinite(std).all()):
+            raise ValueError("normaliser statistics contain NaN or inf")
         if (std <= 0).any(): raise ValueError("normaliser std must be positive for every feature")
         self.mean, self.std = mean.float(), std.float()
         self._mean64, self._std64 = mean, std
@@ -205,7 +221,8 @@ class GIRNormalizer:
     @classmethod
     def from_state_dict(cls, state: dict) -> "GIRNormalizer":
         if not isinstance(state, dict) or not {"mean", "std"} <= set(state):
-            raise ValueError("a GIRNormalizer state must be a dict with 'mean' and 'std' (from GIRNormalizer.state_dict())")
+            raise ValueError("a GIRNormalizer state must be a dict with 'mean' and 'std' (from "
+                             "GIRNormalizer.state_dict())")
         return cls(state["mean"], state["std"])
 
     def __repr__(self):
@@ -215,8 +232,10 @@ class GIRNormalizer:
 
 def _check_gir(x, name: str = "splats", n_features: int | None = None, allow_2d: bool = False) -> torch.Tensor:
     "A floating tensor `[B,N,F]` (or `[N,F]` when allowed), non-empty and finite."
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point(): raise ValueError(f"{name} must be a floating-point tensor [B,N,F]")
-    if not (x.ndim == 3 or (allow_2d and x.ndim == 2)): raise ValueError(f"{name} must be [B,N,F], got shape {tuple(x.shape)}")
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor [B,N,F]")
+    if not (x.ndim == 3 or (allow_2d and x.ndim == 2)):
+        raise ValueError(f"{name} must be [B,N,F], got shape {tuple(x.shape)}")
     if x.numel() == 0: raise ValueError(f"{name} is empty (shape {tuple(x.shape)})")
     if n_features is not None and x.shape[-1] != n_features:
         raise ValueError(f"{name} has {x.shape[-1]} features per splat, the normaliser was fitted on {n_features}")
@@ -232,7 +251,8 @@ def renderable(splats: torch.Tensor) -> torch.Tensor:
     "Clamp every feature into a range where Sigma and the renderer stay finite; never binds for real splats."
     pos, col = splats[..., :COV.start], splats[..., COV.stop:]
     a, b, c = splats[..., 2:3], splats[..., 3:4], splats[..., 4:5]
-    return torch.cat([pos.clamp(-VALUE_LIMIT, VALUE_LIMIT), a.clamp(*LOG_SCALE_RANGE), b.clamp(-SHEAR_LIMIT, SHEAR_LIMIT),
+    return torch.cat([pos.clamp(-VALUE_LIMIT, VALUE_LIMIT), a.clamp(*LOG_SCALE_RANGE),
+                      b.clamp(-SHEAR_LIMIT, SHEAR_LIMIT),
                       c.clamp(*LOG_SCALE_RANGE), col.clamp(-VALUE_LIMIT, VALUE_LIMIT)], -1)
 
 GIR_FEATURES = ("cholesky", "shape")  # how a GIR's covariance is written in the vector the model diffuses
@@ -260,7 +280,8 @@ def model_to_pixels(x: torch.Tensor) -> torch.Tensor:
     return ((x + 1) / 2).clamp(0, 1)
 
 # %% ../nbs/04_noise.ipynb #73d024be
-SHAPE_V_LIMIT = 12.0            # log axis ratio cap in from_shape_features (ratio e^12 ~ 1.6e5): never binds for fitted splats
+# log axis ratio cap in from_shape_features (ratio e^12 ~ 1.6e5): never binds for fitted splats
+SHAPE_V_LIMIT = 12.0
 SHAPE_SIZE_RANGE = (-30.0, 30.0)
 
 def _check_last8(x, name):
@@ -322,11 +343,13 @@ def noise_explorer(examples: dict, T: int = 1000, upscale: int = 6, seed: int = 
              for n, ex in examples.items()}  # fixed per image: dragging t follows one forward path
     t_slider = W.IntSlider(value=0, min=0, max=T - 1, description="t", continuous_update=True,
                            layout=W.Layout(width="420px"))
-    kind = W.Dropdown(options=list(SCHEDULE_KINDS), value="linear", description="schedule", layout=W.Layout(width="200px"))
+    kind = W.Dropdown(options=list(SCHEDULE_KINDS), value="linear", description="schedule",
+                      layout=W.Layout(width="200px"))
     pick = W.Dropdown(options=[(f"{n} #{i}", (n, i)) for n, ex in examples.items() for i in range(len(ex["images"]))],
                       description="image", layout=W.Layout(width="200px"))
     gir_img, pix_img, info = W.Image(format="png"), W.Image(format="png"), W.HTML()
-    for w, cls in ((t_slider, "gaussdiff-t"), (gir_img, "gaussdiff-gir"), (pix_img, "gaussdiff-pixels")): w.add_class(cls)
+    for w, cls in ((t_slider, "gaussdiff-t"), (gir_img, "gaussdiff-gir"), (pix_img, "gaussdiff-pixels")):
+        w.add_class(cls)
 
     def redraw(*_):
         threads = torch.get_num_threads()
@@ -339,7 +362,8 @@ def noise_explorer(examples: dict, T: int = 1000, upscale: int = 6, seed: int = 
         ex, (eps_z, eps_x) = examples[name], noise[name]
         z_t = s.q_sample(ex["z"][i:i + 1], t, eps_z[i:i + 1])
         x_t = s.q_sample(pixels_to_model(ex["images"][i:i + 1]), t, eps_x[i:i + 1])
-        gir_img.value = _png(decode_gir(z_t, ex["normalizer"], tuple(ex["images"].shape[-2:]), ex["images"].shape[1])[0], upscale)
+        gir_img.value = _png(decode_gir(z_t, ex["normalizer"], tuple(ex["images"].shape[-2:]),
+                                        ex["images"].shape[1])[0], upscale)
         pix_img.value = _png(model_to_pixels(x_t)[0], upscale)
         abar = s.alphas_cumprod[t].item()
         info.value = f"<code>t = {t.item()}</code>: ᾱ<sub>t</sub> = {abar:.4f}, SNR = {abar / (1 - abar):.3g}"
@@ -347,4 +371,5 @@ def noise_explorer(examples: dict, T: int = 1000, upscale: int = 6, seed: int = 
     for w in (t_slider, kind, pick): w.observe(redraw, "value")
     redraw()
     column = lambda title, img: W.VBox([W.HTML(f"<b>{title}</b>"), img], layout=W.Layout(margin="0 12px 0 0"))
-    return W.VBox([W.HBox([t_slider, kind, pick]), W.HBox([column("GIR (rendered)", gir_img), column("pixels", pix_img)]), info])
+    return W.VBox([W.HBox([t_slider, kind, pick]), W.HBox([column("GIR (rendered)", gir_img),
+                                                           column("pixels", pix_img)]), info])

@@ -69,7 +69,8 @@ class Ranks(RankInfo):
         return t.item() / self.world_size
 
     def wrap(self, model: nn.Module) -> nn.Module:
-        "What a training step calls: DDP (gradients averaged over the ranks in backward) with several ranks, else `model`."
+        """What a training step calls: DDP (gradients averaged over the ranks in backward) with several ranks, else
+        `model`."""
         if not self.active: return model
         dev = next(model.parameters()).device
         return nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
@@ -106,7 +107,8 @@ def current_ranks() -> Ranks:
 
 def start_ranks(device="auto") -> Ranks:
     "Join the process group torchrun describes in the environment (NCCL on CUDA, gloo on CPU); one process stays alone."
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or (dist.is_available() and dist.is_initialized()): return current_ranks()
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or (dist.is_available() and dist.is_initialized()):
+        return current_ranks()
     cuda = get_device(device).type == "cuda"
     if cuda: torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     dist.init_process_group("nccl" if cuda else "gloo")
@@ -118,9 +120,11 @@ def stop_ranks():
 
 # %% ../nbs/07c_distributed.ipynb #e9de0e0a
 def launch_command(args: list[str], ranks: int = 1) -> list[str]:
-    "The command line running `gaussdiff *args` on `ranks` processes of this machine (under torchrun for more than one)."
+    """The command line running `gaussdiff *args` on `ranks` processes of this machine (under torchrun for more than
+    one)."""
     def beside_python(name):  # this environment's own commands, whatever PATH says
         p = Path(sys.executable).with_name(name)
         return str(p) if p.exists() else (shutil.which(name) or name)
     cmd = [beside_python("gaussdiff"), *args]
-    return [beside_python("torchrun"), "--standalone", f"--nproc_per_node={ranks}", "--no-python", *cmd] if ranks > 1 else cmd
+    return [beside_python("torchrun"), "--standalone", f"--nproc_per_node={ranks}", "--no-python",
+            *cmd] if ranks > 1 else cmd

@@ -16,7 +16,8 @@ __all__ = ['select_splats', 'edit_splats', 'check_edit_args', 'edit_widget']
 
 # %% ../nbs/08a_edit.ipynb #75478436
 def select_splats(splats: torch.Tensor, box=(0.0, 0.0, 1.0, 1.0), min_amplitude: float = 0.0) -> torch.Tensor:
-    "Mask `[...,N]` of splats whose centre lies in `box = (x0, y0, x1, y1)` (normalised) and whose mean colour >= `min_amplitude`."
+    """Mask `[...,N]` of splats whose centre lies in `box = (x0, y0, x1, y1)` (normalised) and whose mean colour >=
+    `min_amplitude`."""
     x0, y0, x1, y1 = box
     mu, amp = splats[..., 0:2], splats[..., 5:8].mean(-1)
     return (mu[..., 0] >= x0) & (mu[..., 0] <= x1) & (mu[..., 1] >= y0) & (mu[..., 1] <= y1) & (amp >= min_amplitude)
@@ -27,7 +28,8 @@ def edit_splats(splats: torch.Tensor, mask: torch.Tensor | None = None, shift=(0
     """Move (`shift`, normalised units), scale, rotate (`rotate` degrees from x towards y, clockwise on
     screen: `make_splats`' angle) and recolour
     (`colour=(r,g,b)` replaces the hue, keeping each splat's mean amplitude; `brightness` multiplies) the splats
-    selected by `mask [...,N]` (all when None) of raw GIRs `[...,N,8]`, about `centre` (default: their mean position)."""
+    selected by `mask [...,N]` (all when None) of raw GIRs `[...,N,8]`, about `centre` (default: their mean
+    position)."""
     mask = check_edit_args(splats, mask, shift, scale, rotate, colour, brightness, centre)   # below: what it refuses
     out = splats.clone().float()
     if not mask.any(): return out
@@ -54,14 +56,17 @@ def _check_numbers(name: str, value, n: int | None = None, hint: str = ""):
     try: v = torch.as_tensor(value, dtype=torch.float64)
     except (TypeError, ValueError, RuntimeError): v = None
     shape_ok = v is not None and (v.ndim == 0 if n is None else tuple(v.shape) == (n,))
-    if not shape_ok: raise ValueError(f"{name} must be {'a number' if n is None else f'{n} numbers'}{hint}, got {value!r}")
+    if not shape_ok:
+        raise ValueError(f"{name} must be {'a number' if n is None else f'{n} numbers'}{hint}, got {value!r}")
     if not torch.isfinite(v).all(): raise ValueError(f"{name} must be finite, got {value!r}")
 
 def check_edit_args(splats, mask, shift, scale, rotate, colour, brightness, centre) -> torch.Tensor:
     "The boolean selection `[...,N]` (every splat when `mask` is None) after refusing bad splats and settings by name."
     if not isinstance(splats, torch.Tensor) or splats.ndim < 2 or splats.shape[-1] != 8:
-        raise ValueError(f"splats must be [...,N,8] raw GIRs, got {tuple(getattr(splats, 'shape', ())) or type(splats).__name__}")
-    if not splats.is_floating_point() or not torch.isfinite(splats).all(): raise ValueError("splats must be finite floats: NaN or inf found")
+        raise ValueError("splats must be [...,N,8] raw GIRs, got "
+                         f"{tuple(getattr(splats, 'shape', ())) or type(splats).__name__}")
+    if not splats.is_floating_point() or not torch.isfinite(splats).all():
+        raise ValueError("splats must be finite floats: NaN or inf found")
     _check_numbers("shift", shift, 2, " (dx, dy)")
     for name, v in (("scale", scale), ("rotate", rotate), ("brightness", brightness)): _check_numbers(name, v)
     if not scale > 0: raise ValueError(f"scale must be > 0, got {scale}")
@@ -71,20 +76,24 @@ def check_edit_args(splats, mask, shift, scale, rotate, colour, brightness, cent
     mask = torch.as_tensor(mask)
     try: return mask.to(torch.bool).expand(splats.shape[:-1])
     except RuntimeError:
-        raise ValueError(f"mask must have one entry per splat, shape {tuple(splats.shape[:-1])}; got {tuple(mask.shape)}") from None
+        raise ValueError(f"mask must have one entry per splat, shape {tuple(splats.shape[:-1])}; "
+                         f"got {tuple(mask.shape)}") from None
 
 # %% ../nbs/08a_edit.ipynb #f21df409
 def _side_by_side_png(imgs: torch.Tensor, box=None, upscale: int = 8) -> bytes:
-    "Images `[2,3,H,W]` in [0,1] next to each other as PNG bytes (nearest-neighbour upscaled), `box` outlined on the first."
+    """Images `[2,3,H,W]` in [0,1] next to each other as PNG bytes (nearest-neighbour upscaled), `box` outlined on the
+    first."""
     from PIL import Image, ImageDraw
     a = (imgs.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
     h, w = a.shape[1:3]
     canvas = Image.new("RGB", (2 * w * upscale + upscale, h * upscale), (255, 255, 255))
     for k, im in enumerate(a):
-        canvas.paste(Image.fromarray(im).resize((w * upscale, h * upscale), Image.NEAREST), (k * (w * upscale + upscale), 0))
+        canvas.paste(Image.fromarray(im).resize((w * upscale, h * upscale), Image.NEAREST),
+                     (k * (w * upscale + upscale), 0))
     if box is not None:
         x0, y0, x1, y1 = box
-        ImageDraw.Draw(canvas).rectangle([x0 * w * upscale, y0 * h * upscale, x1 * w * upscale - 1, y1 * h * upscale - 1], outline=(0, 255, 255))
+        ImageDraw.Draw(canvas).rectangle([x0 * w * upscale, y0 * h * upscale, x1 * w * upscale - 1, y1 * h * upscale
+                                          - 1], outline=(0, 255, 255))
     buf = io.BytesIO()
     canvas.save(buf, format="PNG")
     return buf.getvalue()
@@ -96,10 +105,12 @@ def edit_widget(splats: torch.Tensor, size=(28, 28), min_amplitude: float = 0.05
     import ipywidgets as W
     splats = splats.detach().float().cpu()
     if splats.ndim != 2: raise ValueError(f"edit_widget takes one GIR [N,8], got {tuple(splats.shape)}")
-    sl = lambda d, lo, hi, v, st=0.01: W.FloatSlider(value=v, min=lo, max=hi, step=st, description=d, continuous_update=True)
+    sl = lambda d, lo, hi, v, st=0.01: W.FloatSlider(value=v, min=lo, max=hi, step=st, description=d,
+                                                     continuous_update=True)
     xr = W.FloatRangeSlider(value=(0.0, 0.5), min=0, max=1, step=0.01, description="select x")
     yr = W.FloatRangeSlider(value=(0.0, 1.0), min=0, max=1, step=0.01, description="select y")
-    dx, dy, sc, rot = sl("shift x", -0.5, 0.5, 0.0), sl("shift y", -0.5, 0.5, 0.0), sl("scale", 0.3, 2.0, 1.0), sl("rotate °", -180, 180, 0.0, 1)
+    dx, dy, sc, rot = sl("shift x", -0.5, 0.5, 0.0), sl("shift y", -0.5, 0.5, 0.0), sl("scale", 0.3, 2.0,
+        1.0), sl("rotate °", -180, 180, 0.0, 1)
     col = W.Dropdown(options=[("keep", None), ("red", (1, 0, 0)), ("green", (0, 1, 0)), ("blue", (0, 0, 1)),
                               ("yellow", (1, 1, 0))], description="colour")
     bright = sl("brightness", 0.0, 2.0, 1.0)

@@ -93,7 +93,8 @@ def init_splats(images: torch.Tensor, n_splats: int = 150, generator: torch.Gene
 # %% ../nbs/03_fit.ipynb #55feb36f
 def naive_fit(images: torch.Tensor, n_splats: int = 150, steps: int = 20, lr: float = 0.01, lam: float = 0.2,
               seed: int = 0) -> torch.Tensor:
-    "The obvious fitter: `init_splats`, chapter 02's exact renderer, autograd and one Adam on L1 + DSSIM (the baseline)."
+    """The obvious fitter: `init_splats`, chapter 02's exact renderer, autograd and one Adam on L1 + DSSIM (the
+    baseline)."""
     b, c, h, w = images.shape
     p = init_splats(images, n_splats, torch.Generator().manual_seed(seed)).requires_grad_(True)
     opt = torch.optim.Adam([p], lr=lr)
@@ -107,7 +108,8 @@ def naive_fit(images: torch.Tensor, n_splats: int = 150, steps: int = 20, lr: fl
 
 # %% ../nbs/03_fit.ipynb #e3b3b433
 DEFAULT_LR = {"position": 0.004, "log_scale": 0.2, "shear": 0.007, "colour": 0.25}   # grey, 20 steps (tuned on MNIST)
-DEFAULT_LR_COLOUR = {"position": 0.003, "log_scale": 0.08, "shear": 0.005, "colour": 0.08}   # colour, 300 steps (Sprites)
+# colour, 300 steps (Sprites)
+DEFAULT_LR_COLOUR = {"position": 0.003, "log_scale": 0.08, "shear": 0.005, "colour": 0.08}
 RELOCATE_AT, RELOCATE_FRAC = (0.2, 0.4, 0.6), 0.15
 
 # %% ../nbs/03_fit.ipynb #bf905d12
@@ -127,7 +129,9 @@ def relocate_weak_splats(p, m, v, x, img, frac: float = RELOCATE_FRAC, sigma_px:
     weak = strength.topk(k, largest=False).indices                                    # [b,k]
     err = resid.abs().sum(1).flatten(1).cpu() + 1e-8
     gens = generators or [None] * b                                                  # per image: chunking-independent
-    idx = torch.stack([torch.multinomial(err[j], k, replacement=k > h * w, generator=gens[j]) for j in range(b)]).to(x.device)  # by error
+    # by error
+    idx = torch.stack([torch.multinomial(err[j], k, replacement=k > h * w, generator=gens[j])
+                       for j in range(b)]).to(x.device)
     pos = torch.stack([(idx % w + 0.5) / w, (idx // w + 0.5) / h], -1)
     cov = torch.tensor([math.log(sigma_px / w), 0.0, math.log(sigma_px / h)], device=x.device).expand(b, k, 3)
     col = resid.flatten(2).gather(2, idx[:, None].expand(-1, c, -1)).transpose(1, 2)
@@ -174,7 +178,8 @@ def _check_fit_args(n_splats, steps, chunk, lam):
         raise ValueError(f"n_splats must be an int >= 1, got {n_splats!r}")
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 0):
         raise ValueError(f"steps must be a non-negative int or None (default), got {steps!r}")
-    if chunk is not None and (not isinstance(chunk, int) or chunk < 1): raise ValueError(f"chunk must be an int >= 1, got {chunk!r}")
+    if chunk is not None and (not isinstance(chunk, int) or chunk < 1):
+        raise ValueError(f"chunk must be an int >= 1, got {chunk!r}")
     if not 0 <= lam <= 1: raise ValueError(f"lam (the DSSIM weight) must lie in [0, 1], got {lam!r}")
 
 # %% ../nbs/03_fit.ipynb #2190f663
@@ -254,10 +259,12 @@ def fit_splats(images: torch.Tensor, n_splats: int = 150, steps: int | None = No
                     init="intensity-sampled, sigma 0.8 px, colour x0.7", loss="(1-lam) L1 + lam DSSIM",
                     optimiser="Adam(0.9, 0.99), cosine to 5%", relocate=list(relocate), relocate_frac=relocate_frac,
                     renderer=f"window {window}x{window}" if window else "dense (two matrix products)")
-    kw = dict(n_splats=n_splats, steps=steps, lr_vec=_lr_vector(lr).to(dev), lam=lam, phi=quadratic_features((h, w), dev),
+    kw = dict(n_splats=n_splats, steps=steps, lr_vec=_lr_vector(lr).to(dev), lam=lam,
+              phi=quadratic_features((h, w), dev),
               ssim_fn=SSIM((h, w), dev), min_log_scale=(math.log(0.2 / h), math.log(0.2 / w)),
               relocate_steps=relocate_steps, relocate_frac=relocate_frac, window=window)
-    jobs = [(x_all[i * chunk:(i + 1) * chunk].to(dev), [seed * 1_000_003 + j for j in range(i * chunk, min(b, (i + 1) * chunk))], kw)
+    jobs = [(x_all[i * chunk:(i + 1) * chunk].to(dev), [seed * 1_000_003 + j
+                                                        for j in range(i * chunk, min(b, (i + 1) * chunk))], kw)
             for i in range(n_chunks)]
     bar = tqdm(total=b, desc=f"fit {b} images × {n_splats} splats", disable=not progress or n_chunks == 1)
     t0 = time.perf_counter()
@@ -290,10 +297,13 @@ def fit_splats(images: torch.Tensor, n_splats: int = 150, steps: int | None = No
 
 # %% ../nbs/03_fit.ipynb #578d7c32
 def fit_memory(n_splats: int, image_shape, images: int, window: int | None) -> int:
-    "Bytes that fitting `images` images of shape `(C, H, W)` at once with `n_splats` splats each holds (a lower estimate)."
+    """Bytes that fitting `images` images of shape `(C, H, W)` at once with `n_splats` splats each holds (a lower
+    estimate)."""
     c, h, w = image_shape
-    per_splat = (88 + 4 * c) * window ** 2 if window else 12 * h * w   # the window renderer's indices and values; dense: g and its gradient
-    return images * n_splats * (256 + per_splat)                         # + the splats, their gradient, Adam's m and v, the best so far
+    # the window renderer's indices and values; dense: g and its gradient
+    per_splat = (88 + 4 * c) * window ** 2 if window else 12 * h * w
+    # + the splats, their gradient, Adam's m and v, the best so far
+    return images * n_splats * (256 + per_splat)
 
 def check_fit_size(n_splats: int, image_shape, images: int, window: int | None):
     "Refuse a fit whose `fit_memory` exceeds the memory limit, before anything is allocated."

@@ -27,7 +27,8 @@ __all__ = ['KID_TOLERANCE', 'LEVER_TOLERANCE', 'example_call', 'call_ms', 'Point
 
 # %% ../nbs/10a_frontier.ipynb #f28472c1
 def example_call(loaded, batch: int, device="cpu"):
-    "A fixed noisy batch `(x, t)` of a loaded model's sample shape at the middle timestep: what every timing below feeds it."
+    """A fixed noisy batch `(x, t)` of a loaded model's sample shape at the middle timestep: what every timing below
+    feeds it."""
     _, schedule, _, meta = loaded
     x = torch.randn(batch, *meta.sample_shape, generator=torch.Generator().manual_seed(0)).to(device)
     return x, torch.full((batch,), schedule.T // 2, device=device, dtype=torch.long)
@@ -45,7 +46,8 @@ def call_ms(models: dict, batch: int = 32, repeats: int = 7, rounds: int = 2) ->
             for name, loaded in models.items():
                 model, meta, (x, t) = loaded[0], loaded[3], example_call(loaded, batch, dev)
                 y = balanced_labels(batch, meta.n_classes).to(dev) if meta.n_classes else None
-                r = time_calls({name: lambda: model_output(model, x, t, y, meta.guidance)}, dev, repeats=repeats, warmup=3)[name]
+                r = time_calls({name: lambda: model_output(model, x, t, y, meta.guidance)}, dev, repeats=repeats,
+                               warmup=3)[name]
                 best[name] = min(best[name], r["ms_min"] / batch)
     return best
 
@@ -68,14 +70,16 @@ class Point:
     def key(self) -> str: return f"{self.space} {self.label}"  # a setting of one model, across both models
 
 def reference_set(dataset: str, n_ref: int = 1000, seed: int = 0) -> torch.Tensor:
-    "The real images every setting is scored against: MNIST's first `n_ref` test digits, or `n_ref` Sprites drawn with `seed`."
+    """The real images every setting is scored against: MNIST's first `n_ref` test digits, or `n_ref` Sprites drawn with
+    `seed`."""
     if dataset == "mnist": return load_mnist(None, "test", verbose=False)[0][:n_ref]
     if dataset != "sprites": raise ValueError(f"dataset must be 'mnist' or 'sprites', got {dataset!r}")
     s = load_sprites(None, verbose=False)
     return s[torch.randperm(len(s), generator=torch.Generator().manual_seed(seed))[:n_ref]]
 
 def scorer(dataset: str, reference: torch.Tensor, classifier=None, subsets: int = 50, seed: int = 0):
-    "`score(images) -> dict(kid, kid_std, confident)`: classifier KID and confident share for digits, pixel KID for Sprites."
+    """`score(images) -> dict(kid, kid_std, confident)`: classifier KID and confident share for digits, pixel KID for
+    Sprites."""
     def score(imgs):
         size = min(len(imgs), len(reference), 1000)
         if dataset == "mnist":
@@ -93,7 +97,8 @@ def settings(space: str, T: int, profile: str = "auto") -> list[tuple[str, int]]
     dpm_max = by_profile(profile, smoke=4, rehearsal=4, gpu=100, cpu={"gir": 50, "pixel": 20}[space])
     ddpm = by_profile(profile, smoke=[4], rehearsal=[4], gpu={"gir": [50, 100, T], "pixel": [100, 250, T]}[space],
                       cpu={"gir": [50, 100, T], "pixel": [100, 250]}[space])
-    plan = [("ddim", s) for s in ladder] + [("dpmpp2m", s) for s in ladder if s <= dpm_max] + [("ddpm", s) for s in ddpm]
+    plan = [("ddim", s) for s in ladder] + [("dpmpp2m", s) for s in ladder if s <= dpm_max] + [("ddpm", s)
+                                                                                               for s in ddpm]
     return [(sampler, s) for sampler, s in plan if s <= T]
 
 def measure_points(loaded, settings_, score, ms_per_call: float, n: int, seed: int = 0, batch_size: int = 32,
@@ -101,8 +106,10 @@ def measure_points(loaded, settings_, score, ms_per_call: float, n: int, seed: i
     "Sample `n` images at each setting of one loaded model and score them: `(points, {label: first 16 images})`."
     model, schedule, normalizer, meta = loaded
     points, shown = [], {}
-    for sampler, steps in tqdm(settings_, desc=f"frontier of the {meta.space} model", disable=not progress, leave=False):
-        imgs = generate(model, schedule, normalizer, meta, n=n, steps=steps, sampler=sampler, seed=seed, batch_size=batch_size)
+    for sampler, steps in tqdm(settings_, desc=f"frontier of the {meta.space} model", disable=not progress,
+                               leave=False):
+        imgs = generate(model, schedule, normalizer, meta, n=n, steps=steps, sampler=sampler, seed=seed,
+                        batch_size=batch_size)
         points.append(Point(meta.space, sampler, steps, n, ms_per_image=steps * ms_per_call, **score(imgs)))
         shown[points[-1].label] = imgs[:16]
     return points, shown
@@ -124,7 +131,8 @@ def equal_kid(points: dict, rel_tol: float = KID_TOLERANCE) -> dict:
     return {space: cheapest_within(ps, rel_tol, bound) for space, ps in points.items()}
 
 # %% ../nbs/10a_frontier.ipynb #4b4aa5e5
-def time_settings(points: list[Point], models: dict, n: int = 64, rounds: int = 3, seed: int = 0, batch_size: int = 32) -> dict:
+def time_settings(points: list[Point], models: dict, n: int = 64, rounds: int = 3, seed: int = 0,
+                  batch_size: int = 32) -> dict:
     """End-to-end ms per image of sampling `n` images at each point with its space's model (`models[point.space]`),
     rounds alternating between the points, on one CPU thread (strict float32 on CUDA): the fastest round of each,
     keyed `"space sampler steps"`."""
@@ -149,22 +157,27 @@ def paper_call_ms(batch: int = 8, preset: str = "paper", repeats: int = 2, devic
         timed = time_calls(calls, torch.device(device), repeats=repeats, warmup=1)
     return {k: r["ms"] / batch for k, r in timed.items()}
 
-def equal_quality_table(choice: dict, same: dict, end_to_end: dict, cost: dict, paper_cost: dict | None = None) -> list[dict]:
+def equal_quality_table(choice: dict, same: dict, end_to_end: dict, cost: dict, paper_cost: dict
+                        | None = None) -> list[dict]:
     """Table 2's rows: the paper's; the same steps with these models; each model at its own best and both at equal KID,
     measured end to end (`time_settings`); and the equal-KID step counts priced with the paper-size models."""
     def measured(row, picks):
         g, p = picks["gir"]["cheapest"], picks["pixel"]["cheapest"]
         gm, pm = end_to_end[g.key], end_to_end[p.key]
-        return dict(row=row, gir=g.label, pixel=p.label, gir_ms=gm, pixel_ms=pm, ratio=pm / gm, gir_kid=g.kid, pixel_kid=p.kid)
-    rows = [dict(row="paper (A100, as reported)", gir="ddpm 200", pixel="ddpm 1000", gir_ms=PAPER["gir"]["total_s"] * 1e3,
+        return dict(row=row, gir=g.label, pixel=p.label, gir_ms=gm, pixel_ms=pm, ratio=pm / gm, gir_kid=g.kid,
+                    pixel_kid=p.kid)
+    rows = [dict(row="paper (A100, as reported)", gir="ddpm 200", pixel="ddpm 1000", gir_ms=PAPER["gir"]["total_s"]
+                 * 1e3,
                  pixel_ms=PAPER["pixel"]["total_s"] * 1e3, ratio=PAPER["total_speedup"]),
             dict(row="same steps, these models", gir="ddpm 200", pixel="ddpm 1000", gir_ms=200 * cost["gir"],
                  pixel_ms=1000 * cost["pixel"], ratio=1000 * cost["pixel"] / (200 * cost["gir"])),
             measured("each at its own best, end to end", choice), measured("equal KID, end to end", same)]
     if paper_cost:
         g, p = same["gir"]["cheapest"], same["pixel"]["cheapest"]
-        rows.append(dict(row="equal-KID steps, paper-size models", gir=g.label, pixel=p.label, gir_ms=g.steps * paper_cost["gir"],
-                         pixel_ms=p.steps * paper_cost["pixel"], ratio=p.steps * paper_cost["pixel"] / (g.steps * paper_cost["gir"])))
+        rows.append(dict(row="equal-KID steps, paper-size models", gir=g.label, pixel=p.label, gir_ms=g.steps
+                         * paper_cost["gir"],
+                         pixel_ms=p.steps * paper_cost["pixel"], ratio=p.steps * paper_cost["pixel"]
+                         / (g.steps * paper_cost["gir"])))
     return rows
 
 # %% ../nbs/10a_frontier.ipynb #91250507
@@ -173,23 +186,28 @@ def frontier_for(dataset: str = "mnist", profile: str = "auto", n: int | None = 
     """Sections 1-5 for one data set: call costs, every setting's point, each space's cheapest setting near its best
     and Table 2 at equal quality (JSON-ready), for the trained runs of chapter 07b (trained first when missing)."""
     profile = resolve_profile(profile)
-    models = {s: load_or_train(s, dataset, profile, device=device, train_budget=train_budget, progress=progress) for s in ("gir", "pixel")}
+    models = {s: load_or_train(s, dataset, profile, device=device, train_budget=train_budget, progress=progress)
+              for s in ("gir", "pixel")}
     batch = by_profile(profile, smoke=16, cpu=32, gpu=256, rehearsal=4)  # samples per denoiser call, everywhere
     cost = call_ms(models, batch=batch)
     n = n or by_profile(profile, smoke=16, cpu=256, gpu=250, rehearsal=4)  # as n_eval above
-    clf = get_classifier(by_profile(profile, smoke="smoke", cpu="default", gpu="default", rehearsal="smoke"), verbose=False) if dataset == "mnist" else None
+    clf = get_classifier(by_profile(profile, smoke="smoke", cpu="default", gpu="default", rehearsal="smoke"),
+                         verbose=False) if dataset == "mnist" else None
     reference = reference_set(dataset, by_profile(profile, smoke=200, cpu=1000, gpu=10000, rehearsal=200), seed)
     score = scorer(dataset, reference, clf, by_profile(profile, smoke=10, cpu=50, gpu=100, rehearsal=10), seed)
-    points = {s: measure_points(models[s], settings(s, models[s][1].T, profile), score, cost[s], n, seed, batch, progress)[0] for s in models}
+    points = {s: measure_points(models[s], settings(s, models[s][1].T, profile), score, cost[s], n, seed, batch,
+                                progress)[0] for s in models}
     choice, same = {s: cheapest_within(ps) for s, ps in points.items()}, equal_kid(points)
     picked = [c["cheapest"] for c in choice.values()] + [c["cheapest"] for c in same.values()]
-    e2e = time_settings(picked, models, n=by_profile(profile, smoke=8, cpu=64, gpu=256, rehearsal=4), seed=seed, batch_size=batch)
+    e2e = time_settings(picked, models, n=by_profile(profile, smoke=8, cpu=64, gpu=256, rehearsal=4), seed=seed,
+                        batch_size=batch)
     paper_cost = paper_call_ms(preset=by_profile(profile, smoke="smoke", cpu="paper", gpu="paper", rehearsal="paper"),
                                batch=by_profile(profile, smoke=2, cpu=8, gpu=8, rehearsal=2)) if paper_scale else None
     return dict(dataset=dataset, profile=profile, n=n, batch=batch, kid_tolerance=KID_TOLERANCE, call_ms=cost,
                 reference=f"{len(reference)} real {'test digits' if dataset == 'mnist' else 'sprites'}",
                 points={s: [asdict(p) for p in ps] for s, ps in points.items()},
-                chosen=_jsonable(choice), equal_kid=_jsonable(same), table2=equal_quality_table(choice, same, e2e, cost, paper_cost))
+                chosen=_jsonable(choice), equal_kid=_jsonable(same),
+                table2=equal_quality_table(choice, same, e2e, cost, paper_cost))
 
 def _jsonable(picks: dict) -> dict:
     return {s: dict(best=asdict(c["best"]), cheapest=asdict(c["cheapest"]), bound=c["bound"]) for s, c in picks.items()}
@@ -212,7 +230,8 @@ def _lever_calls(model, x, t, space: str) -> dict:
     plain = lambda: model(x, t)
     calls = {"no_grad (baseline)": (under(torch.no_grad, plain), "float32", None),
              "inference_mode": (under(torch.inference_mode, plain), "float32", None),
-             "MATH attention (not SDPA)": (under(lambda: sdpa_kernel(SDPBackend.MATH), under(torch.inference_mode, plain)), "float32", None)}
+             "MATH attention (not SDPA)": (under(lambda: sdpa_kernel(SDPBackend.MATH),
+                                                 under(torch.inference_mode, plain)), "float32", None)}
     if space == "pixel":
         xc = x.contiguous(memory_format=torch.channels_last)
         calls["channels_last"] = (under(torch.inference_mode, lambda: model(xc, t)), "float32", None)
@@ -250,7 +269,8 @@ def cpu_levers(models: dict, batch: int = 64, repeats: int = 5, compile: bool = 
                     err = ((fn().float() - ref).abs().max() / ref.abs().max()).item()
                     fast = timed[name]["ms_min"]
                     row.update(ms_per_image=fast / batch, speedup=base / fast, rel_error=err,
-                               kept=name != "no_grad (baseline)" and base / fast >= 1.05 and err <= LEVER_TOLERANCE[dtype])
+                               kept=name != "no_grad (baseline)" and base / fast >= 1.05 and err
+                               <= LEVER_TOLERANCE[dtype])
                 if name == "torch.compile": row["compile_s"] = compile_s
                 rows.append(row)
     return rows
@@ -267,7 +287,8 @@ def batch_sweep(models: dict, batches=(1, 8, 32, 128, 256), repeats: int = 3) ->
         with cpu_threads(1):
             for b in batches:
                 x, t = example_call(loaded, b)
-                r = time_calls({"call": lambda: _infer(loaded[0], x, t)}, torch.device("cpu"), repeats=repeats, warmup=1)["call"]
+                r = time_calls({"call": lambda: _infer(loaded[0], x, t)}, torch.device("cpu"), repeats=repeats,
+                               warmup=1)["call"]
                 rows.append(dict(model=space, batch=b, ms_per_image=r["ms_min"] / b))
     return rows
 

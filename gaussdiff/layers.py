@@ -39,14 +39,17 @@ class TimeEmbedding(nn.Module):
 # %% ../nbs/04a_layers.ipynb #a9d6b8dc
 def validate_t(t, batch: int, T: int, check_range: bool) -> torch.Tensor:
     "Timesteps as an integer tensor `[B]` in [0, T); a 0-d tensor is broadcast to the batch."
-    if not isinstance(t, torch.Tensor): raise ValueError(f"t must be an integer torch.Tensor of shape [{batch}], got {type(t).__name__}")
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"t must be an integer torch.Tensor of shape [{batch}], got {type(t).__name__}")
     if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
         raise ValueError(f"t must hold integer timesteps in [0, {T}) (dtype int64), got dtype {t.dtype}")
     if t.ndim == 0: t = t.expand(batch)
-    if t.shape != (batch,): raise ValueError(f"t must have shape [{batch}] (one timestep per example), got {tuple(t.shape)}")
+    if t.shape != (batch,):
+        raise ValueError(f"t must have shape [{batch}] (one timestep per example), got {tuple(t.shape)}")
     if check_range and not capturing(t):
         lo, hi = int(t.min()), int(t.max())
-        if lo < 0 or hi >= T: raise ValueError(f"t must lie in [0, {T}) (the model was built with T={T}); got range [{lo}, {hi}]")
+        if lo < 0 or hi >= T:
+            raise ValueError(f"t must lie in [0, {T}) (the model was built with T={T}); got range [{lo}, {hi}]")
     return t
 
 # %% ../nbs/04a_layers.ipynb #38d8a4e9
@@ -61,29 +64,36 @@ def check_dtype(x: torch.Tensor, weight: torch.Tensor, name: str = "x"):
     if not x.is_floating_point(): raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
     autocast = torch.is_autocast_enabled(x.device.type) if x.device.type in ("cpu", "cuda") else False
     if x.dtype != weight.dtype and not autocast:
-        raise ValueError(f"{name} has dtype {x.dtype} but the model's weights are {weight.dtype}: cast with x.to({weight.dtype})")
+        raise ValueError(f"{name} has dtype {x.dtype} but the model's weights are {weight.dtype}: cast with "
+                         f"x.to({weight.dtype})")
 
 # %% ../nbs/04a_layers.ipynb #05bc16e5
 def check_labels(y, batch: int, n_classes: int, device=None) -> torch.Tensor:
     """Class labels as an int64 tensor `[B]` in [0, n_classes], where `n_classes` itself means "no label"; `None`
     gives every example "no label" (unconditional)."""
     if y is None: return torch.full((batch,), n_classes, dtype=torch.long, device=device)
-    if not isinstance(y, torch.Tensor): raise ValueError(f"labels must be an integer torch.Tensor [{batch}], got {type(y).__name__}")
+    if not isinstance(y, torch.Tensor):
+        raise ValueError(f"labels must be an integer torch.Tensor [{batch}], got {type(y).__name__}")
     if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
         raise ValueError(f"labels must be integer class indices (dtype int64), got dtype {y.dtype}")
-    if y.shape != (batch,): raise ValueError(f"labels must have shape [{batch}] (one per example), got {tuple(y.shape)}")
+    if y.shape != (batch,):
+        raise ValueError(f"labels must have shape [{batch}] (one per example), got {tuple(y.shape)}")
     if not capturing(y) and len(y) and (int(y.min()) < 0 or int(y.max()) > n_classes):
-        raise ValueError(f"labels must be classes 0..{n_classes - 1} or {n_classes} (no label); got range [{int(y.min())}, {int(y.max())}]")
+        raise ValueError(f"labels must be classes 0..{n_classes - 1} or {n_classes} (no label); got range "
+                         f"[{int(y.min())}, {int(y.max())}]")
     return y.long()
 
 # %% ../nbs/04a_layers.ipynb #4714b181
 def check_train_labels(labels, n: int, n_classes: int) -> torch.Tensor | None:
     "Training labels `[n]` checked against the model: a model with `n_classes` needs them, one without refuses them."
-    if labels is None and n_classes: raise ValueError(f"the model is class-conditional (n_classes={n_classes}): pass labels=[M] class indices")
+    if labels is None and n_classes:
+        raise ValueError(f"the model is class-conditional (n_classes={n_classes}): pass labels=[M] class indices")
     if labels is None: return None
-    if not n_classes: raise ValueError("labels were given but the model has no label embedding: build it with n_classes=...")
+    if not n_classes:
+        raise ValueError("labels were given but the model has no label embedding: build it with n_classes=...")
     labels = check_labels(torch.as_tensor(labels), n, n_classes)  # a tensor passes through as it is
-    if len(labels) and int(labels.max()) >= n_classes: raise ValueError(f"training labels must be classes 0..{n_classes - 1}, got {int(labels.max())}")
+    if len(labels) and int(labels.max()) >= n_classes:
+        raise ValueError(f"training labels must be classes 0..{n_classes - 1}, got {int(labels.max())}")
     return labels
 
 # %% ../nbs/04a_layers.ipynb #d9cfe691
@@ -110,7 +120,8 @@ class LabelEmbedding(nn.Module):
 def label_vector(label: LabelEmbedding | None, y, batch: int):
     "The label's conditioning vector to add to the time embedding; 0 for a model without labels (which refuses any)."
     if label is not None: return label(y, batch)
-    if y is not None: raise ValueError("this model was built without class labels (n_classes=0): sample it with labels=None")
+    if y is not None:
+        raise ValueError("this model was built without class labels (n_classes=0): sample it with labels=None")
     return 0
 
 # %% ../nbs/04a_layers.ipynb #6db8f94c
@@ -119,11 +130,14 @@ def check_sample_inputs(x_T, guidance):
     try: finite = not isinstance(guidance, (bool, str)) and bool(np.isfinite(float(guidance)))
     except (TypeError, ValueError): finite = False
     if not finite:
-        raise ValueError(f"guidance must be a finite number (1: no guidance, 2-4: stronger class guidance), got {guidance!r}")
+        raise ValueError("guidance must be a finite number (1: no guidance, 2-4: stronger class "
+                         f"guidance), got {guidance!r}")
     if x_T is None: return
     if not isinstance(x_T, torch.Tensor) or not x_T.is_floating_point():
-        raise ValueError(f"x_T must be a floating-point torch.Tensor (the starting noise), got {getattr(x_T, 'dtype', type(x_T).__name__)}")
-    if not torch.isfinite(x_T).all(): raise ValueError("x_T (the starting noise) holds NaN or inf: draw it with torch.randn")
+        raise ValueError("x_T must be a floating-point torch.Tensor (the starting noise), got "
+                         f"{getattr(x_T, 'dtype', type(x_T).__name__)}")
+    if not torch.isfinite(x_T).all():
+        raise ValueError("x_T (the starting noise) holds NaN or inf: draw it with torch.randn")
 
 # %% ../nbs/04a_layers.ipynb #3d5138f0
 def count_params(model: nn.Module) -> int:

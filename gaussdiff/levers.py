@@ -40,8 +40,11 @@ def apply_lever(base: Recipe, lever: Lever) -> Recipe:
 
 # %% ../nbs/09b_levers.ipynb #0d32592c
 GIR_LEVERS = (
-    Lever("recipe", "the profile's recipe (cpu: class labels + guidance 2, cosine schedule, shape features, ε, GT d64×3, batch 32)"),
-    Lever("unconditional", "no class labels, no guidance: the paper's unconditional model", {"model_kw": {"n_classes": 0}, "guidance": 1.0}),
+    Lever("recipe",
+        "the profile's recipe (cpu: class labels + guidance 2, cosine schedule, shape features, "
+        "ε, GT d64×3, batch 32)"),
+    Lever("unconditional", "no class labels, no guidance: the paper's unconditional model",
+          {"model_kw": {"n_classes": 0}, "guidance": 1.0}),
     Lever("class labels", "class labels + guidance 2 (Ho & Salimans 2022; a lever for the unconditional gpu recipe)",
           {"model_kw": {"n_classes": 10}, "guidance": 2.0}),
     Lever("v-prediction", "the network predicts v = √ᾱ ε − √(1−ᾱ) x0 (Salimans & Ho 2022)", {"prediction": "v"}),
@@ -49,11 +52,15 @@ GIR_LEVERS = (
     Lever("min-SNR-5", "ε-loss weighted by min(SNR, 5)/SNR (Hang et al. 2023)", {"min_snr_gamma": 5.0}),
     Lever("GT d128×4", "a 5× larger GaussianTransformer (d 128, 4 blocks): fewer steps for the FLOPs",
           {"model_kw": dict(d_model=128, depth=4, n_heads=4, t_dim=128)}),
-    Lever("batch 128", "4× the batch at 2× the learning rate: a quarter of the steps", cfg=dict(batch_size=128, lr=2e-3)),
+    Lever("batch 128", "4× the batch at 2× the learning rate: a quarter of the steps",
+          cfg=dict(batch_size=128, lr=2e-3)),
     Lever("16 splats", "16 splats per digit instead of 24 (a coarser fit, a simpler set)", {"n_splats": 16}),
-    Lever("4,000 digits", "all 4,000 offline training digits instead of 1,000 (fewer epochs over more data)", {"n": 4000}),
-    Lever("adaLN-Zero", "DiT's adaLN-Zero conditioning instead of the paper's FiLM", {"model_kw": {"conditioning": "adaLN-Zero"}}),
-    Lever("paper features", "the paper's linear schedule and Cholesky covariance numbers", {"schedule": "linear", "gir_features": "cholesky"}),
+    Lever("4,000 digits", "all 4,000 offline training digits instead of 1,000 (fewer epochs over more data)",
+          {"n": 4000}),
+    Lever("adaLN-Zero", "DiT's adaLN-Zero conditioning instead of the paper's FiLM",
+          {"model_kw": {"conditioning": "adaLN-Zero"}}),
+    Lever("paper features", "the paper's linear schedule and Cholesky covariance numbers",
+          {"schedule": "linear", "gir_features": "cholesky"}),
     Lever("course features", "the cpu recipe's cosine schedule and shape features (a lever for the gpu recipe)",
           {"schedule": "cosine", "gir_features": "shape"}),
     Lever("2× budget", "the recipe with twice the training FLOPs", budget_factor=2.0),
@@ -97,7 +104,8 @@ def lever_dir(lever: Lever, profile: str, seed: int) -> Path:
     return data_dir() / "runs" / "levers" / f"{slug}-{resolve_profile(profile)}-seed{seed}"
 
 def measure_lever(base: Recipe, lever: Lever, budget_flops: float, reference, classifier, n: int = 512,
-                  seed: int = 0, device="auto", steps: int | None = None, guidance: float | None = None) -> tuple[LeverResult, torch.Tensor]:
+                  seed: int = 0, device="auto", steps: int | None = None, guidance: float
+                  | None = None) -> tuple[LeverResult, torch.Tensor]:
     """Train (or reload) `lever` on `base` for `budget_flops × budget_factor`, sample `n` digits (DDPM, `steps` or T;
     a class-conditional model every digit in turn, at `guidance` or its recipe's scale), score them."""
     r = apply_lever(base, lever)
@@ -108,7 +116,8 @@ def measure_lever(base: Recipe, lever: Lever, budget_flops: float, reference, cl
     imgs = generate(model, sched, norm, meta, n=n, seed=10_000 + seed, steps=steps, guidance=guidance)  # ancestral DDPM
     m = classifier_metrics(reference, imgs, classifier, kid_subset_size=min(1000, n, len(reference)), seed=seed)
     c = confident_share(imgs, classifier)
-    res = LeverResult(lever.name, lever.what, seed, guidance if meta.n_classes else 1.0, meta.step, meta.trained_flops(),
+    res = LeverResult(lever.name, lever.what, seed, guidance if meta.n_classes else 1.0, meta.step,
+                      meta.trained_flops(),
                       meta.elapsed_s, meta.n_params, n, c["confident"], c["largest_class_share"], m["kid"],
                       m["kid_std"], m["fid"], m["precision"], m["recall"])
     return res, imgs
@@ -123,7 +132,8 @@ def summarise(results: list[LeverResult]) -> list[dict]:
         spread = lambda k: max(getattr(r, k) for r in rs) - min(getattr(r, k) for r in rs)
         rows.append(dict(lever=name, what=rs[0].what, seeds=len(rs), train_steps=round(mean("train_steps")),
                          train_tflops=mean("train_flops") / 1e12, train_minutes=mean("train_seconds") / 60,
-                         params=rs[0].params, n=rs[0].n, confident=mean("confident"), confident_spread=spread("confident"),
+                         params=rs[0].params, n=rs[0].n, confident=mean("confident"),
+                         confident_spread=spread("confident"),
                          largest_class=mean("largest_class_share"), kid=mean("kid"), kid_spread=spread("kid"),
                          fid=mean("fid"), precision=mean("precision"), recall=mean("recall")))
     return sorted(rows, key=lambda r: -r["confident"])

@@ -29,7 +29,8 @@ CLASSIFIER_PRESETS = {  # width of the first conv, feature size, epochs over the
 }
 
 class MnistClassifier(nn.Module):
-    "Small CNN for 28×28 digits in [0,1]: conv(w)→pool→conv(2w)→pool→fc(feat_dim)→ReLU→fc(10). `features` = the fc(feat_dim) output."
+    """Small CNN for 28×28 digits in [0,1]: conv(w)→pool→conv(2w)→pool→fc(feat_dim)→ReLU→fc(10). `features` = the
+    fc(feat_dim) output."""
     def __init__(self, width: int = 32, feat_dim: int = 64, n_classes: int = 10):
         super().__init__()
         self.config = dict(width=width, feat_dim=feat_dim, n_classes=n_classes)
@@ -59,7 +60,8 @@ class MnistClassifier(nn.Module):
 def classifier_settings(preset: str | dict = "default") -> dict:
     "Full settings of a classifier preset (`'smoke'`, `'default'`) or of a dict overriding the default."
     if isinstance(preset, dict): return {**CLASSIFIER_PRESETS["default"], **preset}
-    if preset not in CLASSIFIER_PRESETS: raise ValueError(f"unknown classifier preset {preset!r}: use one of {sorted(CLASSIFIER_PRESETS)} or a dict")
+    if preset not in CLASSIFIER_PRESETS:
+        raise ValueError(f"unknown classifier preset {preset!r}: use one of {sorted(CLASSIFIER_PRESETS)} or a dict")
     return dict(CLASSIFIER_PRESETS[preset])
 
 @torch.no_grad()
@@ -74,7 +76,8 @@ def classifier_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batc
     return hits / len(x)
 
 def train_classifier(preset: str | dict = "default", device="auto", progress: bool = True) -> MnistClassifier:
-    "Train a `MnistClassifier` on MNIST `train`; sets `.settings`, `.test_accuracy`, `.train_seconds`. Seeded, leaves global RNGs alone."
+    """Train a `MnistClassifier` on MNIST `train`; sets `.settings`, `.test_accuracy`, `.train_seconds`. Seeded, leaves
+    global RNGs alone."""
     dev = get_device(device)
     with cpu_threads(1, dev): return _train_classifier(classifier_settings(preset), dev, progress)
 
@@ -136,8 +139,10 @@ def _read_classifier(path: Path, settings: dict) -> MnistClassifier:
     model.test_accuracy, model.train_seconds = ck["test_accuracy"], ck["train_seconds"]
     return model
 
-def get_classifier(preset: str | dict = "default", rebuild: bool = False, device="auto", verbose: bool = True) -> MnistClassifier:
-    "The trained feature network for `preset`: from memory, else from its cache file, else trained now and cached (atomically)."
+def get_classifier(preset: str | dict = "default", rebuild: bool = False, device="auto",
+                   verbose: bool = True) -> MnistClassifier:
+    """The trained feature network for `preset`: from memory, else from its cache file, else trained now and cached
+    (atomically)."""
     s, path = classifier_settings(preset), classifier_path(preset)
     if not rebuild and path in _CLASSIFIERS: return _CLASSIFIERS[path].to(get_device(device))
     model = None
@@ -187,7 +192,8 @@ def _check_features(f, name: str, min_n: int = 2) -> torch.Tensor:
     return f
 
 def _check_count(name: str, v, lo: int):
-    if isinstance(v, bool) or not hasattr(v, "__index__") or v < lo: raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
+    if isinstance(v, bool) or not hasattr(v, "__index__") or v < lo:
+        raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
 
 # %% ../nbs/09_metrics.ipynb #c5c9643f
 def feature_stats(f) -> tuple[torch.Tensor, torch.Tensor]:
@@ -205,7 +211,8 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     "Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), in float64."
     mu1, sigma1, mu2, sigma2 = (torch.as_tensor(t).double() for t in (mu1, sigma1, mu2, sigma2))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (len(mu1), len(mu1)):
-        raise ValueError(f"shapes do not match: mu {tuple(mu1.shape)}/{tuple(mu2.shape)}, sigma {tuple(sigma1.shape)}/{tuple(sigma2.shape)}")
+        raise ValueError(f"shapes do not match: mu {tuple(mu1.shape)}/{tuple(mu2.shape)}, sigma "
+                         f"{tuple(sigma1.shape)}/{tuple(sigma2.shape)}")
     s1h = _sqrt_psd(sigma1)
     m = s1h @ sigma2 @ s1h  # symmetric PSD with the same trace-sqrt as sigma1 @ sigma2
     tr_covmean = torch.linalg.eigvalsh((m + m.T) / 2).clamp(min=0).sqrt().sum()
@@ -235,7 +242,8 @@ def mmd2_unbiased(fx: torch.Tensor, fy: torch.Tensor) -> float:
                  - 2 * kxy.mean())
 
 @cpu_threads(1)  # metric kernels are small: on a shared CPU, threads cost more than they give
-def kid_from_features(f_real, f_fake, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
+def kid_from_features(f_real, f_fake, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> tuple[float,
+                                                                                                           float]:
     "KID `(mean, std)` over `subsets` random subsets of `min(subset_size, n_real, n_fake)` samples of each set."
     fr, ff = _check_features(f_real, "real features"), _check_features(f_fake, "fake features")
     if fr.shape[1] != ff.shape[1]: raise ValueError(f"feature sizes differ: {fr.shape[1]} vs {ff.shape[1]}")
@@ -247,7 +255,8 @@ def kid_from_features(f_real, f_fake, subsets: int = 100, subset_size: int = 100
                                          ff[torch.randperm(len(ff), generator=g)[:size]]) for _ in range(subsets)])
     return float(scores.mean()), float(scores.std(unbiased=False))  # std as torchmetrics reports it
 
-def classifier_kid(real, fake, classifier=None, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
+def classifier_kid(real, fake, classifier=None, subsets: int = 100, subset_size: int = 1000,
+                   seed: int = 0) -> tuple[float, float]:
     "Classifier KID `(mean, std)` between MNIST-like image sets."
     clf = _as_classifier(classifier)
     return kid_from_features(classifier_features(real, clf), classifier_features(fake, clf), subsets, subset_size, seed)
@@ -256,7 +265,8 @@ def classifier_kid(real, fake, classifier=None, subsets: int = 100, subset_size:
 def pixel_kid(real, fake, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
     "KID `(mean, std)` on raw pixels (flattened images in [0,1]): a label-free, download-free metric for any data set."
     real, fake = check_images(real, "real"), check_images(fake, "fake")
-    if real.shape[1:] != fake.shape[1:]: raise ValueError(f"image shapes differ: {tuple(real.shape[1:])} vs {tuple(fake.shape[1:])}")
+    if real.shape[1:] != fake.shape[1:]:
+        raise ValueError(f"image shapes differ: {tuple(real.shape[1:])} vs {tuple(fake.shape[1:])}")
     return kid_from_features(real.flatten(1).double(), fake.flatten(1).double(), subsets, subset_size, seed)
 
 # %% ../nbs/09_metrics.ipynb #f7687f75
@@ -319,7 +329,8 @@ def sanity_checks(real: torch.Tensor, classifier=None, seed: int = 0, k: int = 3
     a, b = real[perm[: len(real) // 2]], real[perm[len(real) // 2: 2 * (len(real) // 2)]]
     cases = {"real B": b, "uniform noise": torch.rand(b.shape, generator=g),
              "blur σ=1": gaussian_blur(b, 1.0), "blur σ=2": gaussian_blur(b, 2.0)}
-    kid_kw = dict(kid_subsets=20, kid_subset_size=max(2, min(len(a) // 2, 1000)), seed=seed)  # half-size subsets: a real std
+    # half-size subsets: a real std
+    kid_kw = dict(kid_subsets=20, kid_subset_size=max(2, min(len(a) // 2, 1000)), seed=seed)
     out = {name: classifier_metrics(a, x, clf, k, **kid_kw) for name, x in cases.items()}
     out["fid_asymmetry"] = abs(out["real B"]["fid"] - classifier_fid(b, a, clf))
     return out
@@ -336,7 +347,8 @@ def inception_metrics(real, fake, kid_subsets: int = 100, kid_subset_size: int =
         fid = FrechetInceptionDistance(feature=2048, normalize=True).to(dev)
         kid = KernelInceptionDistance(feature=2048, normalize=True, subsets=kid_subsets, subset_size=size).to(dev)
     except Exception as e:  # torch-fidelity missing, or no network for the weights
-        print(f"[metrics] Inception FID/KID skipped: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''} "
+        print(f"[metrics] Inception FID/KID skipped: {type(e).__name__}: "
+              f"{str(e).splitlines()[0][:200] if str(e) else ''} "
               "(needs `pip install torch-fidelity` and a download of the Inception weights, e.g. on Colab)")
         return None
     rgb = lambda x: x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x

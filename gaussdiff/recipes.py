@@ -16,7 +16,8 @@ from .commands import check_writable_dir, cli_command, make_parser
 from .core import by_profile, data_dir, get_device, plain, resolve_profile, seed_everything
 from .checkpoint import DataInfo, gir_features_of, schedule_info, load_checkpoint, read_checkpoint
 from .data import DATASETS, channels_of, load_images
-from .diffusion import GIR_FEATURES, SAMPLING_STEPS, GIRNormalizer, Schedule, pixels_to_model, to_shape_features
+from .diffusion import (GIR_FEATURES, SAMPLING_STEPS, GIRNormalizer, Schedule, pixels_to_model,
+                                 to_shape_features)
 from .distributed import start_ranks, stop_ranks
 from .cache import encode_dataset, load_gir, profile_fit_kw
 from .sample import generate
@@ -46,7 +47,8 @@ SESSION_BUDGET_FLOPS = 1.5e16  # per MNIST model (Sprites: half): ≈ 15.6 T4 mi
 # %% ../nbs/07b_recipes.ipynb #44fc4d6c
 @dataclass(frozen=True)
 class Recipe:
-    "Everything the course fixes for one training run: data, splats, schedule, feature form, model size and TrainConfig."
+    """Everything the course fixes for one training run: data, splats, schedule, feature form, model size and
+    TrainConfig."""
     space: str
     dataset: str
     profile: str
@@ -61,7 +63,8 @@ class Recipe:
     snapshot_epochs: tuple = ()
     prediction: str = "eps"             # what the network outputs: "eps" | "x0" | "v" (chapter 04)
     min_snr_gamma: float | None = None  # min-SNR-γ loss weighting (None: Ho et al.'s unweighted loss)
-    guidance: float = 1.0               # classifier-free guidance scale of its samples (a model_kw n_classes > 0 trains on labels)
+    # classifier-free guidance scale of its samples (a model_kw n_classes > 0 trains on labels)
+    guidance: float = 1.0
 
     def make_schedule(self) -> Schedule:
         "The noise schedule, prediction and loss weighting this recipe trains with."
@@ -78,39 +81,50 @@ def recipe(space: str, dataset: str = "mnist", profile: str = "auto", scale: str
     profile, grey = resolve_profile(profile), channels_of(dataset) == 1  # Fashion-MNIST gets MNIST's recipe
     cfg = by_profile(profile,
         smoke=dict(budget_steps=12, batch_size=8, lr=1e-3, warmup_steps=5, ema_decay=0.9, ckpt_every=5),
-        cpu=dict(budget_flops=CPU_BUDGET_FLOPS * (1 if grey else 0.5), batch_size=32, lr=1e-3, warmup_steps=100, ema_decay=0.995, ckpt_every=500),
-        # gpu, a session: equal FLOPs per space, ≈ 16 T4 minutes per MNIST model (Sprites: half); at scale "paper" the paper's
+        cpu=dict(budget_flops=CPU_BUDGET_FLOPS * (1 if grey else 0.5), batch_size=32, lr=1e-3, warmup_steps=100,
+                 ema_decay=0.995, ckpt_every=500),
+        # gpu, a session: equal FLOPs per space, ≈ 16 T4 minutes per MNIST model (Sprites: half); at scale "paper" the
+        # paper's
         # 2 h per MNIST (or Fashion-MNIST) model, and half an hour per Sprites model (Fig 7, 09a's sprite rows)
-        gpu=dict(**({"budget_minutes": 120.0 if grey else 30.0} if scale == "paper" else {"budget_flops": SESSION_BUDGET_FLOPS * (1 if grey else 0.5)}),
+        gpu=dict(**({"budget_minutes": 120.0 if grey else 30.0} if scale == "paper"
+                    else {"budget_flops": SESSION_BUDGET_FLOPS * (1 if grey else 0.5)}),
                  batch_size=64, lr=2e-4, warmup_steps=1000, ema_decay=0.9999, ckpt_every=2000, sample_every=5000),
         # rehearsal: the gpu recipe cut to 8 steps of 4 images, still passing a checkpoint, a preview and 3 snapshots
-        rehearsal=dict(budget_steps=8, batch_size=4, lr=2e-4, warmup_steps=1000, ema_decay=0.9999, ckpt_every=4, sample_every=8))
+        rehearsal=dict(budget_steps=8, batch_size=4, lr=2e-4, warmup_steps=1000, ema_decay=0.9999, ckpt_every=4,
+                       sample_every=8))
     # cpu profile: two ~0.3M-parameter models (comparable sizes, as in the paper) get through enough steps in minutes
     model_kw = by_profile(profile, smoke={}, gpu={}, cpu={"gir": dict(d_model=64, depth=3, n_heads=4, t_dim=64),
-                                                         # attention at 8×8 only: 20 % fewer FLOPs per step than at 16×16
-                                                         "pixel": dict(base=16, mults=(1, 2, 2), attn_resolutions=(8,))}[space])
-    # cpu (and smoke) profile, digits and clothes: both models learn the 10 classes and sample with guidance (09b measures it)
+                                                         # attention at 8×8 only: 20 % fewer FLOPs per step than at
+                                                         # 16×16
+                                                         "pixel": dict(base=16, mults=(1, 2, 2),
+                                                                       attn_resolutions=(8,))}[space])
+    # cpu (and smoke) profile, digits and clothes: both models learn the 10 classes and sample with guidance (09b
+    # measures it)
     if profile in ("cpu", "smoke") and grey: model_kw = dict(model_kw, n_classes=10)
     # cpu-profile GIR: cosine schedule + shape features (measured, see docs/lab-notes.md); gpu: paper-faithful
     schedule = by_profile(profile, smoke="linear", cpu="cosine", gpu="linear") if space == "gir" else "linear"
     gir_features = by_profile(profile, smoke="shape", cpu="shape", gpu="cholesky") if space == "gir" else None
     return Recipe(space=space, dataset=dataset, profile=profile, T=SAMPLING_STEPS[space], schedule=schedule,
                   guidance=CPU_GUIDANCE if model_kw.get("n_classes") else 1.0,
-                  gir_features=gir_features, model_kw=model_kw, n=by_profile(profile, smoke=32, cpu=1000, gpu=None, rehearsal=16),
+                  gir_features=gir_features, model_kw=model_kw, n=by_profile(profile, smoke=32, cpu=1000, gpu=None,
+                                                                             rehearsal=16),
                   # 150 splats take far longer than a few CPU minutes to organise into strokes; 24 per digit do not
                   # Sprites are RGB and detailed: 24 splats fit the first 64 at 19.8 dB, 64 splats at 25.6 dB
                   n_splats=by_profile(profile, smoke=150, cpu=24 if grey else 64, gpu=150), cfg=TrainConfig(**cfg),
                   snapshot_fracs=by_profile(profile, smoke=(0.2, 0.4, 1.0), cpu=(0.2, 0.4, 1.0), gpu=(1.0,)),
-                  # Fig 8's epochs 10, 20, 50 (the paper's); a session's ~5,000 steps of 64 are ~5 epochs of 60,000 digits
+                  # Fig 8's epochs 10, 20, 50 (the paper's); a session's ~5,000 steps of 64 are ~5 epochs of 60,000
+                  # digits
                   # but ~100 of the 1,556 sprites, so its MNIST figure shows epochs 1, 2, 4
                   snapshot_epochs=by_profile(profile, smoke=(), cpu=(), rehearsal=(0.5, 1, 2),
                                              gpu=(1, 2, 4) if scale == "session" and grey else (10, 20, 50)))
 
 # %% ../nbs/07b_recipes.ipynb #589e6737
-PRESETS = {"smoke": "smoke", "cpu": "cpu", "gpu": "paper", "rehearsal": "paper"}  # profile -> the model classes' preset constructors
+# profile -> the model classes' preset constructors
+PRESETS = {"smoke": "smoke", "cpu": "cpu", "gpu": "paper", "rehearsal": "paper"}
 
 # %% ../nbs/07b_recipes.ipynb #063a769a
-def make_model(space: str, profile: str = "auto", T: int | None = None, channels: int | None = None, **overrides) -> nn.Module:
+def make_model(space: str, profile: str = "auto", T: int | None = None, channels: int | None = None,
+               **overrides) -> nn.Module:
     """The profile's preset denoiser for a space (GaussianTransformer for GIRs, PixelUNet for pixels), built for
     the schedule's `T` and, for pixels, the data's `channels`; `overrides` replace preset constructor arguments."""
     if space not in SPACES: raise ValueError(f"space must be one of {SPACES}, got {space!r}")
@@ -140,14 +154,16 @@ def _examples(space, dataset, n, n_splats, profile, verbose, gir_features):
     "`training_data` and the examples' labels as loaded with them (None where the data set has none)."
     profile = resolve_profile(profile)
     if space == "gir":
-        if gir_features not in GIR_FEATURES: raise ValueError(f"gir_features must be one of {GIR_FEATURES}, got {gir_features!r}")
+        if gir_features not in GIR_FEATURES:
+            raise ValueError(f"gir_features must be one of {GIR_FEATURES}, got {gir_features!r}")
         gir = _load_or_encode_gir(dataset, n, n_splats or 150, profile, verbose)
         splats = gir["splats"].float()
         if gir_features == "shape": splats = to_shape_features(splats)
         norm = GIRNormalizer.fit(splats)
         x = norm.normalize(splats)
         h, w = tuple(gir["image_size"])
-        meta = DataInfo("gir", dataset, (h, w), int(gir["channels"]), tuple(x.shape[1:]), len(x), x0_clip=_data_range(x),
+        meta = DataInfo("gir", dataset, (h, w), int(gir["channels"]), tuple(x.shape[1:]), len(x),
+                        x0_clip=_data_range(x),
                         gir_features=gir_features, n_splats=int(x.shape[1]),
                         fit_psnr=float(torch.as_tensor(gir["psnr"]).float().mean()))
         _check_scale(dataset, len(x), profile, n)
@@ -155,7 +171,8 @@ def _examples(space, dataset, n, n_splats, profile, verbose, gir_features):
     if space != "pixel": raise ValueError(f"space must be one of {SPACES}, got {space!r}")
     imgs, labels = load_images(dataset, n, "train", verbose=verbose)
     x = pixels_to_model(pad_to_32(imgs))
-    meta = DataInfo("pixel", dataset, tuple(imgs.shape[-2:]), int(imgs.shape[1]), tuple(x.shape[1:]), len(x), x0_clip=1.0)
+    meta = DataInfo("pixel", dataset, tuple(imgs.shape[-2:]), int(imgs.shape[1]), tuple(x.shape[1:]), len(x),
+                    x0_clip=1.0)
     _check_scale(dataset, len(x), profile, n)
     return x, None, meta, labels
 
@@ -170,7 +187,8 @@ def _check_scale(dataset: str, n_train: int, profile: str, n_asked: int | None =
 
 # %% ../nbs/07b_recipes.ipynb #bd9e318d
 def _load_or_encode_gir(dataset, n, n_splats, profile, verbose):
-    "The first `n` GIRs from any cache of the fit chapter with the profile's fit settings (e.g. 03's), else fit them now."
+    """The first `n` GIRs from any cache of the fit chapter with the profile's fit settings (e.g. 03's), else fit them
+    now."""
     steps = profile_fit_kw(profile, channels_of(dataset)).get("steps")
     if n is not None:
         try: return load_gir(dataset, n=n, n_splats=n_splats, steps=steps)
@@ -178,9 +196,11 @@ def _load_or_encode_gir(dataset, n, n_splats, profile, verbose):
     return load_gir(encode_dataset(dataset, n=n, n_splats=n_splats, steps=steps, progress=verbose, verbose=verbose))
 
 # %% ../nbs/07b_recipes.ipynb #17798559
-def run_dir(space: str, dataset: str = "mnist", profile: str = "auto", conditioning: str | None = None, tag: str = "") -> Path:
+def run_dir(space: str, dataset: str = "mnist", profile: str = "auto", conditioning: str | None = None,
+            tag: str = "") -> Path:
     "Where the course keeps a run (later chapters reuse its checkpoint); GIR variants other than FiLM get their own."
-    name = f"{dataset}-{space}" if space == "pixel" or conditioning in (None, "film") else f"{dataset}-{space}-{conditioning}{tag}"
+    name = f"{dataset}-{space}" if space == "pixel" or conditioning in (None,
+        "film") else f"{dataset}-{space}-{conditioning}{tag}"
     return data_dir() / "runs" / f"{name}-{resolve_profile(profile)}"
 
 # %% ../nbs/07b_recipes.ipynb #6a46849d
@@ -194,11 +214,14 @@ def _config(r: Recipe, seed: int, budget: dict | None) -> TrainConfig:
 # %% ../nbs/07b_recipes.ipynb #fbfb212d
 def recipe_data(r: Recipe, n: int | None = None, verbose: bool = True):
     """`training_data` of recipe `r` (its `n` images unless `n` is given) and, for a class-conditional recipe, the
-    examples' labels, loaded with them (the GIR cache's, or the images'): `(x, normalizer, DataInfo, labels or None)`."""
+    examples' labels, loaded with them (the GIR cache's, or the images'): `(x, normalizer, DataInfo, labels or
+    None)`."""
     x, norm, meta, y = _examples(r.space, r.dataset, n if n is not None else r.n, r.n_splats, r.profile, verbose,
                                  r.gir_features or "cholesky")
     if not r.model_kw.get("n_classes"): return x, norm, meta, None
-    if y is None: raise ValueError(f"{r.dataset} has no class labels: train it with an unconditional recipe (model_kw n_classes=0)")
+    if y is None:
+        raise ValueError(f"{r.dataset} has no class labels: train it with an unconditional recipe "
+                         "(model_kw n_classes=0)")
     return x, norm, meta, torch.as_tensor(np.asarray(y)).long()
 
 # %% ../nbs/07b_recipes.ipynb #1abbdeae
@@ -212,13 +235,15 @@ def run(space: str, dataset: str = "mnist", profile: str = "auto", out_dir=None,
         seed: int = 0, preview: bool = True, progress: bool = True, verbose: bool = True, overwrite: bool = True,
         ckpt_every: int | None = None, recipe_: Recipe | None = None) -> TrainResult:
     """Train the course's model for `space` on `dataset` with the profile's recipe. `budget` replaces the recipe's
-    (`{"budget_flops": f}`, `{"budget_minutes": m}`, ...); `conditioning` picks a GaussianTransformer variant (chapter 05).
+    (`{"budget_flops": f}`, `{"budget_minutes": m}`, ...); `conditioning` picks a GaussianTransformer variant (chapter
+    05).
     The course's run folders are caches (`load_or_train` decides when to replace one), so `overwrite` defaults to True;
     `resume="auto"` continues an unfinished checkpoint of exactly this run (a crash, a Colab disconnect); `recipe_`
     trains that Recipe instead of the profile's (chapter 09b's levers are recipes changed one field at a time)."""
     r = recipe(space, dataset, profile) if recipe_ is None else recipe_
     if n is not None: r = dataclasses.replace(r, n=n)  # the run's data, as its checkpoint records it
-    out_dir = check_writable_dir(Path(out_dir) if out_dir is not None else run_dir(r.space, r.dataset, r.profile, conditioning))
+    out_dir = check_writable_dir(Path(out_dir) if out_dir is not None
+                                 else run_dir(r.space, r.dataset, r.profile, conditioning))
     cfg = _config(r, seed, budget)
     if ckpt_every is not None: cfg = dataclasses.replace(cfg, ckpt_every=ckpt_every)
     if resume == "auto":
@@ -250,7 +275,8 @@ def diffusion_differs(ck: dict, r: Recipe) -> str | None:
     return None
 
 # %% ../nbs/07b_recipes.ipynb #d6e21aad
-def run_differs(ck: dict, r: Recipe, cfg: TrainConfig, conditioning: str | None = None, budget: bool = False) -> str | None:
+def run_differs(ck: dict, r: Recipe, cfg: TrainConfig, conditioning: str | None = None,
+                budget: bool = False) -> str | None:
     """Why a cached checkpoint is not a finished run of recipe `r` with `cfg` (None when it is). The budget counts
     only when `budget` (a recipe run reused with another budget is still that run)."""
     if not ck.get("finished"): return "it did not finish"
@@ -284,10 +310,12 @@ def _resume_plan(path: Path, r: Recipe, cfg: TrainConfig, conditioning: str | No
     change = f"; budget {old} -> {new}" if plain(old) != plain(new) else ""
     if not ck.get("finished"): return True, f"resuming the unfinished run at step {ck['step']}{change}"
     if change: return True, f"continuing the finished run from step {ck['step']}{change}"
-    return False, f"starting over from step 0: the run there already finished with this budget {new} (step {ck['step']})"
+    return (False,
+            f"starting over from step 0: the run there already finished with this budget {new} (step {ck['step']})")
 
 # %% ../nbs/07b_recipes.ipynb #fddb2f97
-def load_or_train(space: str, dataset: str = "mnist", profile: str = "auto", device="auto", conditioning: str | None = None,
+def load_or_train(space: str, dataset: str = "mnist", profile: str = "auto", device="auto", conditioning: str
+                  | None = None,
                   budget: dict | None = None, seed: int = 0, tag: str = "", recipe_: Recipe | None = None, out_dir=None,
                   train_budget: dict | None = None, **run_kw):
     """`(model, schedule, normalizer, RunInfo)` of a course run: loaded from its cached, finished checkpoint when that
@@ -295,9 +323,12 @@ def load_or_train(space: str, dataset: str = "mnist", profile: str = "auto", dev
     `train_budget` (without `budget`): reuse a finished run of any budget, and train with this one only when none is
     cached (a later chapter's cap on what it trains). `recipe_` replaces the profile's recipe (its space, data set
     and profile then win)."""
-    if budget is not None and train_budget is not None: raise ValueError("give budget (what must match) or train_budget (what to train when nothing is cached), not both")
+    if budget is not None and train_budget is not None:
+        raise ValueError("give budget (what must match) or train_budget (what to train when nothing "
+                         "is cached), not both")
     r = recipe(space, dataset, profile) if recipe_ is None else recipe_
-    if run_kw.get("n") is not None: r = dataclasses.replace(r, n=run_kw["n"])  # a cached run of that many images matches
+    # a cached run of that many images matches
+    if run_kw.get("n") is not None: r = dataclasses.replace(r, n=run_kw["n"])
     out = Path(out_dir) if out_dir is not None else run_dir(r.space, r.dataset, r.profile, conditioning, tag)
     path, cfg = out / "ckpt.pt", _config(r, seed, budget or train_budget)
     if path.exists():
@@ -310,23 +341,29 @@ def load_or_train(space: str, dataset: str = "mnist", profile: str = "auto", dev
     else:  # say it before minutes (or, at gpu size, hours) of training that the caller may have meant to load
         print(f"[recipes] no cached {r.space} run of {r.dataset} at {out}: TRAINING IT NOW with the {r.profile} recipe "
               f"({', '.join(f'{k}={getattr(cfg, k)}' for k in BUDGETS if getattr(cfg, k) is not None)}); chapter 07b "
-              "trains and caches the course's runs, and a GAUSSDIFF_DATA folder on Drive keeps them between Colab sessions")
-    run(r.space, r.dataset, r.profile, out_dir=out, budget=budget or train_budget, conditioning=conditioning, device=device, seed=seed,
+              "trains and caches the course's runs, and a GAUSSDIFF_DATA folder on Drive keeps them "
+              "between Colab sessions")
+    run(r.space, r.dataset, r.profile, out_dir=out, budget=budget or train_budget, conditioning=conditioning,
+        device=device, seed=seed,
         recipe_=r, **run_kw)
     return load_checkpoint(path, device)
 
 # %% ../nbs/07b_recipes.ipynb #c9b052a1
 def _check_train_args(a) -> tuple[Recipe, dict | None]:
     "`gaussdiff train`'s settings checked together, creating nothing: the recipe and the budget to run."
-    if a.resume and a.overwrite: raise ValueError("--resume continues a run and --overwrite starts it over: give one of them")
-    for flag, v, lo in (("--n", a.n, 1), ("--batch-size", a.batch_size, 1), ("--seed", a.seed, 0), ("--ckpt-every", a.ckpt_every, 1)):
+    if a.resume and a.overwrite:
+        raise ValueError("--resume continues a run and --overwrite starts it over: give one of them")
+    for flag, v, lo in (("--n", a.n, 1), ("--batch-size", a.batch_size, 1), ("--seed", a.seed, 0),
+                        ("--ckpt-every", a.ckpt_every, 1)):
         if v is not None and v < lo: raise ValueError(f"{flag} must be >= {lo}, got {v}")
     get_device(a.device)
     r = recipe(a.space, a.dataset, a.profile, a.scale)
     if a.batch_size: r = dataclasses.replace(r, cfg=dataclasses.replace(r.cfg, batch_size=a.batch_size))
-    _config(r, a.seed, budget := {k: getattr(a, k) for k in BUDGETS if getattr(a, k) is not None} or None)   # TrainConfig refuses a bad budget
+    # TrainConfig refuses a bad budget
+    _config(r, a.seed, budget := {k: getattr(a, k) for k in BUDGETS if getattr(a, k) is not None} or None)
     out = check_writable_dir(Path(a.out) if a.out is not None else run_dir(r.space, r.dataset, r.profile), create=False)
-    if a.resume and not (out / "ckpt.pt").exists(): raise FileNotFoundError(f"nothing to resume: no checkpoint at {out / 'ckpt.pt'}; start without --resume")
+    if a.resume and not (out / "ckpt.pt").exists():
+        raise FileNotFoundError(f"nothing to resume: no checkpoint at {out / 'ckpt.pt'}; start without --resume")
     return r, budget
 
 @cli_command("gaussdiff train")
@@ -336,29 +373,37 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--space", choices=SPACES, required=True)
     ap.add_argument("--dataset", choices=DATASETS, default="mnist")
     ap.add_argument("--profile", default="auto", help="smoke | cpu | gpu | auto (sizes and default budget)")
-    ap.add_argument("--scale", choices=GPU_SCALES, default="session", help="gpu profile: session (a free T4 session) or paper (the paper's 2 h)")
-    ap.add_argument("--out", default=None, help="run folder for ckpt.pt, snapshots/ and samples/ (default: data/runs/...)")
+    ap.add_argument("--scale", choices=GPU_SCALES, default="session",
+                    help="gpu profile: session (a free T4 session) or paper (the paper's 2 h)")
+    ap.add_argument("--out", default=None,
+                    help="run folder for ckpt.pt, snapshots/ and samples/ (default: data/runs/...)")
     ap.add_argument("--resume", action="store_true", help="continue from OUT/ckpt.pt")
     ap.add_argument("--budget-minutes", type=float, default=None, help="wall-clock budget of training steps")
     ap.add_argument("--budget-steps", type=int, default=None, help="or a step budget")
-    ap.add_argument("--budget-flops", type=float, default=None, help="or a budget of training FLOPs (forward + backward), e.g. 3e13")
-    ap.add_argument("--n", "--n-images", dest="n", type=int, default=None, help="number of training images (default: the profile's; under torchrun spell it --n-images)")
+    ap.add_argument("--budget-flops", type=float, default=None,
+                    help="or a budget of training FLOPs (forward + backward), e.g. 3e13")
+    ap.add_argument("--n", "--n-images", dest="n", type=int, default=None,
+                    help="number of training images (default: the profile's; under torchrun spell it --n-images)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--ckpt-every", type=int, default=None, help="steps between checkpoints (default: the profile's)")
     ap.add_argument("--overwrite", action="store_true", help="start over in an --out folder that already holds a run")
-    ap.add_argument("--batch-size", type=int, default=None, help="global batch (default: the recipe's; under torchrun each of K ranks trains batch/K)")
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="global batch (default: the recipe's; under torchrun each of K ranks trains batch/K)")
     a = ap.parse_args(argv)
     r, budget = _check_train_args(a)   # every setting, before a cache is built or a folder made
     ranks = start_ranks(a.device)  # torchrun's ranks (chapter 07c), or this process alone
     try:
         with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON summary
             with ranks.main_first(): recipe_data(r, a.n, verbose=ranks.main)  # rank 0 builds a missing cache
-            res = run(a.space, a.dataset, a.profile, out_dir=a.out, resume=a.resume, n=a.n, device=ranks.device(a.device),
+            res = run(a.space, a.dataset, a.profile, out_dir=a.out, resume=a.resume, n=a.n,
+                      device=ranks.device(a.device),
                       seed=a.seed, budget=budget, overwrite=a.overwrite, ckpt_every=a.ckpt_every, recipe_=r,
                       progress=ranks.main, verbose=ranks.main)
     finally: stop_ranks()
     if not ranks.main: return 0
-    print(json.dumps({"space": a.space, "dataset": a.dataset, "steps": res.step, "elapsed_s": round(res.elapsed_s, 2), "steps_per_s": round(res.steps_per_s, 2),
-                      "train_flops": res.train_flops, "final_loss": float(np.mean(res.history["loss"][-100:])), "ckpt": str(res.ckpt)}, indent=1))
+    print(json.dumps({"space": a.space, "dataset": a.dataset, "steps": res.step, "elapsed_s": round(res.elapsed_s, 2),
+                      "steps_per_s": round(res.steps_per_s, 2),
+                      "train_flops": res.train_flops, "final_loss": float(np.mean(res.history["loss"][-100:])),
+                      "ckpt": str(res.ckpt)}, indent=1))
     return 0

@@ -44,7 +44,8 @@ def clip_x0(x0: torch.Tensor, clip=None) -> torch.Tensor:
     return torch.maximum(torch.minimum(x0, hi), lo)
 
 def predict_x0(x, eps, a_t, clip=None):
-    "The clean sample a noise prediction implies at ᾱ_t = `a_t`: x̂0 = (x − √(1−ᾱ_t) ε) / √ᾱ_t, clipped (see `clip_x0`)."
+    """The clean sample a noise prediction implies at ᾱ_t = `a_t`: x̂0 = (x − √(1−ᾱ_t) ε) / √ᾱ_t, clipped (see
+    `clip_x0`)."""
     return clip_x0((x - (1 - a_t).sqrt() * eps) / a_t.sqrt(), clip)
 
 def _abar(alphas_cumprod, t: int):
@@ -79,7 +80,8 @@ def half_log_snr(abar: torch.Tensor) -> torch.Tensor:
 
 def dpmpp2m_step(x, x0, t: int, t_prev: int, alphas_cumprod, x0_last=None, t_last: int | None = None):
     """One DPM-Solver++(2M) step from `t` to `t_prev` (-1: the end) given the (clipped) data prediction `x0` at `t`.
-    With the previous step's prediction `x0_last` at `t_last` it is second order, without it first order (= DDIM η=0)."""
+    With the previous step's prediction `x0_last` at `t_last` it is second order, without it first order (= DDIM
+    η=0)."""
     if t_prev < 0: return x0  # σ = 0: the ODE's solution is the data prediction itself
     a_t, a_p = _abar(alphas_cumprod, t), _abar(alphas_cumprod, t_prev)
     lam_t = half_log_snr(a_t)
@@ -136,7 +138,8 @@ def sample(model, schedule, shape, steps: int | None = None, sampler: str = "ddp
     try:
         for i, t in enumerate(it):
             t_prev = ts[i + 1] if i + 1 < len(ts) else -1
-            out = model_output(model, x, torch.full((x.shape[0],), t, device=device, dtype=torch.long), labels, guidance)
+            out = model_output(model, x, torch.full((x.shape[0],), t, device=device, dtype=torch.long), labels,
+                               guidance)
             eps = schedule.to_eps(out.float(), x, t)
             if sampler == "ddpm":
                 noise = _randn(x.shape, generator, device) if t > 0 else None
@@ -155,7 +158,8 @@ def sample(model, schedule, shape, steps: int | None = None, sampler: str = "ddp
             x = x_new
     finally:
         model.train(was_training)
-    if not torch.isfinite(x).all(): raise FloatingPointError("sampling produced NaN/inf; clip the predicted x0 (clip=...)")
+    if not torch.isfinite(x).all():
+        raise FloatingPointError("sampling produced NaN/inf; clip the predicted x0 (clip=...)")
     if not return_trajectory: return x
     traj["t"].append(-1)
     traj["x"].append(x.cpu())
@@ -212,14 +216,16 @@ def gir_splats(x: torch.Tensor, meta: DataInfo, normalizer) -> torch.Tensor:
     return renderable(gir_to_splats(normalizer.denormalize(x.detach().float().cpu()), meta.gir_features))
 
 def balanced_labels(n: int, n_classes: int) -> torch.Tensor:
-    "Labels 0, 1, …, n_classes − 1, 0, 1, …: `n` samples with every class equally often (a grid row per class at nrow = n_classes)."
+    """Labels 0, 1, …, n_classes − 1, 0, 1, …: `n` samples with every class equally often (a grid row per class at nrow
+    = n_classes)."""
     return torch.arange(n) % n_classes
 
 def sample_labels(labels, n: int, meta: DataInfo) -> torch.Tensor | None:
     """The `n` labels to draw: "balanced" (every class in turn; nothing for an unconditional model), "none" (no
     label), a class index for all, or `n` of them."""
     if isinstance(labels, str):
-        if labels not in ("balanced", "none"): raise ValueError(f'labels must be "balanced", "none", a class or {n} classes, got {labels!r}')
+        if labels not in ("balanced", "none"):
+            raise ValueError(f'labels must be "balanced", "none", a class or {n} classes, got {labels!r}')
         return balanced_labels(n, meta.n_classes) if labels == "balanced" and meta.n_classes else None
     if labels is None: return None
     if not meta.n_classes: raise ValueError("this model was trained without class labels: sample it with labels='none'")
@@ -229,7 +235,8 @@ def sample_labels(labels, n: int, meta: DataInfo) -> torch.Tensor | None:
     y = y.long()
     y = y.expand(n) if y.numel() == 1 else y
     if len(y) != n or int(y.min()) < 0 or int(y.max()) >= meta.n_classes:
-        raise ValueError(f"labels must be {n} classes in 0..{meta.n_classes - 1} (or one for all), got {y.tolist()[:12]}")
+        raise ValueError(f"labels must be {n} classes in 0..{meta.n_classes - 1} (or one for all), "
+                         f"got {y.tolist()[:12]}")
     return y
 
 def generate(model, schedule, normalizer, meta: DataInfo, n: int = 64, steps: int | None = None, sampler: str = "ddpm",
@@ -242,7 +249,8 @@ def generate(model, schedule, normalizer, meta: DataInfo, n: int = 64, steps: in
     g = torch.Generator().manual_seed(seed)
     kw.setdefault("clip", default_clip(meta))
     labels, guidance = sample_labels(labels, n, meta), meta.guidance if guidance is None else guidance
-    xs = [sample(model, schedule, (min(batch_size, n - i), *meta.sample_shape), steps, sampler, eta, g, progress=progress,
+    xs = [sample(model, schedule, (min(batch_size, n - i), *meta.sample_shape), steps, sampler, eta, g,
+                 progress=progress,
                  labels=None if labels is None else labels[i:i + batch_size], guidance=guidance, **kw)
           for i in range(0, n, batch_size)]
     x = torch.cat(xs).cpu()
@@ -271,7 +279,8 @@ def save_gif(frames: torch.Tensor, path, nrow: int = 8, upscale: int = 4, durati
     return Path(path)
 
 # %% ../nbs/08_sample.ipynb #2ed8e4c7
-MAX_SAMPLES = 100_000   # per `gaussdiff sample` call: the ADM evaluation's 50k fit; more is hours (several calls, other seeds)
+# per `gaussdiff sample` call: the ADM evaluation's 50k fit; more is hours (several calls, other seeds)
+MAX_SAMPLES = 100_000
 SAMPLE_FORMATS = (".png", ".npz")  # a grid to look at, or the images themselves (the ADM evaluation convention)
 
 def check_sample_path(path) -> Path:
@@ -284,7 +293,8 @@ def check_sample_path(path) -> Path:
     return path
 
 def save_samples(images: torch.Tensor, path, nrow: int = 8) -> Path:
-    "Write images `[B,C,H,W]` in [0,1]: `.png` as a grid, `.npz` as uint8 NHWC under `arr_0` (guided-diffusion/ADM convention)."
+    """Write images `[B,C,H,W]` in [0,1]: `.png` as a grid, `.npz` as uint8 NHWC under `arr_0` (guided-diffusion/ADM
+    convention)."""
     path = check_sample_path(path)
     if path.suffix.lower() == ".png": return save_grid(images, path, nrow=nrow)
     arr = (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
@@ -294,13 +304,15 @@ def save_samples(images: torch.Tensor, path, nrow: int = 8) -> Path:
 def load_samples(path) -> torch.Tensor:
     "Images `[B,C,H,W]` in [0,1] from an `.npz` of uint8 NHWC images under `arr_0` (no pickles are loaded)."
     path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"no samples at {path}: write them with `gaussdiff sample --out {path.name}`")
+    if not path.exists():
+        raise FileNotFoundError(f"no samples at {path}: write them with `gaussdiff sample --out {path.name}`")
     try:
         if path.suffix.lower() == ".npy": arr = np.load(path, allow_pickle=False)   # one array of images
         else:
             with np.load(path, allow_pickle=False) as z: arr = z["arr_0"]
     except (OSError, ValueError, KeyError, EOFError, TypeError, AttributeError) as e:   # EOFError: an empty file
-        raise ValueError(f"{path} is not an .npz of images under arr_0, or an .npy of them ({type(e).__name__}: {e})") from None
+        raise ValueError(f"{path} is not an .npz of images under arr_0, or an .npy of them "
+                         f"({type(e).__name__}: {e})") from None
     if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] not in (1, 3):
         raise ValueError(f"{path}: arr_0 must be uint8 [N,H,W,C] with C = 1 or 3, got {arr.dtype} {arr.shape}")
     return torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 255
@@ -308,7 +320,8 @@ def load_samples(path) -> torch.Tensor:
 # %% ../nbs/08_sample.ipynb #cba839f7
 @cli_command("gaussdiff sample")
 def cli(argv: list[str] | None = None) -> int:
-    "`gaussdiff sample`: draw samples from a checkpoint into a PNG grid or an .npz (and optionally a materialisation GIF)."
+    """`gaussdiff sample`: draw samples from a checkpoint into a PNG grid or an .npz (and optionally a materialisation
+    GIF)."""
     ap = make_parser("gaussdiff sample", "sample a trained GIR or pixel diffusion model")
     ap.add_argument("--ckpt", required=True, help="checkpoint written by `gaussdiff train` (OUT/ckpt.pt)")
     ap.add_argument("--sampler", choices=SAMPLERS, default="ddpm", help="ddpm, ddim or dpmpp2m (DPM-Solver++(2M))")
@@ -319,14 +332,19 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="samples.png", help="samples.png (a grid) or samples.npz (uint8 NHWC under arr_0)")
     ap.add_argument("--gif", default=None, help="also write the reverse process of the first 16 samples as a GIF")
     ap.add_argument("--raw-weights", action="store_true", help="use the raw weights instead of the EMA")
-    ap.add_argument("--label", default="balanced", help="class-conditional models: balanced (every class in turn), none, or a class index")
-    ap.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default: the model's; 1: none)")
+    ap.add_argument("--label", default="balanced",
+                    help="class-conditional models: balanced (every class in turn), none, or a class index")
+    ap.add_argument("--guidance", type=float, default=None,
+                    help="classifier-free guidance scale (default: the model's; 1: none)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing --out or --gif file")
     a = ap.parse_args(argv)
-    if not 1 <= a.n <= MAX_SAMPLES: raise ValueError(f"--n must be in 1..{MAX_SAMPLES}, got {a.n}: draw more in several calls with other --seed values")
+    if not 1 <= a.n <= MAX_SAMPLES:
+        raise ValueError(f"--n must be in 1..{MAX_SAMPLES}, got {a.n}: draw more in several calls "
+                         "with other --seed values")
     if a.seed < 0: raise ValueError(f"--seed must be >= 0, got {a.seed}")
-    if a.guidance is not None and not (math.isfinite(a.guidance) and a.guidance >= 0): raise ValueError(f"--guidance must be a finite number >= 0 (1: none), got {a.guidance}")
+    if a.guidance is not None and not (math.isfinite(a.guidance) and a.guidance >= 0):
+        raise ValueError(f"--guidance must be a finite number >= 0 (1: none), got {a.guidance}")
     check_output_path(a.out, SAMPLE_FORMATS, a.overwrite, "--out", inputs=[a.ckpt])
     if a.gif: check_output_path(a.gif, (".gif",), a.overwrite, "--gif", inputs=[a.ckpt, a.out])
     model, schedule, norm, meta = load_checkpoint(a.ckpt, a.device, ema=not a.raw_weights)
@@ -345,6 +363,7 @@ def cli(argv: list[str] | None = None) -> int:
         frames, _ = trajectory_frames(traj, meta, norm, n_frames=40)
         save_gif(frames, a.gif, nrow=8)
     print(json.dumps({"ckpt": a.ckpt, "space": meta.space, "sampler": a.sampler, "steps": a.steps or schedule.T,
-                      "n": a.n, "labels": a.label if meta.n_classes else None, "guidance": guidance if meta.n_classes else None,
+                      "n": a.n, "labels": a.label if meta.n_classes else None, "guidance": guidance if meta.n_classes
+                      else None,
                       "seconds": round(secs, 3), "out": a.out, "gif": a.gif}, indent=1, allow_nan=False))
     return 0

@@ -58,7 +58,8 @@ def covariance_to_cov_params(sigma: torch.Tensor) -> torch.Tensor:
 
 # %% ../nbs/02_splats.ipynb #5a1b75d9
 def make_splats(mu, sigma_major, sigma_minor=None, angle=0.0, colour=1.0) -> torch.Tensor:
-    "Splats `[...,8]` from centre `mu [...,2]`, std devs along the ellipse axes, angle (radians, x towards y) and colour."
+    """Splats `[...,8]` from centre `mu [...,2]`, std devs along the ellipse axes, angle (radians, x towards y) and
+    colour."""
     mu = torch.as_tensor(mu, dtype=torch.get_default_dtype())
     dt = mu.dtype
     s1 = torch.as_tensor(sigma_major, dtype=dt).expand(mu.shape[:-1])
@@ -67,7 +68,8 @@ def make_splats(mu, sigma_major, sigma_minor=None, angle=0.0, colour=1.0) -> tor
         raise ValueError("sigma_major and sigma_minor must be finite and > 0 (standard deviations in image units)")
     th = torch.as_tensor(angle, dtype=dt).expand(mu.shape[:-1])
     col = torch.as_tensor(colour, dtype=dt)
-    col = col[..., None].expand(*mu.shape[:-1], 3) if col.ndim == 0 or col.shape[-1] != 3 else col.expand(*mu.shape[:-1], 3)
+    col = col[..., None].expand(*mu.shape[:-1], 3) if col.ndim == 0 or col.shape[-1] != 3 else col.expand(
+        *mu.shape[:-1], 3)
     R = torch.stack([torch.stack([th.cos(), -th.sin()], -1), torch.stack([th.sin(), th.cos()], -1)], -2)
     D = torch.diag_embed(torch.stack([s1 ** 2, s2 ** 2], -1))
     sigma = R @ D @ R.transpose(-1, -2)
@@ -89,7 +91,8 @@ def splat_footprints(splats: torch.Tensor, size: tuple[int, int]) -> torch.Tenso
     vy = y - splats[..., 1, None]                     # [B,N,H]   offset along rows
     # log-scales floored at -80: exp(80) is finite in float32, so 0 * exp(-a) at a splat's own centre is never NaN
     z1 = vx * torch.exp(-splats[..., 2, None].clamp(min=-80))        # [B,N,W]   solve L z = v, first row
-    z2 = (vy[..., :, None] - splats[..., 3, None, None] * z1[..., None, :]) * torch.exp(-splats[..., 4, None, None].clamp(min=-80))
+    z2 = (vy[..., :, None] - splats[..., 3, None, None] * z1[..., None, :]) * torch.exp(-splats[..., 4, None,
+                                                                                                None].clamp(min=-80))
     return torch.exp(-0.5 * (z1[..., None, :] ** 2 + z2 ** 2))
 
 # %% ../nbs/02_splats.ipynb #fbd1da24
@@ -106,10 +109,12 @@ def render(splats: torch.Tensor, size=(28, 28), channels: int = 3, clamp: bool =
     return img.clamp(0, 1) if clamp else img
 
 # %% ../nbs/02_splats.ipynb #9634794b
-MEMORY_LIMIT = 16 * 2 ** 30  # bytes one call may plan to hold at once; more is refused up front (raise it on a bigger machine)
+# bytes one call may plan to hold at once; more is refused up front (raise it on a bigger machine)
+MEMORY_LIMIT = 16 * 2 ** 30
 
 def check_memory(n_bytes: float, what: str, fix: str):
-    "Refuse, before allocating, a call whose estimated memory `n_bytes` exceeds `MEMORY_LIMIT`: a ValueError with both numbers."
+    """Refuse, before allocating, a call whose estimated memory `n_bytes` exceeds `MEMORY_LIMIT`: a ValueError with both
+    numbers."""
     if n_bytes > MEMORY_LIMIT:
         raise ValueError(f"{what} would need about {n_bytes / 2 ** 30:,.1f} GiB of memory, over the limit of "
                          f"{MEMORY_LIMIT / 2 ** 30:,.0f} GiB (gaussdiff.splats.MEMORY_LIMIT): {fix}")
@@ -127,9 +132,11 @@ def check_render_args(splats, size, channels: int, live_floats: int, whole_batch
     splats, (h, w) = check_splats(splats), _check_size(size)
     if channels not in (1, 3): raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels!r}")
     if phi is not None and tuple(phi.shape) != (6, h * w):
-        raise ValueError(f"phi must be quadratic_features(size), shape (6, {h * w}) for size {(h, w)}; got {tuple(phi.shape)}")
+        raise ValueError(f"phi must be quadratic_features(size), shape (6, {h * w}) for size {(h, w)}; "
+                         f"got {tuple(phi.shape)}")
     b, n = (splats.shape[0] if whole_batch else 1), splats.shape[1]
-    check_memory(live_floats * splats.element_size() * b * n * h * w, f"rendering {b} image(s) of {n:,} splats at {h}×{w}",
+    check_memory(live_floats * splats.element_size() * b * n * h * w,
+                 f"rendering {b} image(s) of {n:,} splats at {h}×{w}",
                  "render fewer splats (the course uses 150) or smaller images")
     return splats, (h, w)
 
@@ -172,9 +179,11 @@ class _SplatProduct(torch.autograd.Function):
         return d_k, d_colour, None
 
 # %% ../nbs/02_splats.ipynb #195cd063
-def render_fast(splats: torch.Tensor, size=(28, 28), channels: int = 3, phi: torch.Tensor | None = None) -> torch.Tensor:
+def render_fast(splats: torch.Tensor, size=(28, 28), channels: int = 3, phi: torch.Tensor
+                | None = None) -> torch.Tensor:
     "Unclamped `render(splats, size, channels, clamp=False)` as two matrix products; for fitting."
-    splats, (h, w) = check_render_args(splats, size, channels, live_floats=2, whole_batch=True, phi=phi)  # g and its gradient
+    # g and its gradient
+    splats, (h, w) = check_render_args(splats, size, channels, live_floats=2, whole_batch=True, phi=phi)
     phi = quadratic_features((h, w), splats.device, splats.dtype) if phi is None else phi
     colour = splats[..., COL] if channels == 3 else splats[..., COL].mean(-1, keepdim=True)
     return _SplatProduct.apply(quadratic_coefficients(splats), colour, phi).view(splats.shape[0], channels, h, w)
@@ -191,7 +200,8 @@ def render_window(splats: torch.Tensor, size=(28, 28), channels: int = 3, window
         inside = ((cols >= 0) & (cols < w) & (rows >= 0) & (rows < h)).reshape(b, n, -1)
         flat = (rows.clamp(0, h - 1) * w + cols.clamp(0, w - 1)).reshape(b, n, -1)
     z1 = ((cols + 0.5) / w - splats[..., 0, None, None]) * torch.exp(-splats[..., 2, None, None])
-    z2 = ((rows + 0.5) / h - splats[..., 1, None, None] - splats[..., 3, None, None] * z1) * torch.exp(-splats[..., 4, None, None])
+    z2 = ((rows + 0.5) / h - splats[..., 1, None, None] - splats[..., 3, None, None]
+          * z1) * torch.exp(-splats[..., 4, None, None])
     g = torch.exp(-0.5 * (z1 * z1 + z2 * z2)).reshape(b, n, -1) * inside                   # [b,n,K*K]
     colour = splats[..., COL] if channels == 3 else splats[..., COL].mean(-1, keepdim=True)
     contrib = (colour.transpose(1, 2)[..., None] * g[:, None]).reshape(b, channels, -1)   # [b,C,n*K*K]
@@ -219,7 +229,8 @@ def draw_ellipses(ax, splats: torch.Tensor, size=(28, 28), n_std: float = 2.0, c
     "Draw one image's splats `[N,8]` (or `[1,N,8]`) as `n_std` ellipses on a matplotlib axis showing the image."
     from matplotlib.patches import Ellipse
     splats = check_splats(splats)
-    if splats.shape[0] != 1: raise ValueError(f"draw_ellipses draws one image's splats; got a batch of {splats.shape[0]}")
+    if splats.shape[0] != 1:
+        raise ValueError(f"draw_ellipses draws one image's splats; got a batch of {splats.shape[0]}")
     s = splats[0].detach().cpu()
     if max_splats is not None: s = s[s[:, COL].abs().mean(-1).argsort(descending=True)[:max_splats]]
     for (cx, cy, wd, ht, ang), col in zip(ellipse_params(s, size, n_std)[0].tolist(), s[:, COL].tolist()):

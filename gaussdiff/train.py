@@ -13,7 +13,8 @@ import torch
 import torch.nn as nn
 
 from .core import ExpectedTime, bf16_native, get_device, save_grid, save_torch_atomic
-from .checkpoint import DataInfo, check_resume, clear_run, make_checkpoint, read_checkpoint, run_lock, set_rng_state
+from .checkpoint import (DataInfo, check_resume, clear_run, make_checkpoint, read_checkpoint, run_lock,
+                                  set_rng_state)
 from .distributed import Ranks, StopRequests, current_ranks
 from .layers import check_train_labels, drop_labels
 
@@ -36,19 +37,22 @@ class TrainConfig:
     ema_decay: float = 0.999         # EMA target decay; warm-up min(decay, (1+k)/(10+k)) as in diffusers' EMAModel
     budget_minutes: float | None = None  # wall-clock budget of training steps ...
     budget_steps: int | None = None      # ... or a step budget (reproducible) ...
-    budget_flops: float | None = None    # ... or training FLOPs (forward + backward; machine-independent); the first reached stops
+    # ... or training FLOPs (forward + backward; machine-independent); the first reached stops
+    budget_flops: float | None = None
     ckpt_every: int = 1000           # steps between checkpoints (and one at the end)
     sample_every: int | None = None  # steps between preview grids (needs a preview function)
     seed: int = 0
     amp: bool = True                 # mixed precision (bf16, else fp16 + GradScaler) on CUDA; ignored on CPU
-    label_dropout: float = 0.1       # share of class labels replaced by "no label" (classifier-free guidance); only with labels
+    # share of class labels replaced by "no label" (classifier-free guidance); only with labels
+    label_dropout: float = 0.1
 
     def __post_init__(self):
         self.betas = tuple(self.betas)
         if self.budget_minutes is None and self.budget_steps is None and self.budget_flops is None:
             raise ValueError("give a budget: budget_minutes (wall clock), budget_steps or budget_flops")
         for name in ("budget_flops", "budget_minutes"):
-            if (v := getattr(self, name)) is not None and not 0 < v < math.inf: raise ValueError(f"{name} must be a finite number > 0, got {v}")
+            if (v := getattr(self, name)) is not None and not 0 < v < math.inf:
+                raise ValueError(f"{name} must be a finite number > 0, got {v}")
         if self.budget_steps is not None and (int(self.budget_steps) != self.budget_steps or self.budget_steps < 1):
             raise ValueError(f"budget_steps must be an int >= 1, got {self.budget_steps}")
         for name in ("batch_size", "ckpt_every"):
@@ -56,7 +60,8 @@ class TrainConfig:
         if self.warmup_steps < 0: raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if not self.lr > 0: raise ValueError(f"lr must be > 0, got {self.lr}")
         if not 0 <= self.ema_decay < 1: raise ValueError(f"ema_decay must be in [0,1), got {self.ema_decay}")
-        if not 0 <= self.label_dropout <= 1: raise ValueError(f"label_dropout must be in [0, 1], got {self.label_dropout}")
+        if not 0 <= self.label_dropout <= 1:
+            raise ValueError(f"label_dropout must be in [0, 1], got {self.label_dropout}")
 
 # Fields that may change between an interrupted run and its resumption (everything else must match).
 RESUMABLE_CHANGES = ("budget_minutes", "budget_steps", "budget_flops", "ckpt_every", "sample_every")
@@ -151,7 +156,8 @@ def train(model: nn.Module, data: torch.Tensor, schedule, cfg: TrainConfig, spac
     save loadable EMA snapshots at those fractions of the budget / epochs (when reached);
     `callback(step, loss)` runs after every step (raise in it to interrupt). A fresh run into a folder that holds a
     checkpoint needs `overwrite=True`; Ctrl-C / SIGTERM stop at the next step with a checkpoint saved. `labels [M]`:
-    the examples' classes, for a model built with `n_classes` (a share `cfg.label_dropout` of them is hidden per step)."""
+    the examples' classes, for a model built with `n_classes` (a share `cfg.label_dropout` of them is hidden per
+    step)."""
     if not isinstance(data, torch.Tensor) or data.ndim < 2 or data.shape[0] == 0:
         raise ValueError(f"data must be a non-empty tensor [M, ...]; got {getattr(data, 'shape', type(data))}")
     if not torch.isfinite(data).all(): raise ValueError("training data contains NaN or inf")
@@ -160,7 +166,8 @@ def train(model: nn.Module, data: torch.Tensor, schedule, cfg: TrainConfig, spac
     out_dir = Path(out_dir) if out_dir is not None else None
     if resume and out_dir is None: raise ValueError("resume needs out_dir (where the checkpoint lives)")
     ranks = current_ranks()  # one process, or this rank of a torchrun launch (chapter 07c)
-    plan = dict(labels=labels, preview_fn=preview_fn, snapshot_fracs=snapshot_fracs, snapshot_epochs=snapshot_epochs, callback=callback,
+    plan = dict(labels=labels, preview_fn=preview_fn, snapshot_fracs=snapshot_fracs, snapshot_epochs=snapshot_epochs,
+                callback=callback,
                 progress=progress and ranks.main)
     new_run = lambda out: _new_run(model, cfg, space, schedule, normalizer, meta, out, device, ranks)
     if out_dir is None: return _train(new_run(None), data, resume, **plan)
@@ -168,7 +175,8 @@ def train(model: nn.Module, data: torch.Tensor, schedule, cfg: TrainConfig, spac
         fresh = not (resume and (resume is True or (out_dir / "ckpt.pt").exists()))
         if fresh and (out_dir / "ckpt.pt").exists():
             if not overwrite:
-                raise ValueError(f"{out_dir} already holds a run (step {read_checkpoint(out_dir / 'ckpt.pt')['step']}); "
+                raise ValueError(f"{out_dir} already holds a run (step "
+                                 f"{read_checkpoint(out_dir / 'ckpt.pt')['step']}); "
                                  "continue it with --resume, start over with --overwrite, or use another --out")
             ranks.barrier()  # every rank has looked before rank 0 clears the folder
             if ranks.main: clear_run(out_dir)
@@ -227,17 +235,21 @@ class _Run:
                "path": str(path) if path else None}
         if self.writes: save_torch_atomic(self.checkpoint(sampling_only=True), path)
         self.snapshots.append(rec)
-        self.mem_snapshots.append(dict(rec, ema={k: v.detach().cpu().clone() for k, v in self.ema.model.state_dict().items()}))
+        self.mem_snapshots.append(dict(rec, ema={k: v.detach().cpu().clone() for k,
+                                                 v in self.ema.model.state_dict().items()}))
 
 # %% ../nbs/07_train.ipynb #3ccacb2b
 def _new_run(model, cfg: TrainConfig, space: str, schedule, normalizer, meta, out_dir, device, ranks=Ranks()) -> _Run:
-    "A fresh run: the model on `device` (DDP-wrapped on several ranks), AdamW with warm-up/decay, the EMA, a GradScaler for fp16 AMP."
+    """A fresh run: the model on `device` (DDP-wrapped on several ranks), AdamW with warm-up/decay, the EMA, a
+    GradScaler for fp16 AMP."""
     torch.manual_seed(cfg.seed)
     model = model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.warmup_steps, cfg.decay_steps, cfg.min_lr_frac))
+    lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.warmup_steps, cfg.decay_steps,
+                                                                          cfg.min_lr_frac))
     scaler = torch.amp.GradScaler(device.type) if _amp_dtype(cfg, device) == torch.float16 else None
-    return _Run(model, EMA(model, cfg.ema_decay), opt, lr_sched, scaler, cfg, space, schedule, normalizer, meta or DataInfo(space),
+    return _Run(model, EMA(model, cfg.ema_decay), opt, lr_sched, scaler, cfg, space, schedule, normalizer, meta
+                or DataInfo(space),
                 out_dir, device, ranks=ranks, net=ranks.wrap(model))
 
 def _amp_dtype(cfg: TrainConfig, device: torch.device):
@@ -250,7 +262,8 @@ def _precision_label(amp) -> str:
     return {None: "float32", torch.bfloat16: "bf16 autocast"}.get(amp, "fp16 autocast + GradScaler")
 
 def _restore(run: _Run, meta) -> None:
-    "Continue `run` from its checkpoint: weights, EMA, optimiser, LR schedule, scaler, RNG, step, time, history, snapshots."
+    """Continue `run` from its checkpoint: weights, EMA, optimiser, LR schedule, scaler, RNG, step, time, history,
+    snapshots."""
     ck = read_checkpoint(run.ckpt_path)
     check_resume(ck, run.model, asdict(run.cfg), run.space, run.schedule, run.ckpt_path, meta, RESUMABLE_CHANGES)
     if ck["optimizer"] is None: raise ValueError(f"{run.ckpt_path} is a weights-only snapshot; it cannot be resumed")
@@ -290,7 +303,8 @@ def _optimiser_step(run: _Run, data: torch.Tensor, labels: torch.Tensor | None, 
     return run.ranks.mean(loss.item())  # .item() synchronises CUDA, so the caller's timing is honest
 
 # %% ../nbs/07_train.ipynb #0f1b2e40
-def _train(run: _Run, data: torch.Tensor, resume, labels, preview_fn, snapshot_fracs, snapshot_epochs, callback, progress) -> TrainResult:
+def _train(run: _Run, data: torch.Tensor, resume, labels, preview_fn, snapshot_fracs, snapshot_epochs, callback,
+           progress) -> TrainResult:
     "The loop of `train` (arguments checked, the run folder locked): step until the budget is spent, then save."
     cfg, data, labels = run.cfg, data.to(run.device, torch.float32), labels if labels is None else labels.to(run.device)
     amp = _amp_dtype(cfg, run.device)
@@ -305,12 +319,14 @@ def _train(run: _Run, data: torch.Tensor, resume, labels, preview_fn, snapshot_f
     def reached(p):
         done = max(run.step / budget_steps, run.elapsed / budget_s) if p[0] == "frac" else run.step / per_epoch
         return done >= p[1] - 1e-9
-    # epochs: those not yet snapshotted; fractions: those of *this* budget still ahead (a resumed budget may have changed)
+    # epochs: those not yet snapshotted; fractions: those of *this* budget still ahead (a resumed budget may have
+    # changed)
     pending = [("frac", float(f)) for f in snapshot_fracs if not reached(("frac", float(f)))] + [
         p for p in [("epoch", float(e)) for e in snapshot_epochs]
         if not any(tuple(s["at"]) == p or list(p) in s.get("also", []) for s in run.snapshots)]
     if run.step and not (run.step < budget_steps and run.elapsed < budget_s) and progress:
-        print(f"[train] the budget is already spent at step {run.step} ({run.elapsed / 60:.1f} min): nothing more to train")
+        print(f"[train] the budget is already spent at step {run.step} ({run.elapsed / 60:.1f} min): "
+              "nothing more to train")
 
     bar = _progress_bar(cfg, budget_steps, run.step, run.elapsed, progress, _precision_label(amp))
     eta = ExpectedTime(run.step, budget_steps, budget_s, run.device, _precision_label(amp), progress)
@@ -332,17 +348,21 @@ def _train(run: _Run, data: torch.Tensor, resume, labels, preview_fn, snapshot_f
                 save_grid(preview_fn(run.ema.model, run.step), run.out_dir / "samples" / f"step{run.step:07d}.png")
             if run.step % cfg.ckpt_every == 0 and run.step < budget_steps: run.save()  # the final save follows
             if callback is not None: callback(run.step, loss)
-            run.elapsed, stop_now = run.ranks.from_main(run.elapsed, stop.requested is not None)  # rank 0's clock decides
+            # rank 0's clock decides
+            run.elapsed, stop_now = run.ranks.from_main(run.elapsed, stop.requested is not None)
             if stop_now:
                 run.save()
                 run.ranks.barrier()  # the checkpoint exists when any rank reports it
-                raise KeyboardInterrupt(f"{stop.requested or 'a stop on rank 0'} at step {run.step}: " + (f"checkpoint saved to {run.ckpt_path}; continue with --resume" if run.ckpt_path else "nothing saved (no out_dir)"))
+                raise KeyboardInterrupt(f"{stop.requested or 'a stop on rank 0'} at step {run.step}: "
+                    + (f"checkpoint saved to {run.ckpt_path}; continue with --resume" if run.ckpt_path
+                       else "nothing saved (no out_dir)"))
         for p in [p for p in pending if p[0] == "frac"]: run.snapshot(p, per_epoch)  # a time budget ends between steps
         run.save(final=True)
         run.ranks.barrier()
     finally:
         if bar is not None: bar.close()
-    return TrainResult(run.model, run.ema, run.step, run.elapsed, run.history, run.mem_snapshots, run.ckpt_path, per_epoch, run.flops_per_step)
+    return TrainResult(run.model, run.ema, run.step, run.elapsed, run.history, run.mem_snapshots, run.ckpt_path,
+                       per_epoch, run.flops_per_step)
 
 # %% ../nbs/07_train.ipynb #ef682c0c
 def _progress_bar(cfg, budget_steps, step, elapsed, progress, precision="float32"):

@@ -28,7 +28,8 @@ class InputProjection(nn.Module):
     "Each F-dim splat token -> d_model: Linear, SiLU, Linear, LayerNorm (the paper's two-layer MLP)."
     def __init__(self, n_features: int, d_model: int):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(n_features, d_model), nn.SiLU(), nn.Linear(d_model, d_model), nn.LayerNorm(d_model))
+        self.net = nn.Sequential(nn.Linear(n_features, d_model), nn.SiLU(), nn.Linear(d_model, d_model),
+                                 nn.LayerNorm(d_model))
 
     def forward(self, x): return self.net(x)
 
@@ -64,9 +65,11 @@ class StructuredMLP(nn.Module):
 # %% ../nbs/05_transformer.ipynb #2dbd215f
 class Block(nn.Module):
     "Pre-norm transformer block conditioned on the time embedding `c [B,d]` by FiLM or adaLN-Zero."
-    def __init__(self, d_model: int, n_heads: int, mlp_mults=(2, 4, 2), conditioning: str = "film", dropout: float = 0.0):
+    def __init__(self, d_model: int, n_heads: int, mlp_mults=(2, 4, 2), conditioning: str = "film",
+                 dropout: float = 0.0):
         super().__init__()
-        if conditioning not in CONDITIONINGS: raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {conditioning!r}")
+        if conditioning not in CONDITIONINGS:
+            raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {conditioning!r}")
         self.conditioning = conditioning
         zero = conditioning == "adaLN-Zero"
         self.norm1 = nn.LayerNorm(d_model, elementwise_affine=not zero)
@@ -98,7 +101,8 @@ class OutputProjection(nn.Module):
         self.linear = nn.Linear(d_model, n_features)
         if self.zero:
             self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(d_model, 2 * d_model))
-            for p in (self.modulation[1].weight, self.modulation[1].bias, self.linear.weight, self.linear.bias): nn.init.zeros_(p)
+            for p in (self.modulation[1].weight, self.modulation[1].bias, self.linear.weight, self.linear.bias):
+                nn.init.zeros_(p)
 
     def forward(self, x, c):
         h = self.norm(x)
@@ -114,7 +118,8 @@ class GaussianTransformer(nn.Module):
                  mlp_mults=(2, 4, 2), t_dim: int = 256, T: int = 1000, conditioning: str = "film",
                  dropout: float = 0.0, n_classes: int = 0, check_inputs: bool = True):
         super().__init__()
-        if conditioning not in CONDITIONINGS: raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {conditioning!r}")
+        if conditioning not in CONDITIONINGS:
+            raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {conditioning!r}")
         if min(n_features, d_model, depth, n_heads, t_dim, T) < 1: raise ValueError("sizes and T must be positive")
         self.config = dict(n_features=n_features, d_model=d_model, depth=depth, n_heads=n_heads,
                            mlp_mults=tuple(mlp_mults), t_dim=t_dim, T=T, conditioning=conditioning, dropout=dropout,
@@ -143,7 +148,8 @@ class GaussianTransformer(nn.Module):
 
     def check(self, x, t):
         "Validate `(x, t)` and return t as a `[B]` tensor; raises ValueError naming the fix."
-        if not isinstance(x, torch.Tensor): raise ValueError(f"x must be a torch.Tensor [B,N,{self.n_features}], got {type(x).__name__}")
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"x must be a torch.Tensor [B,N,{self.n_features}], got {type(x).__name__}")
         if x.ndim != 3 or x.shape[-1] != self.n_features:
             raise ValueError(f"x must be [B, N, {self.n_features}] (a batch of splat sets), got shape {tuple(x.shape)}")
         if x.shape[0] == 0 or x.shape[1] == 0: raise ValueError(f"x is empty: shape {tuple(x.shape)}")
@@ -160,7 +166,8 @@ class GaussianTransformer(nn.Module):
 # %% ../nbs/05_transformer.ipynb #0c11fe48
 def transformer_flops(model: GaussianTransformer, n_tokens: int) -> int:
     "Analytic FLOPs per image of one forward pass of `model` on `n_tokens` splats (same convention as `count_flops`)."
-    per_image = (model.time,) + tuple(b.modulation for b in model.blocks) + ((model.out.modulation,) if model.out.zero else ())
+    per_image = (model.time,) + tuple(b.modulation for b in model.blocks) + ((model.out.modulation,) if model.out.zero
+                                                                             else ())
     time_ids = {id(m) for part in per_image for m in part.modules()}
     weights = lambda part: sum(m.weight.numel() for m in part.modules() if isinstance(m, nn.Linear))
     token_w = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear) and id(m) not in time_ids)

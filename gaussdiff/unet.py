@@ -20,7 +20,8 @@ def pad_to_32(x: torch.Tensor, value: float = 0.0) -> torch.Tensor:
     "Centre images `[B,C,H,W]` (H, W <= 32) on a 32×32 canvas filled with `value` (e.g. -1 for data in [-1,1])."
     if x.ndim != 4: raise ValueError(f"images must be [B,C,H,W], got shape {tuple(x.shape)}")
     h, w = x.shape[-2:]
-    if h > 32 or w > 32: raise ValueError(f"images larger than 32×32 cannot be padded to it: got {h}×{w} (resize first)")
+    if h > 32 or w > 32:
+        raise ValueError(f"images larger than 32×32 cannot be padded to it: got {h}×{w} (resize first)")
     top, left = (32 - h) // 2, (32 - w) // 2
     return F.pad(x, (left, 32 - w - left, top, 32 - h - top), value=value)
 
@@ -28,7 +29,8 @@ def pad_to_32(x: torch.Tensor, value: float = 0.0) -> torch.Tensor:
 def crop_from_32(x: torch.Tensor, size=(28, 28)) -> torch.Tensor:
     "Inverse of `pad_to_32`: cut the centred `size` back out of padded images `[B,C,H',W']` (32×32 for the U-Net)."
     h, w = size
-    if x.ndim != 4 or x.shape[-2] < h or x.shape[-1] < w: raise ValueError(f"expected [B,C,>={h},>={w}], got shape {tuple(x.shape)}")
+    if x.ndim != 4 or x.shape[-2] < h or x.shape[-1] < w:
+        raise ValueError(f"expected [B,C,>={h},>={w}], got shape {tuple(x.shape)}")
     top, left = (x.shape[-2] - h) // 2, (x.shape[-1] - w) // 2
     return x[..., top:top + h, left:left + w]
 
@@ -46,7 +48,8 @@ class ResBlock(nn.Module):
         super().__init__()
         self.norm1, self.conv1 = group_norm(c_in, groups), nn.Conv2d(c_in, c_out, 3, padding=1)
         self.temb = nn.Linear(temb_dim, c_out)
-        self.norm2, self.drop, self.conv2 = group_norm(c_out, groups), nn.Dropout(dropout), nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.norm2, self.drop, self.conv2 = group_norm(c_out, groups), nn.Dropout(dropout), nn.Conv2d(c_out, c_out, 3,
+                                                                                                      padding=1)
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x, temb):
@@ -85,11 +88,13 @@ class Upsample(nn.Module):
 
 # %% ../nbs/06_unet.ipynb #9381958d
 class DownLevel(nn.Module):
-    "One resolution of the down path: ResBlocks, each followed by attention (or nothing), then a downsample unless last."
+    """One resolution of the down path: ResBlocks, each followed by attention (or nothing), then a downsample unless
+    last."""
     def __init__(self, c_in: int, c_out: int, n_res_blocks: int, temb_dim: int, attend: bool, dropout: float,
                  groups: int, downsample: bool):
         super().__init__()
-        self.res = nn.ModuleList(ResBlock(c_in if j == 0 else c_out, c_out, temb_dim, dropout, groups) for j in range(n_res_blocks))
+        self.res = nn.ModuleList(ResBlock(c_in if j == 0 else c_out, c_out, temb_dim, dropout, groups)
+                                 for j in range(n_res_blocks))
         self.attn = nn.ModuleList(AttnBlock(c_out, groups) if attend else nn.Identity() for _ in range(n_res_blocks))
         self.down = Downsample(c_out) if downsample else None
 
@@ -105,12 +110,14 @@ class DownLevel(nn.Module):
 
 # %% ../nbs/06_unet.ipynb #80725fb5
 class UpLevel(nn.Module):
-    "One resolution of the up path: a ResBlock per skip it eats (concatenated on the channels), then an upsample unless last."
+    """One resolution of the up path: a ResBlock per skip it eats (concatenated on the channels), then an upsample
+    unless last."""
     def __init__(self, c_in: int, skip_channels: list[int], c_out: int, temb_dim: int, attend: bool, dropout: float,
                  groups: int, upsample: bool):
         super().__init__()
         widths = [c_in] + [c_out] * (len(skip_channels) - 1)
-        self.res = nn.ModuleList(ResBlock(w + s, c_out, temb_dim, dropout, groups) for w, s in zip(widths, skip_channels))
+        self.res = nn.ModuleList(ResBlock(w + s, c_out, temb_dim, dropout, groups) for w,
+                                 s in zip(widths, skip_channels))
         self.attn = nn.ModuleList(AttnBlock(c_out, groups) if attend else nn.Identity() for _ in skip_channels)
         self.upsample = Upsample(c_out) if upsample else None
 
@@ -128,11 +135,14 @@ class PixelUNet(nn.Module):
                  n_classes: int = 0, check_inputs: bool = True):
         super().__init__()
         if channels not in (1, 3): raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
-        if image_size % 2 ** (len(mults) - 1): raise ValueError(f"image_size {image_size} must halve {len(mults) - 1} times")
+        if image_size % 2 ** (len(mults) - 1):
+            raise ValueError(f"image_size {image_size} must halve {len(mults) - 1} times")
         self.config = dict(channels=channels, base=base, mults=tuple(mults), n_res_blocks=n_res_blocks,
-                           attn_resolutions=tuple(attn_resolutions), dropout=dropout, image_size=image_size, T=T, groups=groups,
+                           attn_resolutions=tuple(attn_resolutions), dropout=dropout, image_size=image_size, T=T,
+                           groups=groups,
                            n_classes=n_classes)
-        self.channels, self.image_size, self.T, self.n_classes, self.check_inputs = channels, image_size, T, n_classes, check_inputs
+        self.channels, self.image_size, self.T, self.n_classes, self.check_inputs = (channels, image_size, T, n_classes,
+                                                                                     check_inputs)
         temb = 4 * base
         self.time = TimeEmbedding(temb, base)
         self.label = LabelEmbedding(n_classes, temb) if n_classes else None
@@ -141,11 +151,13 @@ class PixelUNet(nn.Module):
         self.down = nn.ModuleList()
         for i, m in enumerate(mults):
             last = i == len(mults) - 1
-            self.down.append(DownLevel(ch, base * m, n_res_blocks, temb, res in attn_resolutions, dropout, groups, not last))
+            self.down.append(DownLevel(ch, base * m, n_res_blocks, temb, res in attn_resolutions, dropout, groups,
+                                       not last))
             ch = base * m
             skips += [ch] * (n_res_blocks + (not last))
             if not last: res //= 2
-        self.mid1, self.mid_attn, self.mid2 = ResBlock(ch, ch, temb, dropout, groups), AttnBlock(ch, groups), ResBlock(ch, ch, temb, dropout, groups)
+        self.mid1, self.mid_attn, self.mid2 = ResBlock(ch, ch, temb, dropout, groups), AttnBlock(ch,
+            groups), ResBlock(ch, ch, temb, dropout, groups)
         self.up = nn.ModuleList()
         for i, m in reversed(list(enumerate(mults))):
             eaten = [skips.pop() for _ in range(n_res_blocks + 1)]
@@ -162,16 +174,19 @@ class PixelUNet(nn.Module):
     @classmethod
     def cpu(cls, **kw):
         "A ~1.1M-parameter U-Net of the same design for the cpu profile."
-        return cls(**{**dict(base=32, mults=(1, 2, 2), n_res_blocks=1, attn_resolutions=(16,), dropout=0.0, groups=8), **kw})
+        return cls(**{**dict(base=32, mults=(1, 2, 2), n_res_blocks=1, attn_resolutions=(16,), dropout=0.0, groups=8),
+                      **kw})
 
     @classmethod
     def smoke(cls, **kw):
         "A tiny U-Net for tests and smoke runs."
-        return cls(**{**dict(base=16, mults=(1, 2), n_res_blocks=1, attn_resolutions=(16,), dropout=0.0, groups=4), **kw})
+        return cls(**{**dict(base=16, mults=(1, 2), n_res_blocks=1, attn_resolutions=(16,), dropout=0.0, groups=4),
+                      **kw})
 
     def check(self, x, t):
         "Validate `(x, t)` and return t as a `[B]` tensor; raises ValueError naming the fix."
-        if not isinstance(x, torch.Tensor): raise ValueError(f"x must be a torch.Tensor [B,C,32,32], got {type(x).__name__}")
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"x must be a torch.Tensor [B,C,32,32], got {type(x).__name__}")
         s = self.image_size
         if x.ndim != 4 or x.shape[1] not in {1, self.channels} or tuple(x.shape[-2:]) != (s, s):
             raise ValueError(f"x must be [B, {self.channels}, {s}, {s}], got shape {tuple(x.shape)}"
@@ -203,7 +218,8 @@ def unet_flops(model: PixelUNet, batch: int = 1) -> int:
         B, C, H, W = out.shape
         total[0] += 4 * B * (H * W) ** 2 * C
     for m in model.modules():
-        hook = conv if isinstance(m, nn.Conv2d) else linear if isinstance(m, nn.Linear) else attn if isinstance(m, AttnBlock) else None
+        hook = conv if isinstance(m, nn.Conv2d) else linear if isinstance(m, nn.Linear) else attn if isinstance(m,
+            AttnBlock) else None
         if hook: hooks.append(m.register_forward_hook(hook))
     dev = next(model.parameters()).device
     try:

@@ -43,7 +43,8 @@ if "google.colab" in sys.modules:
     from pathlib import Path
     from IPython import get_ipython
     source = os.environ.get("GAUSSDIFF_SOURCE", "git+{git_url}@v{version}")
-    if "://" not in source: source = Path(source).expanduser().resolve().as_uri()  # pip takes a path only as a file:// URL
+    # pip takes a path only as a file:// URL
+    if "://" not in source: source = Path(source).expanduser().resolve().as_uri()
     os.environ["GIT_TERMINAL_PROMPT"] = "0"   # a wrong or private URL fails instead of waiting for a password
     %pip install "gaussdiff[course] @ {{source}}"
     if get_ipython().user_ns.get("_exit_code", 0) != 0:
