@@ -26,3 +26,14 @@ def test_lines_and_median():
     assert cs.lines_of(code("#| export\n# why\n\nx = 1\n  \ny = 2")) == ["x = 1", "y = 2"]
     st = cs.stats(ROOT / "nbs" / "05_transformer.ipynb")
     assert 0 < st.teaching <= st.cells and st.median_code_lines > 0
+
+
+def test_core_chapters_keep_issue_26s_targets():
+    "Every core chapter: at least 70 % of its cells teach, and its median code cell has at most 8 lines."
+    missed = [str(st) for st in map(cs.stats, cs.core_notebooks()) if st.share < 0.7 or st.median_code_lines > 8]
+    assert not missed, "core chapters below the targets (split cells at their ideas):\n" + "\n".join(missed)
+
+
+def test_the_command_line_says_what_is_wrong(capsys):
+    assert cs.main(["no/such.ipynb"]) == 2 and "no such notebook: no/such.ipynb" in capsys.readouterr().err
+    assert cs.main(["--help"]) == 0 and "teaching cells" in capsys.readouterr().out

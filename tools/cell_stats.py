@@ -93,11 +93,20 @@ def core_notebooks() -> list[Path]:
     return [next((ROOT / "nbs").glob(f"{k}_*.ipynb")) for k in CORE]
 
 
-def main(argv: list[str]) -> None:
+def main(argv: list[str]) -> int:
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__)
+        return 0
+    missing = [a for a in argv if not Path(a).is_file()]
+    if missing:
+        print(f"cell_stats: no such notebook: {', '.join(missing)} (give .ipynb paths, or nothing for the core chapters)",
+              file=sys.stderr)
+        return 2
     paths = [Path(a) for a in argv] or core_notebooks()
     print(f"{'notebook':22s} teach/all share   median code-cell lines (targets: >= 70 %, <= 8)")
     for p in paths: print(stats(p))
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))
