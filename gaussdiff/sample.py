@@ -78,10 +78,11 @@ def half_log_snr(abar: torch.Tensor) -> torch.Tensor:
     "λ = log(α/σ) = ½ log(ᾱ / (1 − ᾱ)): DPM-Solver's time variable (increasing as t falls)."
     return 0.5 * (abar.log() - torch.log1p(-abar))
 
-def dpmpp2m_step(x, x0, t: int, t_prev: int, alphas_cumprod, x0_last=None, t_last: int | None = None):
+def dpmpp2m_step(x, x0, t: int, t_prev: int, alphas_cumprod, x0_last=None, t_last: int | None = None,
+                 noise=None):
     """One DPM-Solver++(2M) step from `t` to `t_prev` (-1: the end) given the (clipped) data prediction `x0` at `t`.
     With the previous step's prediction `x0_last` at `t_last` it is second order, without it first order (= DDIM
-    η=0)."""
+    η=0). With `noise` (a standard normal draw) it is the step of the SDE solver, SDE-DPM-Solver++(2M)."""
     if t_prev < 0: return x0  # σ = 0: the ODE's solution is the data prediction itself
     a_t, a_p = _abar(alphas_cumprod, t), _abar(alphas_cumprod, t_prev)
     lam_t = half_log_snr(a_t)
@@ -90,7 +91,11 @@ def dpmpp2m_step(x, x0, t: int, t_prev: int, alphas_cumprod, x0_last=None, t_las
     if x0_last is not None:
         r = (lam_t - half_log_snr(_abar(alphas_cumprod, t_last))) / h
         d = x0 + (x0 - x0_last) / (2 * r)
-    return ((1 - a_p) / (1 - a_t)).sqrt() * x - a_p.sqrt() * torch.expm1(-h) * d
+    if noise is None: return ((1 - a_p) / (1 - a_t)).sqrt() * x - a_p.sqrt() * torch.expm1(-h) * d
+    # the SDE keeps e^-h of the ODE's share of x, takes twice the step towards D and puts back the noise it removed
+    e2h = torch.exp(-2 * h)
+    return (((1 - a_p) / (1 - a_t)).sqrt() * torch.exp(-h) * x + a_p.sqrt() * (1 - e2h) * d
+            + (1 - a_p).sqrt() * (1 - e2h).sqrt() * noise)
 
 # %% ../nbs/08_sample.ipynb #7ce0f69c
 def _randn(shape, generator, device):
@@ -98,7 +103,7 @@ def _randn(shape, generator, device):
         return torch.randn(shape, generator=generator, device=generator.device).to(device)
     return torch.randn(shape, generator=generator).to(device)
 
-SAMPLERS = ("ddpm", "ddim", "dpmpp2m")  # ancestral DDPM, DDIM, DPM-Solver++(2M)
+SAMPLERS = ("ddpm", "ddim", "dpmpp2m", "dpmpp2m-sde")  # ancestral DDPM, DDIM, DPM-Solver++(2M), its SDE form
 
 def model_output(model, x, t, labels=None, guidance: float = 1.0):
     """The network's output at `(x, t)`: unconditional (`labels` None), for `labels`, or classifier-free guided
@@ -149,7 +154,8 @@ def sample(model, schedule, shape, steps: int | None = None, sampler: str = "ddp
                 x_new, x0 = ddim_step(x, eps, t, t_prev, abar, eta, noise, clip, clipped_eps)
             else:
                 x0 = predict_x0(x, eps, abar[t], clip)
-                x_new = dpmpp2m_step(x, x0, t, t_prev, abar, x0_last, t_last)
+                noise = _randn(x.shape, generator, device) if sampler == "dpmpp2m-sde" and t_prev >= 0 else None
+                x_new = dpmpp2m_step(x, x0, t, t_prev, abar, x0_last, t_last, noise)
                 x0_last, t_last = x0, t
             if return_trajectory:
                 traj["t"].append(t)
@@ -324,7 +330,8 @@ def cli(argv: list[str] | None = None) -> int:
     GIF)."""
     ap = make_parser("gaussdiff sample", "sample a trained GIR or pixel diffusion model")
     ap.add_argument("--ckpt", required=True, help="checkpoint written by `gaussdiff train` (OUT/ckpt.pt)")
-    ap.add_argument("--sampler", choices=SAMPLERS, default="ddpm", help="ddpm, ddim or dpmpp2m (DPM-Solver++(2M))")
+    ap.add_argument("--sampler", choices=SAMPLERS, default="ddpm",
+                    help="ddpm, ddim, dpmpp2m (DPM-Solver++(2M)) or dpmpp2m-sde (its SDE form)")
     ap.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's T)")
     ap.add_argument("--eta", type=float, default=0.0, help="DDIM stochasticity (0: deterministic)")
     ap.add_argument("--n", type=int, default=64)

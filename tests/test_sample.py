@@ -176,7 +176,47 @@ def test_first_order_dpmpp_is_ddim_and_second_order_beats_it():
 
 
 def test_samplers_listed():
-    assert SAMPLERS == ("ddpm", "ddim", "dpmpp2m")
+    assert SAMPLERS == ("ddpm", "ddim", "dpmpp2m", "dpmpp2m-sde")
+
+
+@pytest.mark.parametrize("kind", ["linear", "squaredcos_cap_v2"])
+@pytest.mark.parametrize("T,steps", [(1000, 20), (1000, 5), (200, 10), (200, 3)])
+def test_sde_dpmpp2m_steps_match_diffusers_one_by_one(kind, T, steps):
+    """SDE-DPM-Solver++(2M) against diffusers' `sde-dpmsolver++`: at every step the same state, ε, history and noise
+    draw give the same next state (the first-order start, the 2M steps and the last step to σ = 0)."""
+    ref = DPMSolverMultistepScheduler(num_train_timesteps=T, beta_schedule=kind, algorithm_type="sde-dpmsolver++",
+                                      solver_order=2, prediction_type="epsilon", timestep_spacing="trailing",
+                                      thresholding=False, lower_order_final=True)
+    ref.set_timesteps(steps)
+    abar = ref.alphas_cumprod.float()
+    g = torch.Generator().manual_seed(steps)
+    x, data = torch.randn(2, 150, 8, generator=g), torch.rand(2, 150, 8, generator=g)
+    x0_last = t_last = None
+    ts = timesteps_for(T, steps)
+    assert ts == ref.timesteps.tolist()
+    for i, t in enumerate(ts):
+        t_prev = ts[i + 1] if i + 1 < len(ts) else -1
+        eps = (x - abar[t].sqrt() * data) / (1 - abar[t]).sqrt() + 0.1 * torch.randn(x.shape, generator=g)
+        z = torch.randn(x.shape, generator=g)
+        x0 = (x - (1 - abar[t]).sqrt() * eps) / abar[t].sqrt()
+        mine = dpmpp2m_step(x, x0, t, t_prev, abar, x0_last, t_last, noise=z if t_prev >= 0 else None)
+        scale = max(1.0, x.abs().max().item())
+        x = ref.step(eps, t, x, variance_noise=z).prev_sample
+        x0_last, t_last = x0, t
+        torch.testing.assert_close(mine, x, rtol=1e-4, atol=1e-5 * max(scale, x.abs().max().item()),
+                                   msg=f"step {i} (t={t})")
+
+
+@torch.no_grad()
+def test_sde_sampler_draws_its_noise_from_the_generator_and_ends_at_the_data_prediction():
+    "Same generator, same samples; another seed, other samples; the loop's last step returns x0 as the ODE's does."
+    model, ref = _Eps(), _dpm(200, "squaredcos_cap_v2")
+    run = lambda seed: sample(model, _Sched(ref), (3, 150, 8), steps=10, sampler="dpmpp2m-sde",
+                              generator=torch.Generator().manual_seed(seed))
+    a, b, c = run(4), run(4), run(5)
+    assert torch.equal(a, b) and not torch.allclose(a, c) and torch.isfinite(a).all()
+    ode = sample(model, _Sched(ref), (3, 150, 8), steps=10, sampler="dpmpp2m", generator=torch.Generator().manual_seed(4))
+    assert not torch.allclose(a, ode)  # the SDE's noise changes the path from the same x_T
 
 
 @torch.no_grad()
