@@ -24,8 +24,8 @@ CRAWL_SUBDIR = Path("usr/share/crawl/dat/tiles")
 
 def find_crawl_tiles(fetch: bool = True, verbose: bool = True) -> Path:
     "Folder holding the Dungeon Crawl atlases (`player.png`, ...); fetches and unpacks the Debian package if needed."
-    candidates = [os.environ.get("GAUSSDIFF_CRAWL_TILES"), data_dir() / "crawl-tiles" / CRAWL_SUBDIR, Path("/")
-                  / CRAWL_SUBDIR]
+    candidates = [os.environ.get("GAUSSDIFF_CRAWL_TILES"), data_dir() / "crawl-tiles" / CRAWL_SUBDIR,
+                  Path("/") / CRAWL_SUBDIR]
     for c in candidates:
         if c and (Path(c) / "player.png").exists(): return Path(c)
     if not fetch: raise FileNotFoundError("Dungeon Crawl tiles not found; install them with "

@@ -196,9 +196,8 @@ def end_to_end(model, kind: str, batch: int, sampler: str = "ddpm", steps: int |
         sample(model, sched, shape, steps=run, sampler=sampler, generator=gen)
         synchronize(device)
         wall = time.perf_counter() - t0
-    return dict(model=kind, sampler=sampler, mode=mode, batch=batch, steps=steps, steps_run=run, extrapolated=run
-                < steps,
-                measured_s=wall, s_per_step=wall / run, total_s=wall / run * steps)
+    return dict(model=kind, sampler=sampler, mode=mode, batch=batch, steps=steps, steps_run=run,
+                extrapolated=run < steps, measured_s=wall, s_per_step=wall / run, total_s=wall / run * steps)
 
 # %% ../nbs/10_timing.ipynb #4351d616
 def _ratios(gir: dict, pixel: dict) -> list[dict]:
@@ -225,8 +224,8 @@ def bench_models(preset: str = "paper", device="auto", batch: int = 32, modes="a
         _check_int(name, v, lo)
     if e2e_steps == -1: e2e_steps = None if cuda else 2
     if e2e_steps is not None: _check_int("e2e_steps", e2e_steps, 0)
-    mode_list = list(MODES) if modes == "auto" else [m.strip() for m in (modes.split(",") if isinstance(modes, str)
-                                                                         else modes)]
+    given = modes.split(",") if isinstance(modes, str) else modes
+    mode_list = list(MODES) if modes == "auto" else [m.strip() for m in given]
     if not mode_list: raise ValueError("no modes given")
     reasons = {m: skip_reason(m, dev) for m in mode_list}  # raises on unknown modes
     t_start, load0 = time.perf_counter(), os.getloadavg() if hasattr(os, "getloadavg") else None
@@ -318,8 +317,8 @@ def _summary(res: dict, mode_list) -> dict:
     both = [m for m in mode_list if ("gir", m) in by and ("pixel", m) in by]
     for mode in both: res["ratios"] += [{k: round(v, 4) if isinstance(v, float) else v for k, v in d.items()}
                                         for d in _ratios(by["gir", mode], by["pixel", mode])]
-    paper_pair = [r for r in res["ratios"] if r["gir"] == f"ddpm {SAMPLING_STEPS['gir']}" and r["pixel"]
-                  == f"ddpm {SAMPLING_STEPS['pixel']}"]
+    paper_pair = [r for r in res["ratios"] if r["gir"] == f"ddpm {SAMPLING_STEPS['gir']}"
+                  and r["pixel"] == f"ddpm {SAMPLING_STEPS['pixel']}"]
     return dict(per_step_ratio={m: round(by["pixel", m]["ms_per_step"] / by["gir", m]["ms_per_step"], 3) for m in both},
                 total_ratio={r["mode"]: r["ratio"] for r in paper_pair},
                 best_total_ratio=max((r["ratio"] for r in paper_pair), default=None),
@@ -357,12 +356,12 @@ def cli(argv: list[str] | None = None) -> int:
     if reasons and all(reasons.values()):
         raise ValueError(f"none of --modes {a.modes} can run here: {'; '.join(set(reasons.values()))}")
     try:
-        torch.set_num_threads(a.threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                                            else os.cpu_count()))
+        usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        torch.set_num_threads(a.threads or usable)
         with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON
-            res = bench_models(a.preset, a.device, a.batch, a.modes, a.repeats, a.warmup, -1 if a.e2e_steps is None
-                               else a.e2e_steps,
-                               a.n_splats, seed=a.seed, progress=not a.quiet)
+            res = bench_models(a.preset, a.device, a.batch, a.modes, a.repeats, a.warmup,
+                               -1 if a.e2e_steps is None else a.e2e_steps, a.n_splats, seed=a.seed,
+                               progress=not a.quiet)
     finally: torch.set_num_threads(threads_before)
     res.update(command="gaussdiff bench " + " ".join(sys.argv[2:] if argv is None else argv),
                command_wall_s=round(time.perf_counter() - t0, 2))

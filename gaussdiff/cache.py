@@ -130,8 +130,8 @@ def _encode(x, y, path: Path, name, split, n_splats, steps, seed, dev, block, ov
     if overwrite and ranks.main: shutil.rmtree(blocks_dir, ignore_errors=True)
     ranks.barrier()
     starts = list(range(0, b, block))[ranks.rank::ranks.world_size]
-    desc = f"encode {name} ({b} images, N={n_splats})" + (f", rank {ranks.rank} of {ranks.world_size}" if ranks.active
-                                                          else "")
+    desc = f"encode {name} ({b} images, N={n_splats})"
+    if ranks.active: desc += f", rank {ranks.rank} of {ranks.world_size}"
     resumed = _fit_blocks(x, blocks_dir, starts, block, n_splats, steps, seed, dev, progress and ranks.main, desc)
     if resumed and verbose: print(f"[fit] {path.name}: {resumed} of {len(starts)} blocks were already fitted; resumed")
     ranks.barrier()   # every block is on disk

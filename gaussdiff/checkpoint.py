@@ -251,8 +251,8 @@ def check_checkpoint(ck: dict, path):
         if key not in ck: raise _malformed(path, f"has no {key!r} entry")
         if not isinstance(ck[key], kind) or isinstance(ck[key], bool):
             raise _malformed(path, f"has {key!r} of type {type(ck[key]).__name__}")
-    if ck.get("ema") is not None and not isinstance(ck["ema"].get("model") if isinstance(ck["ema"], dict) else None,
-                                                    dict):
+    ema_weights = ck["ema"].get("model") if isinstance(ck.get("ema"), dict) else None
+    if ck.get("ema") is not None and not isinstance(ema_weights, dict):
         raise _malformed(path, "has an 'ema' entry without EMA weights")
     if (p := _meta_problem(ck["meta"])): raise _malformed(path, p)
     try: build_schedule(ck)

@@ -138,8 +138,9 @@ class LockOwner:
     boot: str | None = None
     token: str = ""
 
-    def describe(self) -> str: return f"pid {self.pid}" + (f" on host {self.host}"
-                                                           if self.host not in (None, socket.gethostname()) else "")
+    def describe(self) -> str:
+        elsewhere = self.host not in (None, socket.gethostname())
+        return f"pid {self.pid}" + (f" on host {self.host}" if elsewhere else "")
 
 def read_lock(path) -> tuple[LockOwner, float, tuple] | None:
     "`(owner, seconds since its last heartbeat, identity)` of lock file `path`, or None when there is none."

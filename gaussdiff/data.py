@@ -170,8 +170,8 @@ def read_sprite_path(path, size: int = 32) -> np.ndarray:
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"sprite path {path} does not exist")
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in (".png", ".gif", ".bmp", ".jpg", ".jpeg",
-                                                                          ".webp")
+        images = (".png", ".gif", ".bmp", ".jpg", ".jpeg", ".webp")
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in images
                        # macOS ._x.png sidecars, .git
                        and not any(part.startswith(".") for part in p.relative_to(path).parts))
         if not files: raise FileNotFoundError(f"no image files (png/gif/bmp/jpg/webp) under {path}")
@@ -258,8 +258,8 @@ def find_fashion(fetch: bool = True, verbose: bool = True) -> Path:
     """Folder with the four IDX files: `$GAUSSDIFF_FASHION`, `data/fashion-mnist`, a system install, else fetched from
     Debian."""
     def complete(d): return d and all((Path(d) / f).exists() for pair in FASHION_FILES.values() for f in pair)
-    for c in (os.environ.get("GAUSSDIFF_FASHION"), data_dir() / "fashion-mnist" / FASHION_SUBDIR, Path("/")
-              / FASHION_SUBDIR):
+    for c in (os.environ.get("GAUSSDIFF_FASHION"), data_dir() / "fashion-mnist" / FASHION_SUBDIR,
+              Path("/") / FASHION_SUBDIR):
         if complete(c): return Path(c)
     if not fetch: raise FileNotFoundError("Fashion-MNIST not found; fetch it with "
                                           f"`apt-get download {FASHION_PKG} && dpkg -x "

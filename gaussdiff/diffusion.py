@@ -106,8 +106,8 @@ class Schedule:
         t = self.check_t(t, batch=x0.shape[0])
         if noise is None: noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
         if noise.shape != x0.shape: raise ValueError(f"noise shape {tuple(noise.shape)} != x0 shape {tuple(x0.shape)}")
-        return self._coef(self.sqrt_alphas_cumprod, t, x0) * x0 + self._coef(self.sqrt_one_minus_alphas_cumprod, t,
-                                                                             x0) * noise
+        return (self._coef(self.sqrt_alphas_cumprod, t, x0) * x0
+                + self._coef(self.sqrt_one_minus_alphas_cumprod, t, x0) * noise)
 
     def q_step(self, x_prev: torch.Tensor, t, noise: torch.Tensor | None = None, generator=None) -> torch.Tensor:
         "One forward step, the paper's eq. 4: x_t = sqrt(alpha_t) x_{t-1} + sqrt(1 - alpha_t) noise."
