@@ -21,9 +21,10 @@ from .recipes import load_or_train
 from .sample import balanced_labels, generate, model_output
 
 # %% auto #0
-__all__ = ['KID_TOLERANCE', 'LEVER_TOLERANCE', 'example_call', 'call_ms', 'Point', 'reference_set', 'scorer', 'settings',
-           'measure_points', 'cheapest_within', 'equal_kid', 'time_settings', 'paper_call_ms', 'equal_quality_table',
-           'frontier_for', 'cpu_bf16_native', 'cpu_levers', 'batch_sweep', 'cli']
+__all__ = ['KID_TOLERANCE', 'FEW_CALLS', 'CONFIDENT_GAP', 'KID_RATIO', 'LEVER_TOLERANCE', 'example_call', 'call_ms', 'Point',
+           'reference_set', 'scorer', 'settings', 'measure_points', 'cheapest_within', 'equal_kid', 'few_step_check',
+           'time_settings', 'paper_call_ms', 'equal_quality_table', 'frontier_for', 'cpu_bf16_native', 'cpu_levers',
+           'batch_sweep', 'cli']
 
 # %% ../nbs/10a_frontier.ipynb #f28472c1
 def example_call(loaded, batch: int, device="cpu"):
@@ -97,8 +98,9 @@ def settings(space: str, T: int, profile: str = "auto") -> list[tuple[str, int]]
     dpm_max = by_profile(profile, smoke=4, rehearsal=4, gpu=100, cpu={"gir": 50, "pixel": 20}[space])
     ddpm = by_profile(profile, smoke=[4], rehearsal=[4], gpu={"gir": [50, 100, T], "pixel": [100, 250, T]}[space],
                       cpu={"gir": [50, 100, T], "pixel": [100, 250]}[space])
-    plan = [("ddim", s) for s in ladder] + [("dpmpp2m", s) for s in ladder if s <= dpm_max] + [("ddpm", s)
-                                                                                               for s in ddpm]
+    fast = [s for s in ladder if s <= dpm_max]
+    plan = ([("ddim", s) for s in ladder] + [("dpmpp2m", s) for s in fast] + [("dpmpp2m-sde", s) for s in fast]
+            + [("ddpm", s) for s in ddpm])
     return [(sampler, s) for sampler, s in plan if s <= T]
 
 def measure_points(loaded, settings_, score, ms_per_call: float, n: int, seed: int = 0, batch_size: int = 32,
@@ -129,6 +131,22 @@ def equal_kid(points: dict, rel_tol: float = KID_TOLERANCE) -> dict:
     "Each space's cheapest point within the *worse* model's tolerance of its own best: the same quality for both."
     bound = max(cheapest_within(ps, rel_tol)["bound"] for ps in points.values())
     return {space: cheapest_within(ps, rel_tol, bound) for space, ps in points.items()}
+
+# %% ../nbs/10a_frontier.ipynb #c4eaaba2
+FEW_CALLS, CONFIDENT_GAP, KID_RATIO = 25, 0.03, 1.3  # "few steps at equal quality": calls, points lost, KID factor
+
+def few_step_check(points: list[Point], reference: Point | None = None, max_calls: int = FEW_CALLS) -> list[dict]:
+    """Every setting of at most `max_calls` calls against `reference` (default: the model's longest ancestral DDPM
+    run): its confident-share gap, its KID ratio, and whether it keeps the reference's quality."""
+    ref = reference or max((p for p in points if p.sampler == "ddpm"), key=lambda p: p.steps)
+    kid_bar = KID_RATIO * max(ref.kid, ref.kid_std)  # a KID at or below its noise has no meaningful ratio
+    rows = []
+    for p in sorted((p for p in points if p.steps <= max_calls), key=lambda p: (p.steps, p.sampler)):
+        gap = None if p.confident is None or ref.confident is None else ref.confident - p.confident
+        keeps = p.kid <= kid_bar and (gap is None or gap <= CONFIDENT_GAP)
+        rows.append(dict(setting=p.label, reference=ref.label, calls=p.steps, confident=p.confident, confident_gap=gap,
+                         kid=p.kid, kid_ratio=p.kid / ref.kid if ref.kid > 0 else None, keeps_quality=keeps))
+    return rows
 
 # %% ../nbs/10a_frontier.ipynb #4b4aa5e5
 def time_settings(points: list[Point], models: dict, n: int = 64, rounds: int = 3, seed: int = 0,
@@ -207,6 +225,7 @@ def frontier_for(dataset: str = "mnist", profile: str = "auto", n: int | None = 
                 reference=f"{len(reference)} real {'test digits' if dataset == 'mnist' else 'sprites'}",
                 points={s: [asdict(p) for p in ps] for s, ps in points.items()},
                 chosen=_jsonable(choice), equal_kid=_jsonable(same),
+                few_steps={s: few_step_check(ps) for s, ps in points.items()},
                 table2=equal_quality_table(choice, same, e2e, cost, paper_cost))
 
 def _jsonable(picks: dict) -> dict:

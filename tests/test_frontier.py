@@ -6,7 +6,7 @@ import torch
 
 from gaussdiff.checkpoint import DataInfo
 from gaussdiff.frontier import (KID_TOLERANCE, Point, call_ms, cheapest_within, cli, equal_kid, equal_quality_table,
-                                scorer, settings)
+                                few_step_check, scorer, settings)
 
 
 def _p(space, sampler, steps, kid, kid_std=0.001, call=1.0):
@@ -40,6 +40,28 @@ def test_equal_kid_holds_both_models_to_the_worse_models_bound():
     assert cheapest_within(points["gir"], bound=0.1)["cheapest"] is None  # nothing reaches it
 
 
+def _c(sampler, steps, kid, confident, kid_std=0.01):
+    return Point("gir", sampler, steps, 256, kid, kid_std, steps * 1.0, confident)
+
+
+def test_few_step_check_holds_short_settings_to_the_long_ddpm_runs_quality():
+    "Within 3 points of the longest DDPM run's confident share and 1.3x its KID, in at most 25 calls."
+    pts = [_c("ddpm", 50, 0.50, 0.90), _c("ddpm", 200, 0.30, 0.96), _c("dpmpp2m", 20, 0.60, 0.83),
+           _c("dpmpp2m-sde", 20, 0.31, 0.945), _c("dpmpp2m-sde", 10, 0.38, 0.92), _c("ddim", 25, 0.42, 0.96),
+           _c("ddim", 50, 0.30, 0.96)]
+    rows = {r["setting"]: r for r in few_step_check(pts)}
+    assert set(rows) == {"dpmpp2m 20", "dpmpp2m-sde 20", "dpmpp2m-sde 10", "ddim 25"}  # 50 calls are not few
+    assert all(r["reference"] == "ddpm 200" for r in rows.values())
+    assert rows["dpmpp2m-sde 20"]["keeps_quality"] and rows["dpmpp2m-sde 20"]["confident_gap"] == pytest.approx(0.015)
+    assert not rows["dpmpp2m 20"]["keeps_quality"]
+    assert not rows["dpmpp2m-sde 10"]["keeps_quality"]  # KID 1.27x is inside, 4 points lost are not
+    assert not rows["ddim 25"]["keeps_quality"] and rows["ddim 25"]["kid_ratio"] == pytest.approx(1.4)  # KID only
+    # a KID below its own noise is held to its spread, not to a meaningless ratio
+    noisy = [_c("ddpm", 200, -0.001, None, kid_std=0.01), _c("ddim", 10, 0.012, None)]
+    (row,) = few_step_check(noisy)
+    assert row["keeps_quality"] and row["kid_ratio"] is None and row["confident_gap"] is None
+
+
 def test_equal_quality_table_arithmetic():
     g, p = _p("gir", "dpmpp2m", 10, 0.1, call=0.5), _p("pixel", "ddim", 20, 0.2, call=4.0)
     g2, p2 = _p("gir", "ddpm", 200, 0.05, call=0.5), _p("pixel", "ddpm", 100, 0.04, call=4.0)
@@ -59,7 +81,7 @@ def test_equal_quality_table_arithmetic():
 @pytest.mark.parametrize("space,T", [("gir", 200), ("pixel", 1000)])
 def test_settings_cover_every_sampler_within_T(profile, space, T):
     s = settings(space, T, profile)
-    assert {smp for smp, _ in s} == {"ddpm", "ddim", "dpmpp2m"}
+    assert {smp for smp, _ in s} == {"ddpm", "ddim", "dpmpp2m", "dpmpp2m-sde"}
     assert all(1 <= k <= T for _, k in s) and len(set(s)) == len(s)
     if profile == "gpu": assert ("ddpm", T) in s  # the paper's protocol on a GPU
 
@@ -114,10 +136,11 @@ def test_cli_prints_the_frontier_and_table2_as_json(tmp_path, capsys):
     assert res == json.loads(out.read_text())
     assert set(res["points"]) == {"gir", "pixel"} and res["n"] == 4
     for space, pts in res["points"].items():
-        assert {p["sampler"] for p in pts} == {"ddpm", "ddim", "dpmpp2m"}
+        assert {p["sampler"] for p in pts} == {"ddpm", "ddim", "dpmpp2m", "dpmpp2m-sde"}
         assert all(p["ms_per_image"] == pytest.approx(p["steps"] * res["call_ms"][space]) for p in pts)
         chosen = res["chosen"][space]
         assert chosen["cheapest"]["kid"] <= chosen["bound"] and chosen["best"]["kid"] <= chosen["cheapest"]["kid"]
+        assert {r["setting"] for r in res["few_steps"][space]} == {f"{p['sampler']} {p['steps']}" for p in pts}
     rows = [r["row"] for r in res["table2"]]
     assert rows == ["paper (A100, as reported)", "same steps, these models", "each at its own best, end to end",
                     "equal KID, end to end", "equal-KID steps, paper-size models"]
