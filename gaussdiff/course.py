@@ -106,7 +106,7 @@ CHAPTERS = (
             smoke=1.4, cpu=8.3, cpu_note="lab notes: partly loaded"),
     Chapter("09c_sprite_metric", "research", "a sprite metric that can see a figure: KID and recall in the features "
             "of a network trained without labels, the tangle test, the course's sprite models scored", ("03", "09"),
-            smoke=0.4, cpu=4.0, cpu_note="measured beside another chapter"),
+            smoke=0.4, cpu=24.3, cpu_note="measured beside another chapter"),
     Chapter("10a_frontier", "research", "sample quality against sampling cost for every sampler of both "
             "spaces; Table 2 at equal quality", ("08", "09", "10"),
             smoke=2.7, cpu=18.0, cpu_note="as reported in issue 26"),

@@ -15,8 +15,9 @@ from .bench import PAPER, bench_model, example_inputs, time_calls
 from .compare import confident_share
 from .commands import check_output_path, cli_command, make_parser
 from .core import by_profile, cpu_threads, get_device, resolve_profile, save_json, tf32
-from .data import load_mnist, load_sprites
+from .data import load_mnist
 from .metrics import classifier_kid, get_classifier, pixel_kid
+from .spritemetric import get_sprite_net, sprite_kid, sprite_split
 from .recipes import load_or_train
 from .sample import balanced_labels, generate, model_output
 
@@ -71,22 +72,24 @@ class Point:
     def key(self) -> str: return f"{self.space} {self.label}"  # a setting of one model, across both models
 
 def reference_set(dataset: str, n_ref: int = 1000, seed: int = 0) -> torch.Tensor:
-    """The real images every setting is scored against: MNIST's first `n_ref` test digits, or `n_ref` Sprites drawn with
-    `seed`."""
+    """The real images every setting is scored against: MNIST's first `n_ref` test digits, or the reference third of
+    chapter 09c's sprite split (at most `n_ref`), which its sprite network never trained on."""
     if dataset == "mnist": return load_mnist(None, "test", verbose=False)[0][:n_ref]
     if dataset != "sprites": raise ValueError(f"dataset must be 'mnist' or 'sprites', got {dataset!r}")
-    s = load_sprites(None, verbose=False)
-    return s[torch.randperm(len(s), generator=torch.Generator().manual_seed(seed))[:n_ref]]
+    return sprite_split(seed=seed).reference[:n_ref]
 
-def scorer(dataset: str, reference: torch.Tensor, classifier=None, subsets: int = 50, seed: int = 0):
-    """`score(images) -> dict(kid, kid_std, confident)`: classifier KID and confident share for digits, pixel KID for
-    Sprites."""
+def scorer(dataset: str, reference: torch.Tensor, classifier=None, subsets: int = 50, seed: int = 0,
+           sprite_net=None):
+    """`score(images) -> dict(kid, kid_std, confident)`: classifier KID and confident share for digits; for Sprites,
+    KID in chapter 09c's sprite features (`sprite_net`; pixel KID without one, which cannot see a tangle)."""
     def score(imgs):
         size = min(len(imgs), len(reference), 1000)
         if dataset == "mnist":
             kid, kid_std = classifier_kid(reference, imgs, classifier, subsets, size, seed)
             return dict(kid=kid, kid_std=kid_std, confident=confident_share(imgs, classifier)["confident"])
-        kid, kid_std = pixel_kid(reference, imgs, subsets, size, seed)
+        if sprite_net is not None:
+            kid, kid_std = sprite_kid(reference, imgs, sprite_net, subsets, max(2, min(250, size // 2)), seed)
+        else: kid, kid_std = pixel_kid(reference, imgs, subsets, size, seed)
         return dict(kid=kid, kid_std=kid_std)
     return score
 
@@ -212,7 +215,10 @@ def frontier_for(dataset: str = "mnist", profile: str = "auto", n: int | None = 
     clf = get_classifier(by_profile(profile, smoke="smoke", cpu="default", gpu="default", rehearsal="smoke"),
                          verbose=False) if dataset == "mnist" else None
     reference = reference_set(dataset, by_profile(profile, smoke=200, cpu=1000, gpu=10000, rehearsal=200), seed)
-    score = scorer(dataset, reference, clf, by_profile(profile, smoke=10, cpu=50, gpu=100, rehearsal=10), seed)
+    net = None if dataset == "mnist" else get_sprite_net(
+        sprite_split(seed=seed), by_profile(profile, smoke="smoke", cpu="default", gpu="default", rehearsal="smoke"),
+        verbose=False)
+    score = scorer(dataset, reference, clf, by_profile(profile, smoke=10, cpu=50, gpu=100, rehearsal=10), seed, net)
     points = {s: measure_points(models[s], settings(s, models[s][1].T, profile), score, cost[s], n, seed, batch,
                                 progress)[0] for s in models}
     choice, same = {s: cheapest_within(ps) for s, ps in points.items()}, equal_kid(points)
@@ -222,7 +228,7 @@ def frontier_for(dataset: str = "mnist", profile: str = "auto", n: int | None = 
     paper_cost = paper_call_ms(preset=by_profile(profile, smoke="smoke", cpu="paper", gpu="paper", rehearsal="paper"),
                                batch=by_profile(profile, smoke=2, cpu=8, gpu=8, rehearsal=2)) if paper_scale else None
     return dict(dataset=dataset, profile=profile, n=n, batch=batch, kid_tolerance=KID_TOLERANCE, call_ms=cost,
-                reference=f"{len(reference)} real {'test digits' if dataset == 'mnist' else 'sprites'}",
+                reference=f"{len(reference)} real {'test digits' if dataset == 'mnist' else 'sprites (09c features)'}",
                 points={s: [asdict(p) for p in ps] for s, ps in points.items()},
                 chosen=_jsonable(choice), equal_kid=_jsonable(same),
                 few_steps={s: few_step_check(ps) for s, ps in points.items()},

@@ -112,6 +112,19 @@ def test_scorer_sprites_uses_pixel_kid_and_zero_for_identical_sets():
     assert far["kid"] > 10 * abs(s["kid"])
 
 
+def test_sprites_are_scored_in_sprite_features_against_the_nets_unseen_reference(tmp_data):
+    "Issue 28: the frontier's sprite KID is 09c's, against the split's reference third (never the net's training third)."
+    from gaussdiff.data import load_sprites
+    from gaussdiff.frontier import reference_set
+    from gaussdiff.spritemetric import get_sprite_net, sprite_kid, sprite_split
+    split = sprite_split(seed=0)
+    assert torch.equal(reference_set("sprites", 1000, seed=0), split.reference)
+    net = get_sprite_net(split, dict(width=4, feat_dim=8, epochs=1, batch_size=16), verbose=False)
+    imgs = load_sprites(None, verbose=False)[:40]
+    s = scorer("sprites", split.reference, subsets=5, sprite_net=net)(imgs)
+    assert s["kid"] == pytest.approx(sprite_kid(split.reference, imgs, net, subsets=5, subset_size=20)[0])
+
+
 def test_cli_refuses_bad_input_without_a_traceback(tmp_path, capsys):
     assert cli(["--n", "1"]) == 2
     assert "--n must be >= 2" in capsys.readouterr().err
