@@ -16,10 +16,11 @@ from .data import load_mnist
 
 # %% auto #0
 __all__ = ['CLASSIFIER_FORMAT', 'CLASSIFIER_PRESETS', 'MnistClassifier', 'classifier_settings', 'classifier_accuracy',
-           'train_classifier', 'classifier_path', 'get_classifier', 'check_mnist_like', 'classifier_features',
-           'feature_stats', 'frechet_distance', 'fid_from_features', 'classifier_fid', 'poly_kernel', 'mmd2_unbiased',
-           'kid_from_features', 'classifier_kid', 'pixel_kid', 'precision_recall', 'classifier_precision_recall',
-           'classifier_metrics', 'ClassifierFeatures', 'gaussian_blur', 'sanity_checks', 'inception_metrics']
+           'train_classifier', 'classifier_path', 'read_net_cache', 'get_classifier', 'check_mnist_like',
+           'classifier_features', 'feature_stats', 'frechet_distance', 'fid_from_features', 'classifier_fid',
+           'poly_kernel', 'mmd2_unbiased', 'kid_from_features', 'classifier_kid', 'pixel_kid', 'precision_recall',
+           'classifier_precision_recall', 'classifier_metrics', 'ClassifierFeatures', 'gaussian_blur', 'sanity_checks',
+           'inception_metrics']
 
 # %% ../nbs/09_metrics.ipynb #944bcfce
 CLASSIFIER_FORMAT = "gaussdiff-mnist-classifier-v2"
@@ -124,17 +125,23 @@ def classifier_path(preset: str | dict = "default") -> Path:
     key = json.dumps(dict(classifier_settings(preset), n_train=n_train, format=CLASSIFIER_FORMAT), sort_keys=True)
     return data_dir() / "metrics" / f"mnist_cnn_{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt"
 
-def _read_classifier(path: Path, settings: dict) -> MnistClassifier:
-    "Load a cached classifier; ValueError when the file is corrupt or was written with other settings."
+def read_net_cache(path: Path, fmt: str, settings: dict, build, what: str) -> tuple[nn.Module, dict]:
+    """A cached feature network `build(settings)` and its file's dict: tensors only (no code runs), checked for its
+    `fmt`, its settings and finite weights; ValueError (naming `what`) otherwise."""
     try: ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e: raise ValueError(f"unreadable ({type(e).__name__})") from None
-    if not isinstance(ck, dict) or ck.get("format") != CLASSIFIER_FORMAT: raise ValueError("not a classifier cache")
+    if not isinstance(ck, dict) or ck.get("format") != fmt: raise ValueError(f"not a {what} cache")
     if ck.get("settings") != settings: raise ValueError(f"settings {ck.get('settings')} != {settings}")
-    model = MnistClassifier(settings["width"], settings["feat_dim"])
-    try: model.load_state_dict(ck["state_dict"])
+    net = build(settings)
+    try: net.load_state_dict(ck["state_dict"])
     except (RuntimeError, KeyError) as e: raise ValueError(f"weights do not fit ({type(e).__name__})") from None
-    if not all(torch.isfinite(p).all() for p in model.parameters()): raise ValueError("weights contain NaN/inf")
-    model.eval().requires_grad_(False)
+    if not all(torch.isfinite(p).all() for p in net.parameters()): raise ValueError("weights contain NaN/inf")
+    return net.eval().requires_grad_(False), ck
+
+def _read_classifier(path: Path, settings: dict) -> MnistClassifier:
+    "Load a cached classifier; ValueError when the file is corrupt or was written with other settings."
+    model, ck = read_net_cache(path, CLASSIFIER_FORMAT, settings, lambda s: MnistClassifier(s["width"], s["feat_dim"]),
+                               "classifier")
     model.settings, model.n_train = settings, ck["n_train"]
     model.test_accuracy, model.train_seconds = ck["test_accuracy"], ck["train_seconds"]
     return model

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from .core import check_images, cpu_threads, data_dir, save_torch_atomic
 from .data import load_sprites
-from .metrics import gaussian_blur, kid_from_features, precision_recall
+from .metrics import gaussian_blur, kid_from_features, pixel_kid, precision_recall, read_net_cache
 
 # %% auto #0
 __all__ = ['QUARTER_ORDERS', 'SPRITE_NET_FORMAT', 'SPRITE_NET_PRESETS', 'tangle', 'swap_quarters', 'Pretext', 'augment',
@@ -174,16 +174,9 @@ def sprite_net_path(train: torch.Tensor, preset: str | dict = "default") -> Path
     return data_dir() / "metrics" / f"sprite_net_{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt"
 
 def _read_sprite_net(path: Path, settings: dict) -> SpriteNet:
-    "A cached net; ValueError when the file is corrupt or was written with other settings."
-    try: ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e: raise ValueError(f"unreadable ({type(e).__name__})") from None
-    if not isinstance(ck, dict) or ck.get("format") != SPRITE_NET_FORMAT: raise ValueError("not a sprite-net cache")
-    if ck.get("settings") != settings: raise ValueError(f"settings {ck.get('settings')} != {settings}")
-    net = SpriteNet(settings["width"], settings["feat_dim"])
-    try: net.load_state_dict(ck["state_dict"])
-    except (RuntimeError, KeyError) as e: raise ValueError(f"weights do not fit ({type(e).__name__})") from None
-    if not all(torch.isfinite(p).all() for p in net.parameters()): raise ValueError("weights contain NaN/inf")
-    net.eval().requires_grad_(False)
+    "A cached net (chapter 09's `read_net_cache`); ValueError when the file is corrupt or of other settings."
+    net, ck = read_net_cache(path, SPRITE_NET_FORMAT, settings, lambda s: SpriteNet(s["width"], s["feat_dim"]),
+                             "sprite-net")
     net.settings, net.n_train, net.train_seconds = settings, ck["n_train"], ck["train_seconds"]
     return net
 
@@ -238,7 +231,6 @@ def sprite_sanity(split: SpriteSplit, fits: torch.Tensor, tangles: torch.Tensor,
             "colour channels swapped": split.real[:n, [2, 0, 1]], "tangles": tangles[:n],
             "uniform noise": torch.rand(split.real[:n].shape, generator=g)}
     size = max(2, min(250, n // 2))
-    pixel = lambda imgs: kid_from_features(split.reference.flatten(1).double(), imgs.flatten(1).double(), subsets,
-                                           size, seed)[0]
-    return {name: dict(sprite_metrics(split.reference, imgs, net, subsets, seed), pixel_kid=pixel(imgs))
+    return {name: dict(sprite_metrics(split.reference, imgs, net, subsets, seed),
+                       pixel_kid=pixel_kid(split.reference, imgs, subsets, size, seed)[0])
             for name, imgs in rows.items()}
