@@ -5,6 +5,7 @@
 # %% ../nbs/01a_atlas.ipynb #b343dd6c
 from __future__ import annotations
 import hashlib, os, warnings
+from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
@@ -15,8 +16,9 @@ from .core import data_dir, fetch_deb, repo_root
 
 # %% auto #0
 __all__ = ['CRAWL_PKG', 'CRAWL_SUBDIR', 'CRAWL_REGIONS', 'CRAWL_CUT_VERSION', 'SHIPPED_SPRITES', 'SHIPPED_SHAPE',
-           'SHIPPED_SHA256', 'find_crawl_tiles', 'atlas_boxes', 'cut_crawl_figures', 'shipped_sprites_path',
-           'load_shipped_sprites']
+           'SHIPPED_SHA256', 'DOLL_FILE', 'DOLL_LAYERS', 'DOLL_COUNTS', 'DOLL_SHA256', 'DOLL_ODDS', 'N_DOLLS',
+           'find_crawl_tiles', 'atlas_boxes', 'cut_crawl_figures', 'shipped_sprites_path', 'load_shipped_sprites',
+           'DollLayers', 'load_doll_layers', 'Dolls', 'compose_doll', 'dress', 'compose_dolls']
 
 # %% ../nbs/01a_atlas.ipynb #a377b3e4
 CRAWL_PKG = "crawl-tiles-data"
@@ -162,3 +164,83 @@ def load_shipped_sprites() -> np.ndarray:
                          "(git checkout or reinstall gaussdiff) or, after changing the cutter, run "
                          "tools/make_sprites_asset.py")
     return x
+
+# %% ../nbs/01a_atlas.ipynb #16cf647b
+DOLL_FILE = "crawl_dolls_cc0.npz"
+DOLL_LAYERS = ("cloak", "base", "boots", "legs", "body", "hair", "head")  # the game's draw order, back to front
+DOLL_COUNTS = {"cloak": 19, "base": 112, "boots": 27, "legs": 34, "body": 155, "hair": 56, "head": 97}
+DOLL_SHA256 = "db518a3fd91b41f12e6a9493a436a495ceed3e702cc80d3637ecb2a3408f3f4f"  # of the layers' pixels, in order
+
+@dataclass
+class DollLayers:
+    "The paper-doll layers: `tiles[layer]` uint8 RGBA `[k,32,32,4]` and `names[layer]` (file stems in the game)."
+    tiles: dict[str, np.ndarray]
+    names: dict[str, list[str]]
+    source: str
+
+def load_doll_layers() -> DollLayers:
+    "The shipped doll layers, refused unless every layer has its published count and the pixels their checksum."
+    path = shipped_sprites_path().with_name(DOLL_FILE)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            tiles = {k: z[k] for k in DOLL_LAYERS}
+            names = {k: z[k + "_names"].tolist() for k in DOLL_LAYERS}
+            source = str(z["source"])
+    except Exception as e:
+        raise ValueError(f"{path} is unreadable ({type(e).__name__}: {e}); restore it (git checkout or reinstall "
+                         "gaussdiff)") from None
+    h = hashlib.sha256()
+    for k in DOLL_LAYERS: h.update(tiles[k].tobytes())
+    shapes_ok = all(tiles[k].shape == (DOLL_COUNTS[k], 32, 32, 4) and tiles[k].dtype == np.uint8 for k in DOLL_LAYERS)
+    if not shapes_ok or h.hexdigest() != DOLL_SHA256:
+        raise ValueError(f"{path} is not the shipped set of doll layers (counts or checksum differ); restore it, or "
+                         "after rebuilding it with tools/make_dolls.py update DOLL_COUNTS and DOLL_SHA256")
+    return DollLayers(tiles, names, source)
+
+# %% ../nbs/01a_atlas.ipynb #8bbd9185
+DOLL_ODDS = {"cloak": 0.2, "boots": 0.6, "legs": 0.7, "body": 0.9, "head": 0.5, "hair": 0.6}  # P(layer is worn)
+N_DOLLS = 3000  # the default set: thirds of 1,000 for 09c's metric (reference, real row, feature net)
+
+@dataclass
+class Dolls:
+    "Composed dolls: `x` uint8 `[n,32,32,3]` on black; `parts[i, j]` the tile of `DOLL_LAYERS[j]` (-1: none)."
+    x: np.ndarray
+    parts: np.ndarray
+    flipped: np.ndarray
+
+def _over(dst: np.ndarray, tile: np.ndarray):
+    "Paint RGBA `tile` over float RGBA `dst` in place (straight alpha)."
+    a = tile[..., 3:4] / 255.0
+    dst[..., :3] = dst[..., :3] * (1 - a) + tile[..., :3] * a
+    dst[..., 3:] = np.maximum(dst[..., 3:], a)
+
+def compose_doll(layers: DollLayers, parts, flip: bool = False) -> np.ndarray:
+    "One doll, uint8 `[32,32,3]` on black, from a tile index per layer of `DOLL_LAYERS` (-1: not worn)."
+    d = np.zeros((32, 32, 4))
+    for layer, j in zip(DOLL_LAYERS, parts):
+        if j >= 0: _over(d, layers.tiles[layer][j])
+    rgb = (d[..., :3] * d[..., 3:]).round().clip(0, 255).astype(np.uint8)
+    return rgb[:, ::-1].copy() if flip else rgb
+
+def dress(layers: DollLayers, rng: np.random.Generator) -> list[int]:
+    "A random choice per layer: a base always, the others with `DOLL_ODDS`; hair only where there is no helmet."
+    parts = []
+    helmet = rng.random() < DOLL_ODDS["head"]
+    for layer in DOLL_LAYERS:
+        worn = (layer == "base" or (layer == "head" and helmet)
+                or (layer == "hair" and not helmet and rng.random() < DOLL_ODDS["hair"])
+                or (layer not in ("head", "hair") and rng.random() < DOLL_ODDS[layer]))
+        parts.append(int(rng.integers(len(layers.tiles[layer]))) if worn else -1)
+    return parts
+
+def compose_dolls(n: int = N_DOLLS, seed: int = 0, layers: DollLayers | None = None) -> Dolls:
+    "`n` seeded dolls (the same `n` and `seed` give the same set, and a larger `n` extends a smaller one)."
+    layers = load_doll_layers() if layers is None else layers
+    rng = np.random.default_rng(seed)
+    parts, flips = [], []
+    for _ in range(n):
+        parts.append(dress(layers, rng))
+        flips.append(bool(rng.random() < 0.5))
+    x = (np.stack([compose_doll(layers, p, f) for p, f in zip(parts, flips)]) if n
+         else np.zeros((0, 32, 32, 3), np.uint8))
+    return Dolls(x, np.array(parts, dtype=np.int64).reshape(n, len(DOLL_LAYERS)), np.array(flips))

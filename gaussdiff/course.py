@@ -107,6 +107,9 @@ CHAPTERS = (
     Chapter("09c_sprite_metric", "research", "a sprite metric that can see a figure: KID and recall in the features "
             "of a network trained without labels, the tangle test, the course's sprite models scored", ("03", "09"),
             smoke=0.4, cpu=24.3, cpu_note="measured beside another chapter"),
+    Chapter("09d_dolls", "research", "a sprite set the cpu budget can learn (Dungeon Crawl's paper dolls): both "
+            "models scored on held-out dolls, Fig 7 and Fig 8 for it, the budget curve", ("01a", "07b", "09c"),
+            smoke=1.9, cpu=30.0, cpu_note="beside other jobs"),
     Chapter("10a_frontier", "research", "sample quality against sampling cost for every sampler of both "
             "spaces; Table 2 at equal quality", ("08", "09", "10"),
             smoke=2.7, cpu=80.0, cpu_note="MNIST 60 + Sprites 20, guided models, beside other jobs"),

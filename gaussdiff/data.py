@@ -13,12 +13,13 @@ import torch
 from .commands import cli_command, make_parser
 from .core import atomic_path, data_dir, fetch_deb
 
-from .atlas import CRAWL_CUT_VERSION, cut_crawl_figures, find_crawl_tiles, load_shipped_sprites
+from .atlas import (CRAWL_CUT_VERSION, N_DOLLS, compose_dolls, cut_crawl_figures, find_crawl_tiles,
+                             load_shipped_sprites)
 
 # %% auto #0
-__all__ = ['MNIST_5K', 'FASHION_PKG', 'FASHION_SUBDIR', 'FASHION_FILES', 'FASHION_CLASSES', 'DATASETS', 'load_mnist',
-           'read_sprite_path', 'load_sprites', 'read_idx', 'find_fashion', 'load_fashion', 'channels_of', 'load_images',
-           'cli']
+__all__ = ['MNIST_5K', 'FASHION_PKG', 'FASHION_SUBDIR', 'FASHION_FILES', 'FASHION_CLASSES', 'DATASETS', 'RGB_DATASETS',
+           'DOLL_SPLIT_SEEDS', 'load_mnist', 'read_sprite_path', 'load_sprites', 'read_idx', 'find_fashion',
+           'load_fashion', 'channels_of', 'load_dolls', 'load_images', 'cli']
 
 # %% ../nbs/01_data.ipynb #c3a63532
 def _check_n(n, available: int, name: str):
@@ -314,15 +315,27 @@ def load_fashion(n: int | None = None, split: str = "train", source: str = "auto
     return torch.from_numpy(x[:n].astype(np.float32) / 255.0)[:, None], torch.from_numpy(y[:n].astype(np.int64))
 
 # %% ../nbs/01_data.ipynb #6cea764f
-DATASETS = ("mnist", "sprites", "fashion")
+DATASETS = ("mnist", "sprites", "fashion", "dolls")
+RGB_DATASETS = ("sprites", "dolls")  # the rest are grey
 
 def channels_of(dataset: str) -> int:
-    "Colour channels of a course data set: 1 for MNIST and Fashion-MNIST (grey), 3 for Sprites (RGB)."
+    "Colour channels of a course data set: 1 for MNIST and Fashion-MNIST (grey), 3 for Sprites and Dolls (RGB)."
     if dataset not in DATASETS: raise ValueError(f"unknown data set {dataset!r}: use one of {DATASETS}")
-    return 3 if dataset == "sprites" else 1
+    return 3 if dataset in RGB_DATASETS else 1
+
+DOLL_SPLIT_SEEDS = {"train": 0, "test": 1}  # two independent draws: no test doll is a training doll's copy
+
+def load_dolls(n: int | None = None, split: str = "train", verbose: bool = True) -> torch.Tensor:
+    """Chapter 01a's Dolls as float32 `[B,3,32,32]` in [0,1]: the first `n` of a split's seeded set of `N_DOLLS`
+    (`train` and `test` are composed from different seeds)."""
+    if split not in DOLL_SPLIT_SEEDS: raise ValueError(f"dolls have splits {tuple(DOLL_SPLIT_SEEDS)}, not {split!r}")
+    n = _check_n(n, N_DOLLS, f"Dolls {split}")
+    x = compose_dolls(n, seed=DOLL_SPLIT_SEEDS[split]).x
+    if verbose: print(f"[data] {n} Dolls ({split}) composed from the shipped Dungeon Crawl doll layers (CC0)")
+    return torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255.0
 
 def load_images(name: str, n: int | None = None, split: str = "train", verbose: bool = True):
-    "`(images, labels or None)` of a course data set by name (Sprites have no split and no labels)."
+    "`(images, labels or None)` of a course data set by name (Sprites have no split; Sprites and Dolls no labels)."
     if name == "mnist":
         x, y = load_mnist(n, split, verbose=verbose)
         return x, y
@@ -331,6 +344,7 @@ def load_images(name: str, n: int | None = None, split: str = "train", verbose: 
         if split not in ("train", "all"):
             raise ValueError(f"sprites have no {split!r} split: use split='train' (all sprites)")
         return load_sprites(n, verbose=verbose), None
+    if name == "dolls": return load_dolls(n, split, verbose=verbose), None
     raise ValueError(f"unknown data set {name!r}: use one of {DATASETS}")
 
 
@@ -345,6 +359,7 @@ def cli(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     loaders = {"MNIST": lambda: f"{len(load_mnist(split='all', rebuild=a.rebuild)[1])} digits",
                "Sprites": lambda: f"{len(load_sprites(rebuild=a.rebuild))} images",
+               "Dolls": lambda: f"{len(load_dolls(verbose=False))} images",
                "Fashion-MNIST": lambda: f"{len(load_fashion(split='all')[1])} images"}
     loaded, failed = {}, {}
     for name, load in loaders.items():  # each on its own: Fashion-MNIST missing offline leaves the other two usable

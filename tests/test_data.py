@@ -103,6 +103,7 @@ def test_data_cli(tmp_tiles, capsys, monkeypatch):
     assert D.cli([]) == 0
     out = capsys.readouterr().out
     assert "MNIST: 5000 digits" in out and "Sprites:" in out and "Fashion-MNIST: 70000 images" in out
+    assert "Dolls: 3000 images" in out
     assert (tmp_tiles / "sprites_crawl.npz").exists() and (tmp_tiles / "mnist_5k.npz").exists()
 
 
