@@ -88,10 +88,10 @@ CHAPTERS = (
             smoke=0.1, cpu=0.1),
     Chapter("00b_commands", "appendix", "the commands' plumbing: parsers, output-path checks, one-line errors, "
             "a lock one process holds", smoke=0.1, cpu=0.1),
-    Chapter("01_data", "appendix", "MNIST, Sprites and Fashion-MNIST, offline (IDX files, Debian packages)",
+    Chapter("01_data", "appendix", "MNIST, Sprites, Fashion-MNIST and Dolls, offline (IDX files, Debian packages)",
             smoke=0.3, cpu=0.6),
-    Chapter("01a_atlas", "appendix", "cutting whole 32×32 figures out of the Dungeon Crawl tile atlases",
-            smoke=0.3, cpu=0.6),
+    Chapter("01a_atlas", "appendix", "cutting whole 32×32 figures out of the Dungeon Crawl tile atlases; the "
+            "Dolls, composed from its paper-doll layers", smoke=0.3, cpu=0.6),
     Chapter("03a_cache", "appendix", "GIR caches of whole data sets: atomic, resumable, shared over ranks; "
             "`gaussdiff fit`", ("03",),
             smoke=0.1, cpu=1.2),
@@ -107,9 +107,9 @@ CHAPTERS = (
     Chapter("09c_sprite_metric", "research", "a sprite metric that can see a figure: KID and recall in the features "
             "of a network trained without labels, the tangle test, the course's sprite models scored", ("03", "09"),
             smoke=0.4, cpu=24.3, cpu_note="measured beside another chapter"),
-    Chapter("09d_dolls", "research", "a sprite set the cpu budget can learn (Dungeon Crawl's paper dolls): both "
+    Chapter("09d_dolls", "research", "a regular sprite set like the paper's (Dungeon Crawl's paper dolls): both "
             "models scored on held-out dolls, Fig 7 and Fig 8 for it, the budget curve", ("01a", "07b", "09c"),
-            smoke=1.9, cpu=30.0, cpu_note="beside other jobs"),
+            smoke=1.9, cpu=28.6, cpu_note="from nothing, beside another job for half of it"),
     Chapter("10a_frontier", "research", "sample quality against sampling cost for every sampler of both "
             "spaces; Table 2 at equal quality", ("08", "09", "10"),
             smoke=2.7, cpu=80.0, cpu_note="MNIST 60 + Sprites 20, guided models, beside other jobs"),

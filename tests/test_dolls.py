@@ -91,3 +91,17 @@ def test_nearest_distances_and_the_copy_check_catch_copies():
     c = copy_check(copies, other, train)
     assert c["closer_share"] == 1.0 and c["sample_median"] < 0.01 < c["held_out_median"]
     assert copy_check(other, other, train)["closer_share"] <= 0.05
+
+
+def test_score_snapshots_scores_every_snapshot_at_its_training_flops(tmp_path):
+    from gaussdiff.recipes import load_or_train
+    from gaussdiff.spritemetric import get_sprite_net
+    from gaussdiff.dolleval import score_snapshots
+    info = load_or_train("gir", "dolls", "smoke", out_dir=tmp_path / "run", progress=False)[3]
+    split = doll_split(0, n=90)
+    net = get_sprite_net(split, dict(width=4, feat_dim=8, epochs=1, batch_size=16), verbose=False)
+    points = score_snapshots("gir", info, split, net, n=6, steps=3)
+    assert [p.step for p in points] == [s["step"] for s in info.snapshots] and len(points) == 3
+    assert [p.tflops for p in points] == [s["step"] * info.train_flops_per_step / 1e12 for s in info.snapshots]
+    assert all(np.isfinite([p.kid, p.kid_std, p.precision, p.recall]).all() for p in points)
+    assert points[-1].step == info.step and all(p.run == "gir" for p in points)

@@ -153,3 +153,18 @@ def test_make_figures_copies_a_runs_panels_and_redraws_them_exactly(tmp_path):
     img[5, 5] = 255 - img[5, 5]
     make_figures.Image.fromarray(img).save(png)
     assert make_figures.stale(tmp_path / "figs") == ["fig1_forward.png"]  # one changed pixel is caught
+
+
+def test_readme_quotes_the_dolls_numbers_of_chapter_09d():
+    "Issue 28: Fig 7/Fig 8 for the Dolls quote 09d's results as make_figures copied them."
+    numbers = json.loads((make_figures.FIG_DIR / "data" / "numbers.json").read_text())["fig7_dolls"]
+    readme = (ROOT / "README.md").read_text().replace("\n", " ")
+    kid = numbers["kid"]
+    assert (f"sprite KID {kid['gir · ddpm 200']:.2f} against the tangles' {kid['tangles']:.2f} and the fits' "
+            f"{kid['rendered fits']:.2f}") in readme
+    assert (f"hazy figures on a noisy ground (KID {kid['pixel · dpmpp2m-sde 20']:,.0f}; with 100 DDIM steps, noise: "
+            f"{kid['pixel · ddim 100']:,.0f})") in readme
+    def fmt(k): return f"{k:.2f}" if k < 100 else f"{k:,.0f}"
+    runs = dict.fromkeys(p["run"] for p in numbers["curve"])
+    curve = "; ".join(f"{run} {' / '.join(fmt(p['kid']) for p in numbers['curve'] if p['run'] == run)}" for run in runs)
+    assert f"in sprite KID: {curve}" in readme

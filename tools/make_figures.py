@@ -49,6 +49,8 @@ FIGURES = (
     FigureSpec("fig6_materialisation", "08_sample_fig6", 2, n_rows=4),
     FigureSpec("fig7_sprites", "08_sample_fig7", 1),
     FigureSpec("fig8_training", "08_sample_fig8", 1, cols=2),
+    FigureSpec("fig7_dolls", "09d_fig7_dolls", 2),
+    FigureSpec("fig8_dolls", "09d_fig8_dolls", 2, cols=3),
 )
 
 
@@ -62,6 +64,10 @@ def numbers_from(results: Path) -> dict:
     if (noise := load("04_noise")): out["fig2_terminal"] = noise.get("terminal_blob")
     if (rec := load("07b_recipes")):
         out["fig8_training"] = {space: {k: rec[space][k] for k in ("steps", "train_flops", "snapshots")} for space in ("gir", "pixel")}
+    if (dolls := load("09d_dolls")):
+        out["fig7_dolls"] = {"kid": {k: round(v["kid"], 2) for k, v in {**dolls["sanity"], **dolls["models"]}.items()},
+                             "curve": [{k: round(p[k], 2) if isinstance(p[k], float) else p[k]
+                                        for k in ("run", "step", "tflops", "kid")} for p in dolls["curve"]]}
     if (samp := load("08_sample")):
         out["fig5_samples"] = {k: samp.get(k) for k in ("n_samples", "fig5_sampler", "steps", "sampling_seconds")}
     return out
