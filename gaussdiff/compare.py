@@ -4,12 +4,12 @@
 
 # %% ../nbs/09a_compare.ipynb #b4dd794c
 from __future__ import annotations
-import contextlib, csv, json, sys, time
+import contextlib, csv, dataclasses, json, sys, time
 from pathlib import Path
 
 # %% auto #0
 __all__ = ['VARIANTS', 'TABLE_COLUMNS', 'confident_share', 'gir_reconstructions', 'budget_of', 'evaluate_sampler',
-           'results_table', 'save_table_csv', 'evaluate_file', 'cli']
+           'results_table', 'save_table_csv', 'unconditional_recipe', 'budget_to_reach', 'evaluate_file', 'cli']
 
 # %% ../nbs/09a_compare.ipynb #d583abdd
 import torch
@@ -20,9 +20,10 @@ from .commands import cli_command, make_parser
 from .core import atomic_path, check_images, cpu_threads, tf32
 from .data import load_mnist, load_sprites
 from .metrics import classifier_metrics, get_classifier, pixel_kid
-from .recipes import recipe, training_data
+from .recipes import Recipe, recipe, training_data
 from .train import BUDGETS
 from .sample import decode, generate, load_samples
+from .spritemetric import get_sprite_net, sprite_metrics, sprite_split
 
 # %% ../nbs/09a_compare.ipynb #3b5a0157
 def confident_share(images, classifier, threshold: float = 0.9) -> dict:
@@ -106,9 +107,29 @@ def save_table_csv(rows: list[dict], path, columns=TABLE_COLUMNS) -> Path:
         w.writerows(rows)
     return Path(path)
 
+# %% ../nbs/09a_compare.ipynb #edad3ff6
+def unconditional_recipe(r: Recipe, snapshot_fracs=(0.1, 0.2, 0.5, 1.0)) -> Recipe:
+    "The paper's unconditional model: recipe `r` without class labels or guidance, snapshots at `snapshot_fracs`."
+    return dataclasses.replace(r, model_kw={**r.model_kw, "n_classes": 0}, guidance=1.0,
+                               snapshot_fracs=tuple(snapshot_fracs))
+
+def budget_to_reach(points, target: float) -> float | None:
+    """The training FLOPs at which a share that rises linearly in log2(FLOPs) through `points` (`(flops, share)`,
+    least squares) reaches `target`: an extrapolation, to be read as an order of magnitude. None when the share
+    does not rise."""
+    if len(points) < 2: raise ValueError(f"a budget line needs at least 2 points, got {len(points)}")
+    if min(f for f, _ in points) <= 0: raise ValueError(f"training FLOPs must be positive, got {points}")
+    x = torch.tensor([float(f) for f, _ in points], dtype=torch.float64).log2()
+    y = torch.tensor([float(s) for _, s in points], dtype=torch.float64)
+    slope = ((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum()
+    if slope <= 0: return None
+    return float(2 ** (x.mean() + (target - y.mean()) / slope))
+
 # %% ../nbs/09a_compare.ipynb #9a8b26f5
 def evaluate_file(path, dataset: str = "mnist", n_ref: int = 1000, seed: int = 0, classifier="default") -> dict:
-    "Everything `gaussdiff eval` prints for an `.npz` of samples, against `n_ref` held-out real images of `dataset`."
+    """Everything `gaussdiff eval` prints for an `.npz` of samples, against `n_ref` held-out real images of `dataset`:
+    digits in chapter 09's classifier, sprites in chapter 09c's sprite features (and pixel KID, which cannot see a
+    tangle); `classifier` is the preset of that network."""
     fake = load_samples(path)
     if dataset == "mnist":
         ref = load_mnist(None, "test", verbose=False)[0][:n_ref]
@@ -120,10 +141,16 @@ def evaluate_file(path, dataset: str = "mnist", n_ref: int = 1000, seed: int = 0
                     classifier=dict(preset=classifier, test_accuracy=clf.test_accuracy), **m,
                     **confident_share(fake, clf))
     if dataset == "sprites":
-        ref = load_sprites(None, verbose=False)
-        ref = ref[torch.randperm(len(ref), generator=torch.Generator().manual_seed(seed))[:n_ref]]
+        if tuple(fake.shape[1:]) != (3, 32, 32):
+            raise ValueError(f"{path}: samples are {tuple(fake.shape[1:])}, sprites (3, 32, 32)")
+        split = sprite_split(seed=seed)  # the sprite net trains on one third; the reference is another
+        ref, net = split.reference[:n_ref], get_sprite_net(split, classifier, verbose=False)
+        m = sprite_metrics(ref, fake, net, seed=seed)
         k, ks = pixel_kid(ref, fake, subset_size=min(1000, len(fake), len(ref)), seed=seed)
-        return dict(samples=str(path), n=len(fake), reference=f"{len(ref)} Sprites drawn with seed {seed}", pixel_kid=k,
+        return dict(samples=str(path), n=len(fake),
+                    reference=f"{len(ref)} held-out sprites (chapter 09c's reference third, seed {seed})",
+                    sprite_net=dict(preset=classifier, n_train=net.n_train), sprite_kid=m["kid"],
+                    sprite_kid_std=m["kid_std"], precision=m["precision"], recall=m["recall"], pixel_kid=k,
                     pixel_kid_std=ks)
     raise ValueError(f"dataset must be 'mnist' or 'sprites', got {dataset!r}")
 
@@ -136,10 +163,12 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--dataset", choices=("mnist", "sprites"), default="mnist")
     ap.add_argument("--n-ref", type=int, default=1000, help="real reference images (default 1000)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--net", choices=("default", "smoke"), default="default",
+                    help="the scoring network's preset (smoke: trained in seconds, for tests)")
     a = ap.parse_args(argv)
     if a.n_ref < 2: raise ValueError(f"--n-ref must be >= 2, got {a.n_ref}")
     if a.seed < 0: raise ValueError(f"--seed must be >= 0, got {a.seed}")
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON
-        res = evaluate_file(a.samples, a.dataset, a.n_ref, a.seed)
+        res = evaluate_file(a.samples, a.dataset, a.n_ref, a.seed, a.net)
     print(json.dumps(res, indent=1, allow_nan=False))
     return 0

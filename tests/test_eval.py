@@ -86,8 +86,11 @@ def test_eval_cli_prints_json_and_fails_cleanly(tmp_path, digits, capsys):
     assert eval_cli([str(tmp_path / "missing.npz")]) == 2 and "no samples" in capsys.readouterr().err
     save_samples(torch.rand(4, 3, 32, 32), tmp_path / "rgb.npz")
     assert eval_cli([str(tmp_path / "rgb.npz"), "--dataset", "mnist"]) == 2 and "MNIST digits" in capsys.readouterr().err
-    assert eval_cli([str(tmp_path / "rgb.npz"), "--dataset", "sprites", "--n-ref", "50"]) == 0
-    assert json.loads(capsys.readouterr().out)["pixel_kid"] > 0
+    assert eval_cli([str(tmp_path / "rgb.npz"), "--dataset", "sprites", "--n-ref", "50", "--net", "smoke"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["pixel_kid"] > 0 and out["sprite_kid"] > 0 and "held-out sprites" in out["reference"]
+    assert eval_cli([str(tmp_path / "real.npz"), "--dataset", "sprites", "--net", "smoke"]) == 2
+    assert "sprites (3, 32, 32)" in capsys.readouterr().err
 
 
 def test_inception_rows_reuse_the_tables_samples():
@@ -112,3 +115,40 @@ def test_eval_stdout_is_only_json_when_scoring_prints(capsys, monkeypatch):
     assert eval_cli(["samples.npz"]) == 0
     out = capsys.readouterr()
     assert json.loads(out.out) == {"n": 6} and "skipped" in out.err
+
+
+def test_eval_scores_sprites_in_the_sprite_features_against_the_held_out_third(tmp_path):
+    "Issue 28: `gaussdiff eval --dataset sprites` gave pixel KID only, which scores a splat tangle as real."
+    from gaussdiff.spritemetric import get_sprite_net, sprite_kid, sprite_split
+    split = sprite_split(seed=0)
+    net = get_sprite_net(split, "smoke", verbose=False)
+    real = evaluate_file(save_samples(split.real[:60], tmp_path / "real.npz"), "sprites", n_ref=200, classifier="smoke")
+    noise = evaluate_file(save_samples(torch.rand(60, 3, 32, 32), tmp_path / "noise.npz"), "sprites", n_ref=200,
+                          classifier="smoke")
+    assert {"sprite_kid", "sprite_kid_std", "precision", "recall", "pixel_kid"} <= set(real)
+    assert noise["sprite_kid"] > 10 * max(real["sprite_kid"], real["sprite_kid_std"], 0.01)
+    assert noise["recall"] < real["recall"]
+    # the same number as 09c's sprite_kid of the saved (uint8-rounded) sprites against the first 200 of the reference
+    fake = load_samples(tmp_path / "real.npz")
+    expected, _ = sprite_kid(split.reference[:200], fake, net, subsets=50, subset_size=30, seed=0)
+    assert real["sprite_kid"] == pytest.approx(expected, rel=1e-6, abs=1e-9)
+
+
+def test_budget_to_reach_inverts_a_log_linear_curve():
+    from gaussdiff.compare import budget_to_reach
+    pts = [(2.0 ** k * 1e12, 0.3 + 0.06 * k) for k in range(4)]
+    assert budget_to_reach(pts, 0.3 + 0.06 * 5) == pytest.approx(32e12, rel=1e-9)
+    assert budget_to_reach(pts, 0.42) == pytest.approx(4e12, rel=1e-9)
+    assert budget_to_reach([(1e12, 0.5), (2e12, 0.4)], 0.7) is None
+    with pytest.raises(ValueError, match="at least 2"): budget_to_reach([(1e12, 0.5)], 0.7)
+    with pytest.raises(ValueError, match="positive"): budget_to_reach([(0, 0.1), (1e12, 0.5)], 0.7)
+
+
+def test_unconditional_recipe_drops_labels_and_guidance_and_keeps_the_rest():
+    from gaussdiff.compare import unconditional_recipe
+    from gaussdiff.recipes import recipe, training_labels
+    cond = recipe("gir", "mnist", "cpu")
+    plain = unconditional_recipe(cond)
+    assert cond.model_kw["n_classes"] == 10 and cond.guidance > 1
+    assert plain.model_kw["n_classes"] == 0 and plain.guidance == 1.0 and training_labels(plain) is None
+    assert plain.snapshot_fracs == (0.1, 0.2, 0.5, 1.0) and plain.cfg == cond.cfg and plain.schedule == cond.schedule
