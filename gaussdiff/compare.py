@@ -9,7 +9,8 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['VARIANTS', 'TABLE_COLUMNS', 'confident_share', 'gir_reconstructions', 'budget_of', 'evaluate_sampler',
-           'results_table', 'save_table_csv', 'unconditional_recipe', 'budget_to_reach', 'evaluate_file', 'cli']
+           'results_table', 'save_table_csv', 'unconditional_recipe', 'budget_to_reach', 'sized_pixel_recipe',
+           'evaluate_file', 'cli']
 
 # %% ../nbs/09a_compare.ipynb #d583abdd
 import torch
@@ -124,6 +125,12 @@ def budget_to_reach(points, target: float) -> float | None:
     slope = ((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum()
     if slope <= 0: return None
     return float(2 ** (x.mean() + (target - y.mean()) / slope))
+
+# %% ../nbs/09a_compare.ipynb #d8134437
+def sized_pixel_recipe(r: Recipe) -> Recipe:
+    """The cpu pixel baseline after a search at the 12-TFLOP budget (docs/lab-notes.md): recipe `r` with a batch of
+    8, so its FLOPs buy four times the steps; no snapshots."""
+    return dataclasses.replace(r, cfg=dataclasses.replace(r.cfg, batch_size=8), snapshot_fracs=())
 
 # %% ../nbs/09a_compare.ipynb #9a8b26f5
 def evaluate_file(path, dataset: str = "mnist", n_ref: int = 1000, seed: int = 0, classifier="default") -> dict:

@@ -152,3 +152,12 @@ def test_unconditional_recipe_drops_labels_and_guidance_and_keeps_the_rest():
     assert cond.model_kw["n_classes"] == 10 and cond.guidance > 1
     assert plain.model_kw["n_classes"] == 0 and plain.guidance == 1.0 and training_labels(plain) is None
     assert plain.snapshot_fracs == (0.1, 0.2, 0.5, 1.0) and plain.cfg == cond.cfg and plain.schedule == cond.schedule
+
+
+def test_sized_pixel_recipe_buys_four_times_the_steps_with_the_same_network():
+    from gaussdiff.compare import sized_pixel_recipe
+    from gaussdiff.recipes import recipe
+    r = recipe("pixel", "mnist", "cpu")
+    s = sized_pixel_recipe(r)
+    assert s.cfg.batch_size * 4 == r.cfg.batch_size and s.model_kw == r.model_kw and s.cfg.lr == r.cfg.lr
+    assert s.cfg.budget_flops == r.cfg.budget_flops and s.snapshot_fracs == ()
