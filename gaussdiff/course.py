@@ -77,8 +77,8 @@ CHAPTERS = (
     Chapter("09_metrics", "core", "scoring samples: a digit classifier's FID/KID, precision/recall and "
             "confident share, checked against torchmetrics",
             smoke=0.7, cpu=0.8),
-    Chapter("09a_compare", "core", "the GIR ceiling and the equal-budget comparison: tables and "
-            "quality-vs-training curves", ("07b", "08", "09"),
+    Chapter("09a_compare", "core", "the GIR ceiling and the equal-budget comparison: tables, quality-vs-training "
+            "curves, the paper's unconditional model, a pixel baseline sized for the budget", ("07b", "08", "09"),
             smoke=5.3, cpu=18.6, cpu_note="lab notes: partly loaded"),
     Chapter("10_timing", "core", "FLOPs and time per step on any device; Table 2", ("05", "06", "08"),
             smoke=0.5, cpu=2.4),
