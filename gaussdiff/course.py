@@ -79,7 +79,7 @@ CHAPTERS = (
             smoke=0.7, cpu=0.8),
     Chapter("09a_compare", "core", "the GIR ceiling and the equal-budget comparison: tables, quality-vs-training "
             "curves, the paper's unconditional model, a pixel baseline sized for the budget", ("07b", "08", "09"),
-            smoke=5.3, cpu=18.6, cpu_note="lab notes: partly loaded"),
+            smoke=5.3, cpu=93.4, cpu_note="beside 2–3 jobs, training adaLN-Zero; unconditional, sized runs cached"),
     Chapter("10_timing", "core", "FLOPs and time per step on any device; Table 2", ("05", "06", "08"),
             smoke=0.5, cpu=2.4),
     Chapter("00_core", "appendix", "profiles, devices, seeds, image grids, atomic writes, the command line",
