@@ -11,15 +11,33 @@ import torch
 from .checkpoint import RunInfo, load_checkpoint
 from .data import load_dolls
 from .sample import generate
+from .splats import COL, POS
 from .spritemetric import SpriteNet, SpriteSplit, sprite_metrics, sprite_split
 
 # %% auto #0
-__all__ = ['doll_split', 'CurvePoint', 'score_snapshots', 'nearest_distances', 'copy_check']
+__all__ = ['doll_split', 'jitter_positions', 'permute_colours', 'CurvePoint', 'score_snapshots', 'nearest_distances',
+           'copy_check']
 
 # %% ../nbs/09d_dolls.ipynb #afd1bdff
 def doll_split(seed: int = 0, n: int | None = None) -> SpriteSplit:
     "Chapter 09c's three thirds (reference, real row, feature net's training set) of the first `n` held-out dolls."
     return sprite_split(load_dolls(n, "test", verbose=False), seed)
+
+# %% ../nbs/09d_dolls.ipynb #610dbdaa
+def jitter_positions(splats: torch.Tensor, px: float, size: int = 32, seed: int = 0) -> torch.Tensor:
+    "GIRs `[B,N,8]` with every splat's centre moved by a Gaussian of `px` pixels (of a `size`-pixel image) per axis."
+    g = torch.Generator().manual_seed(seed)
+    out = splats.clone()
+    out[..., POS] += torch.randn(out[..., POS].shape, generator=g, dtype=out.dtype) * px / size
+    return out
+
+def permute_colours(splats: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    "GIRs `[B,N,8]` whose colours are shuffled among each image's own splats (positions and shapes kept)."
+    g = torch.Generator().manual_seed(seed)
+    order = torch.stack([torch.randperm(splats.shape[1], generator=g) for _ in range(len(splats))])  # [B, N]
+    out = splats.clone()
+    out[..., COL] = splats[torch.arange(len(splats))[:, None], order][..., COL]
+    return out
 
 # %% ../nbs/09d_dolls.ipynb #73039861
 @dataclass

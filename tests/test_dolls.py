@@ -8,7 +8,9 @@ import torch
 import gaussdiff.atlas as A
 from gaussdiff.atlas import (DOLL_COUNTS, DOLL_LAYERS, N_DOLLS, compose_doll, compose_dolls, load_doll_layers)
 from gaussdiff.data import DATASETS, channels_of, load_dolls, load_images
-from gaussdiff.dolleval import copy_check, doll_split, nearest_distances
+from gaussdiff.dolleval import copy_check, doll_split, jitter_positions, nearest_distances, permute_colours
+from gaussdiff.splats import COL, make_splats
+from gaussdiff.spritemetric import tangle
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +107,34 @@ def test_score_snapshots_scores_every_snapshot_at_its_training_flops(tmp_path):
     assert [p.tflops for p in points] == [s["step"] * info.train_flops_per_step / 1e12 for s in info.snapshots]
     assert all(np.isfinite([p.kid, p.kid_std, p.precision, p.recall]).all() for p in points)
     assert points[-1].step == info.step and all(p.run == "gir" for p in points)
+
+
+def _random_girs(b=64, n=24, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return make_splats(torch.rand(b, n, 2, generator=g), 0.01 + 0.03 * torch.rand(b, n, generator=g),
+                       colour=torch.rand(b, n, 3, generator=g))
+
+
+def test_jitter_positions_moves_only_the_centres_by_the_asked_pixels():
+    "Issue 28: the metric probe that shifts splats by a fraction of a pixel shifts them by that much, and only them."
+    s = _random_girs(256, 32)
+    out = jitter_positions(s, 0.5, size=32, seed=1)
+    shift = (out[..., :2] - s[..., :2]) * 32
+    assert abs(float(shift.std()) - 0.5) < 0.02 and abs(float(shift.mean())) < 0.02
+    assert torch.equal(out[..., 2:], s[..., 2:])
+    assert torch.equal(out, jitter_positions(s, 0.5, size=32, seed=1))
+    assert not torch.equal(out, jitter_positions(s, 0.5, size=32, seed=2))
+    assert torch.equal(jitter_positions(s, 0.0), s)
+    assert torch.equal(s, _random_girs(256, 32))  # the input is not changed
+
+
+def test_permute_colours_shuffles_within_each_image_never_across():
+    "Issue 28: the colour probe keeps each doll's palette and places, unlike a tangle, which mixes dolls."
+    s = _random_girs()
+    out = permute_colours(s, seed=3)
+    assert torch.equal(out[..., :5], s[..., :5])
+    for a, b in zip(out, s):  # the same colours per image, as a multiset
+        assert torch.equal(a[:, COL].sort(0).values, b[:, COL].sort(0).values)
+    assert (out[..., COL] != s[..., COL]).any(-1).float().mean() > 0.9
+    t = tangle(s, 3)  # a tangle takes splats from other images: its palettes differ
+    assert not all(torch.equal(a[:, COL].sort(0).values, b[:, COL].sort(0).values) for a, b in zip(t, s))
