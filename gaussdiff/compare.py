@@ -24,7 +24,7 @@ from .metrics import classifier_metrics, get_classifier, pixel_kid
 from .recipes import Recipe, recipe, training_data
 from .train import BUDGETS
 from .sample import decode, generate, load_samples
-from .spritemetric import get_sprite_net, sprite_metrics, sprite_split
+from .spritemetric import SPRITE_NET_PRESETS, get_sprite_net, sprite_metrics, sprite_split
 
 # %% ../nbs/09a_compare.ipynb #3b5a0157
 def confident_share(images, classifier, threshold: float = 0.9) -> dict:
@@ -170,8 +170,9 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--dataset", choices=("mnist", "sprites"), default="mnist")
     ap.add_argument("--n-ref", type=int, default=1000, help="real reference images (default 1000)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--net", choices=("default", "smoke"), default="default",
-                    help="the scoring network's preset (smoke: trained in seconds, for tests)")
+    ap.add_argument("--net", choices=tuple(SPRITE_NET_PRESETS), default="default",
+                    help="the scoring network's preset (smoke: trained in seconds, for tests; coherence: with chapter "
+                         "09c's third question, which sees colours)")
     a = ap.parse_args(argv)
     if a.n_ref < 2: raise ValueError(f"--n-ref must be >= 2, got {a.n_ref}")
     if a.seed < 0: raise ValueError(f"--seed must be >= 0, got {a.seed}")

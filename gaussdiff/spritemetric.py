@@ -18,9 +18,9 @@ from .metrics import gaussian_blur, kid_from_features, pixel_kid, precision_reca
 
 # %% auto #0
 __all__ = ['QUARTER_ORDERS', 'SPRITE_NET_FORMAT', 'SPRITE_NET_PRESETS', 'tangle', 'swap_quarters', 'Pretext', 'augment',
-           'pretext_batch', 'SpriteNet', 'pretext_loss', 'pretext_accuracy', 'train_sprite_net', 'sprite_net_settings',
-           'SpriteSplit', 'sprite_split', 'sprite_net_path', 'get_sprite_net', 'sprite_features', 'sprite_kid',
-           'sprite_metrics', 'sprite_sanity']
+           'pretext_batch', 'swap_halves', 'halves_batch', 'halves_loss', 'SpriteNet', 'pretext_loss',
+           'pretext_accuracy', 'train_sprite_net', 'sprite_net_settings', 'SpriteSplit', 'sprite_split',
+           'sprite_net_path', 'get_sprite_net', 'sprite_features', 'sprite_kid', 'sprite_metrics', 'sprite_sanity']
 
 # %% ../nbs/09c_sprite_metric.ipynb #6980d024
 def tangle(splats: torch.Tensor, seed: int = 0) -> torch.Tensor:
@@ -69,17 +69,42 @@ def pretext_batch(x: torch.Tensor, g: torch.Generator, **aug) -> Pretext:
     order = torch.randint(0, 24, (len(x),), generator=g) * (torch.rand(len(x), generator=g) < 0.5)
     return Pretext(swap_quarters(x, order), rotation, order)
 
+# %% ../nbs/09c_sprite_metric.ipynb #6b23eb9c
+def swap_halves(x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images `[B,C,H,W]` whose right half, for about half of them, is another image's right half; and `same`, 1 where
+    an image's halves still belong together."""
+    B, W = len(x), x.shape[-1]
+    donor = torch.randperm(B, generator=g)
+    swap = (torch.rand(B, generator=g) < 0.5) & (donor != torch.arange(B))
+    out = x.clone()
+    out[swap, ..., W // 2:] = x[donor[swap], ..., W // 2:]
+    return out, (~swap).long()
+
+def halves_batch(x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    "The third question's batch: a flip and a colour-channel order per image, then `swap_halves`."
+    x = torch.where((torch.rand(len(x), generator=g) < 0.5)[:, None, None, None], x.flip(-1), x)
+    return swap_halves(torch.stack([a[torch.randperm(3, generator=g)] for a in x]), g)
+
+def halves_loss(net, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    "Cross-entropy of the third question (the network must have a `halves_head`)."
+    images, same = batch
+    return F.cross_entropy(net.halves_head(F.relu(net.hidden(images))), same)
+
 # %% ../nbs/09c_sprite_metric.ipynb #2b4a652e
 SPRITE_NET_FORMAT = "gaussdiff-sprite-features-v1"
 SPRITE_NET_PRESETS = {  # width of the first conv, feature size, epochs over the training third
     "smoke": dict(width=8, feat_dim=32, epochs=2, batch_size=64, lr=3e-3, seed=0),
     "default": dict(width=48, feat_dim=64, epochs=40, batch_size=64, lr=3e-3, seed=0),
+    # with a third question, whether an image's two halves belong to one sprite (section 2b)
+    "coherence": dict(width=48, feat_dim=64, epochs=40, batch_size=64, lr=3e-3, seed=0, halves=True),
+    "coherence-smoke": dict(width=8, feat_dim=32, epochs=2, batch_size=64, lr=3e-3, seed=0, halves=True),
 }
 
 class SpriteNet(nn.Module):
     """Small CNN for 32×32 RGB sprites in [0,1]: 3 × (conv→ReLU→pool), fc(feat_dim), and two heads: the rotation (4)
-    and the quarter order (24). `features` = the fc output, standardised."""
-    def __init__(self, width: int = 32, feat_dim: int = 64):
+    and the quarter order (24), and with `halves` a third: do the two halves belong together (2). `features` = the
+    fc output, standardised."""
+    def __init__(self, width: int = 32, feat_dim: int = 64, halves: bool = False):
         super().__init__()
         w = width
         self.conv = nn.Sequential(nn.Conv2d(3, w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
@@ -87,6 +112,7 @@ class SpriteNet(nn.Module):
                                   nn.Conv2d(2 * w, 4 * w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten())
         self.fc = nn.Linear(4 * w * 4 * 4, feat_dim)
         self.rotation_head, self.order_head = nn.Linear(feat_dim, 4), nn.Linear(feat_dim, 24)
+        self.halves_head = nn.Linear(feat_dim, 2) if halves else None
         self.register_buffer("feat_mean", torch.zeros(feat_dim))
         self.register_buffer("feat_std", torch.ones(feat_dim))
 
@@ -121,7 +147,7 @@ def train_sprite_net(x: torch.Tensor, preset: str | dict = "default", progress: 
     s = sprite_net_settings(preset)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(s["seed"])
-        net = SpriteNet(s["width"], s["feat_dim"])
+        net = SpriteNet(s["width"], s["feat_dim"], s.get("halves", False))
     g, t0 = torch.Generator().manual_seed(s["seed"]), time.perf_counter()
     opt = torch.optim.AdamW(net.parameters(), lr=s["lr"], weight_decay=1e-4)
     bs = s["batch_size"]
@@ -130,6 +156,7 @@ def train_sprite_net(x: torch.Tensor, preset: str | dict = "default", progress: 
             perm = torch.randperm(len(x), generator=g)
             for i in range(0, len(x) - bs + 1, bs):
                 loss = pretext_loss(net, pretext_batch(x[perm[i:i + bs]], g))
+                if net.halves_head is not None: loss = loss + halves_loss(net, halves_batch(x[perm[i:i + bs]], g))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -142,7 +169,7 @@ def train_sprite_net(x: torch.Tensor, preset: str | dict = "default", progress: 
     return net
 
 def sprite_net_settings(preset: str | dict = "default") -> dict:
-    "Full settings of a preset (`'smoke'`, `'default'`) or of a dict overriding the default."
+    "Full settings of a preset (a name in `SPRITE_NET_PRESETS`) or of a dict overriding the default."
     if isinstance(preset, dict): return {**SPRITE_NET_PRESETS["default"], **preset}
     if preset not in SPRITE_NET_PRESETS:
         raise ValueError(f"unknown sprite-net preset {preset!r}: use one of {sorted(SPRITE_NET_PRESETS)} or a dict")
@@ -175,7 +202,8 @@ def sprite_net_path(train: torch.Tensor, preset: str | dict = "default") -> Path
 
 def _read_sprite_net(path: Path, settings: dict) -> SpriteNet:
     "A cached net (chapter 09's `read_net_cache`); ValueError when the file is corrupt or of other settings."
-    net, ck = read_net_cache(path, SPRITE_NET_FORMAT, settings, lambda s: SpriteNet(s["width"], s["feat_dim"]),
+    net, ck = read_net_cache(path, SPRITE_NET_FORMAT, settings,
+                             lambda s: SpriteNet(s["width"], s["feat_dim"], s.get("halves", False)),
                              "sprite-net")
     net.settings, net.n_train, net.train_seconds = settings, ck["n_train"], ck["train_seconds"]
     return net

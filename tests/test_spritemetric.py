@@ -7,8 +7,9 @@ from gaussdiff.fit import fit_splats
 from gaussdiff.metrics import pixel_kid
 from gaussdiff.splats import render
 import gaussdiff.spritemetric as SM
-from gaussdiff.spritemetric import (QUARTER_ORDERS, get_sprite_net, pretext_batch, sprite_kid, sprite_net_path,
-                                    sprite_split, swap_quarters, tangle)
+from gaussdiff.spritemetric import (QUARTER_ORDERS, SPRITE_NET_PRESETS, get_sprite_net, halves_batch,
+                                    pretext_batch, sprite_kid, sprite_net_path, sprite_split, swap_halves,
+                                    swap_quarters, tangle)
 
 TINY = dict(width=4, feat_dim=8, epochs=1, batch_size=16)
 
@@ -88,3 +89,33 @@ def test_sprite_kid_sees_the_tangles_pixel_kid_scores_as_real(tmp_data, one_torc
     assert px["tangles"] < 1.5 * px["fits"]  # the blind spot this metric exists for
     assert kid["tangles"][0] > 3 * kid["fits"][0] and kid["tangles"][0] > kid["real"][0] + 5 * kid["real"][1]
     assert abs(kid["real"][0]) < kid["tangles"][0] / 5
+
+
+def test_swap_halves_gives_about_half_the_images_another_images_right_half():
+    "Issue 28: the third question's answers match the images it builds."
+    x = torch.rand(64, 3, 8, 8)
+    a, same = swap_halves(x, torch.Generator().manual_seed(1))
+    b, same_b = swap_halves(x, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and torch.equal(same, same_b)          # seeded
+    assert torch.equal(a[..., :4], x[..., :4])                         # left halves never move
+    kept = same.bool()
+    assert torch.equal(a[kept], x[kept]) and 20 < int((~kept).sum()) < 44
+    for img in a[~kept]:                                               # each swapped right half is another image's
+        hits = [j for j in range(len(x)) if torch.equal(img[..., 4:], x[j, ..., 4:])]
+        assert len(hits) == 1 and not torch.equal(img, x[hits[0]])
+    imgs, same = halves_batch(x, torch.Generator().manual_seed(2))
+    assert imgs.shape == x.shape and set(same.tolist()) == {0, 1}
+
+
+def test_the_coherence_net_has_a_third_head_and_caches_apart_from_the_default(tmp_data):
+    "Issue 28: the third question is a preset of its own; the default network (every published number) is unchanged."
+    assert "halves" not in SPRITE_NET_PRESETS["default"] and SPRITE_NET_PRESETS["coherence"]["halves"]
+    split = sprite_split(load_sprites(None, verbose=False)[:90])
+    tiny_halves = dict(TINY, halves=True)
+    net = get_sprite_net(split, tiny_halves, verbose=False)
+    assert net.halves_head is not None and get_sprite_net(split, TINY, verbose=False).halves_head is None
+    assert sprite_net_path(split.train, tiny_halves) != sprite_net_path(split.train, TINY)
+    SM._NETS.clear()
+    again = get_sprite_net(split, tiny_halves, verbose=False)           # from its cache file
+    assert again.halves_head is not None
+    assert torch.equal(again.features(split.real[:4]), net.features(split.real[:4]))
