@@ -91,6 +91,10 @@ def test_eval_cli_prints_json_and_fails_cleanly(tmp_path, digits, capsys):
     assert out["pixel_kid"] > 0 and out["sprite_kid"] > 0 and "held-out sprites" in out["reference"]
     assert eval_cli([str(tmp_path / "real.npz"), "--dataset", "sprites", "--net", "smoke"]) == 2
     assert "sprites (3, 32, 32)" in capsys.readouterr().err
+    # issue 28: every sprite-net preset is a choice, the three-question one included
+    assert eval_cli([str(tmp_path / "rgb.npz"), "--dataset", "sprites", "--n-ref", "50", "--net", "coherence-smoke"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["sprite_net"]["preset"] == "coherence-smoke" and out["sprite_kid"] > 0
 
 
 def test_inception_rows_reuse_the_tables_samples():
