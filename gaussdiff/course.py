@@ -108,7 +108,8 @@ CHAPTERS = (
             "of a network trained without labels, the tangle test, the course's sprite models scored", ("03", "09"),
             smoke=0.4, cpu=24.3, cpu_note="measured beside another chapter"),
     Chapter("09d_dolls", "research", "a regular sprite set like the paper's (Dungeon Crawl's paper dolls): both "
-            "models scored on held-out dolls, Fig 7 and Fig 8 for it, the budget curve", ("01a", "07b", "09c"),
+            "models scored on held-out dolls, Fig 7 and Fig 8 for it, what the metric sees, the budget curve",
+            ("01a", "07b", "09c"),
             smoke=0.3, cpu=28.6, cpu_note="from nothing, beside another job for half of it"),
     Chapter("10a_frontier", "research", "sample quality against sampling cost for every sampler of both "
             "spaces; Table 2 at equal quality", ("08", "09", "10"),
