@@ -110,7 +110,7 @@ CHAPTERS = (
     Chapter("09d_dolls", "research", "a regular sprite set like the paper's (Dungeon Crawl's paper dolls): both "
             "models scored on held-out dolls, Fig 7 and Fig 8 for it, what the metric sees, the budget curve",
             ("01a", "07b", "09c"),
-            smoke=0.3, cpu=28.6, cpu_note="from nothing, beside another job for half of it"),
+            smoke=0.3, cpu=28.6, cpu_note="from nothing, beside another job for half of it; 6.4 cached"),
     Chapter("10a_frontier", "research", "sample quality against sampling cost for every sampler of both "
             "spaces; Table 2 at equal quality", ("08", "09", "10"),
             smoke=2.7, cpu=80.0, cpu_note="MNIST 60 + Sprites 20, guided models, beside other jobs"),
