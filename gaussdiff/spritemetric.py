@@ -155,8 +155,9 @@ def train_sprite_net(x: torch.Tensor, preset: str | dict = "default", progress: 
         for _ in tqdm(range(s["epochs"]), desc="sprite features", leave=False, disable=not progress):
             perm = torch.randperm(len(x), generator=g)
             for i in range(0, len(x) - bs + 1, bs):
-                loss = pretext_loss(net, pretext_batch(x[perm[i:i + bs]], g))
-                if net.halves_head is not None: loss = loss + halves_loss(net, halves_batch(x[perm[i:i + bs]], g))
+                xb = x[perm[i:i + bs]]
+                loss = pretext_loss(net, pretext_batch(xb, g))
+                if net.halves_head is not None: loss = loss + halves_loss(net, halves_batch(xb, g))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
