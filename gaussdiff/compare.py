@@ -10,7 +10,7 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['VARIANTS', 'TABLE_COLUMNS', 'confident_share', 'gir_reconstructions', 'budget_of', 'evaluate_sampler',
            'results_table', 'save_table_csv', 'unconditional_recipe', 'budget_to_reach', 'sized_pixel_recipe',
-           'evaluate_file', 'cli']
+           'patched_pixel_recipe', 'evaluate_file', 'cli']
 
 # %% ../nbs/09a_compare.ipynb #d583abdd
 import torch
@@ -131,6 +131,12 @@ def sized_pixel_recipe(r: Recipe) -> Recipe:
     """The cpu pixel baseline after a search at the 12-TFLOP budget (docs/lab-notes.md): recipe `r` with a batch of
     8, so its FLOPs buy four times the steps; no snapshots."""
     return dataclasses.replace(r, cfg=dataclasses.replace(r.cfg, batch_size=8), snapshot_fracs=())
+
+def patched_pixel_recipe(r: Recipe, patch: int = 2) -> Recipe:
+    """The sized baseline on `patch`×`patch` pixel blocks folded into channels (chapter 06's `PixelUNet(patch=...)`):
+    each step costs about 1/patch² as much, so the same FLOPs buy that many more steps again."""
+    s = sized_pixel_recipe(r)
+    return dataclasses.replace(s, model_kw=dict(s.model_kw, patch=patch))
 
 # %% ../nbs/09a_compare.ipynb #9a8b26f5
 def evaluate_file(path, dataset: str = "mnist", n_ref: int = 1000, seed: int = 0, classifier="default") -> dict:

@@ -129,25 +129,34 @@ class UpLevel(nn.Module):
 # %% ../nbs/06_unet.ipynb #61b65238
 class PixelUNet(nn.Module):
     """DDPM U-Net ε-network on `[B,C,32,32]` images: `forward(x, t [B] int, y [B] | None) -> [B,C,32,32]`; `.config`
-    rebuilds it. `PixelUNet.paper()` is DDPM's CIFAR-10 network (35.7M parameters); `n_classes > 0` adds labels (05)."""
+    rebuilds it. `PixelUNet.paper()` is DDPM's CIFAR-10 network (35.7M parameters); `n_classes > 0` adds labels (05).
+    `patch > 1` folds each `patch × patch` block of pixels into channels on the way in and unfolds it on the way out
+    (section 5b), so every level works at `1/patch` of the resolution; `attn_resolutions` name the levels'
+    own sizes."""
     def __init__(self, channels: int = 3, base: int = 128, mults=(1, 2, 2, 2), n_res_blocks: int = 2,
                  attn_resolutions=(16,), dropout: float = 0.1, image_size: int = 32, T: int = 1000, groups: int = 32,
-                 n_classes: int = 0, check_inputs: bool = True):
+                 n_classes: int = 0, check_inputs: bool = True, patch: int = 1):
         super().__init__()
         if channels not in (1, 3): raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
-        if image_size % 2 ** (len(mults) - 1):
-            raise ValueError(f"image_size {image_size} must halve {len(mults) - 1} times")
+        if int(patch) != patch or patch < 1 or image_size % patch:
+            raise ValueError(f"patch must be a whole number >= 1 that divides image_size {image_size}, got {patch}")
+        if image_size // patch % 2 ** (len(mults) - 1):
+            raise ValueError(f"image_size {image_size} / patch {patch} must halve {len(mults) - 1} times: use fewer "
+                             "mults or a smaller patch")
         self.config = dict(channels=channels, base=base, mults=tuple(mults), n_res_blocks=n_res_blocks,
                            attn_resolutions=tuple(attn_resolutions), dropout=dropout, image_size=image_size, T=T,
-                           groups=groups,
-                           n_classes=n_classes)
+                           groups=groups, n_classes=n_classes,
+                           # only when used, so an unpatched U-Net's config (and its checkpoints') stay as they were
+                           **({"patch": int(patch)} if patch > 1 else {}))
         self.channels, self.image_size, self.T, self.n_classes, self.check_inputs = (channels, image_size, T, n_classes,
                                                                                      check_inputs)
+        self.patch = int(patch)
         temb = 4 * base
         self.time = TimeEmbedding(temb, base)
         self.label = LabelEmbedding(n_classes, temb) if n_classes else None
-        self.conv_in = nn.Conv2d(channels, base, 3, padding=1)
-        skips, ch, res = [base], base, image_size  # channels of every saved skip, in order; current width; resolution
+        self.conv_in = nn.Conv2d(channels * self.patch ** 2, base, 3, padding=1)
+        # channels of every saved skip, in order; current width; resolution
+        skips, ch, res = [base], base, image_size // self.patch
         self.down = nn.ModuleList()
         for i, m in enumerate(mults):
             last = i == len(mults) - 1
@@ -164,7 +173,7 @@ class PixelUNet(nn.Module):
             self.up.append(UpLevel(ch, eaten, base * m, temb, res in attn_resolutions, dropout, groups, i > 0))
             ch = base * m
             if i > 0: res *= 2
-        self.norm_out, self.conv_out = group_norm(ch, groups), nn.Conv2d(ch, channels, 3, padding=1)
+        self.norm_out, self.conv_out = group_norm(ch, groups), nn.Conv2d(ch, channels * self.patch ** 2, 3, padding=1)
 
     @classmethod
     def paper(cls, **kw):
@@ -200,12 +209,12 @@ class PixelUNet(nn.Module):
         grey = x.shape[1] == 1 and self.channels == 3
         if grey: x = x.expand(-1, 3, -1, -1)
         temb = self.time(t) + label_vector(self.label, y, len(x))
-        h = self.conv_in(x)
+        h = self.conv_in(F.pixel_unshuffle(x, self.patch))  # [B, C·p², S/p, S/p]: each p×p block as channels
         skips = [h]
         for level in self.down: h = level(h, temb, skips)
         h = self.mid2(self.mid_attn(self.mid1(h, temb)), temb)
         for level in self.up: h = level(h, temb, skips)
-        out = self.conv_out(F.silu(self.norm_out(h)))
+        out = F.pixel_shuffle(self.conv_out(F.silu(self.norm_out(h))), self.patch)  # the blocks back in place
         return out.mean(1, keepdim=True) if grey else out
 
 # %% ../nbs/06_unet.ipynb #37441415

@@ -165,3 +165,20 @@ def test_sized_pixel_recipe_buys_four_times_the_steps_with_the_same_network():
     s = sized_pixel_recipe(r)
     assert s.cfg.batch_size * 4 == r.cfg.batch_size and s.model_kw == r.model_kw and s.cfg.lr == r.cfg.lr
     assert s.cfg.budget_flops == r.cfg.budget_flops and s.snapshot_fracs == ()
+
+
+def test_patched_pixel_recipe_is_the_sized_one_on_2x2_patches(tmp_path):
+    "The patched baseline changes only the U-Net's fold; a checkpoint of it loads back as a patched U-Net."
+    from gaussdiff.compare import patched_pixel_recipe, sized_pixel_recipe
+    from gaussdiff.recipes import make_model, recipe
+    from gaussdiff.train import train_step_flops
+    r = recipe("pixel", "mnist", "cpu")
+    s, p = sized_pixel_recipe(r), patched_pixel_recipe(r)
+    assert p.model_kw == dict(s.model_kw, patch=2) and p.cfg == s.cfg and p.T == s.T and p.n == s.n
+    plain, patched = (make_model("pixel", "cpu", T=x.T, channels=1, **x.model_kw) for x in (s, p))
+    batch = torch.zeros(8, 1, 32, 32)
+    assert 3.5 < train_step_flops(plain, s.make_schedule(), batch) / train_step_flops(patched, p.make_schedule(),
+                                                                                       batch) < 4.0
+    from gaussdiff.checkpoint import build_model, class_path
+    rebuilt = build_model({"model_class": class_path(patched), "model_config": patched.config})
+    assert rebuilt.patch == 2 and rebuilt.conv_in.weight.shape == patched.conv_in.weight.shape

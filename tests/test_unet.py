@@ -101,3 +101,48 @@ def test_bad_input_errors():
     with pytest.raises(ValueError, match="integer"): m(x, t.float())
     with pytest.raises(ValueError, match=r"\[0, 100\)"): m(x, torch.tensor([0, 100]))
     with pytest.raises(ValueError, match="channels"): PixelUNet(channels=2)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_patched_unet_folds_and_unfolds_the_same_pixels(channels):
+    "With patch=2 the network sees each 2×2 block as channels and writes its output back to the same pixels."
+    m = PixelUNet.smoke(channels=channels, patch=2, attn_resolutions=(8,)).eval()
+    x = torch.randn(2, channels, 32, 32)
+    seen = {}
+    m.conv_in.register_forward_hook(lambda mod, inp, out: seen.update(inp=inp[0]))
+    m.conv_out.register_forward_hook(lambda mod, inp, out: seen.update(out=out))
+    with torch.no_grad(): y = m(x, _t(2))
+    assert y.shape == x.shape and seen["inp"].shape == (2, channels * 4, 16, 16)
+    for c in range(channels):
+        for a in range(2):
+            for b in range(2):
+                k = c * 4 + 2 * a + b  # channel of pixel (2i + a, 2j + b) of image channel c
+                assert torch.equal(seen["inp"][:, k], x[:, c, a::2, b::2])
+                assert torch.equal(seen["out"][:, k], y[:, c, a::2, b::2])
+
+
+def test_patched_unet_costs_a_quarter_and_keeps_its_size():
+    kw = dict(channels=1, base=16, mults=(1, 2, 2), attn_resolutions=(8,), n_classes=10)  # the cpu recipe's MNIST U-Net
+    plain, patched = PixelUNet.cpu(**kw), PixelUNet.cpu(patch=2, **kw)
+    assert 3.5 < unet_flops(plain) / unet_flops(patched) < 4.0  # the 8×8 attention's share does not shrink with it
+    assert 0 < count_params(patched) - count_params(plain) < 0.01 * count_params(plain)  # wider conv_in/out only
+    x, t = torch.zeros(1, 1, 32, 32, device="meta"), torch.zeros(1, dtype=torch.long, device="meta")
+    with torch.device("meta"): meta = PixelUNet.cpu(patch=2, check_inputs=False, **kw)
+    assert count_flops(meta, x, t) == unet_flops(patched)
+
+
+def test_patch_is_in_the_config_only_when_used():
+    "An unpatched U-Net's config, and so its checkpoints' and their resume check, is what it was before `patch`."
+    assert "patch" not in PixelUNet.smoke().config and PixelUNet.smoke(patch=1).config == PixelUNet.smoke().config
+    m = PixelUNet.smoke(channels=1, patch=2, attn_resolutions=(8,))
+    assert m.config["patch"] == 2
+    m2 = PixelUNet(**m.config); m2.load_state_dict(m.state_dict())
+    x = torch.randn(1, 1, 32, 32)
+    torch.testing.assert_close(m.eval()(x, _t(1)), m2.eval()(x, _t(1)))
+
+
+def test_bad_patch_names_the_fix():
+    with pytest.raises(ValueError, match="divides image_size 32"): PixelUNet.smoke(patch=3)
+    with pytest.raises(ValueError, match="whole number >= 1"): PixelUNet.smoke(patch=0)
+    with pytest.raises(ValueError, match="whole number >= 1"): PixelUNet.smoke(patch=1.5)
+    with pytest.raises(ValueError, match="fewer mults or a smaller patch"): PixelUNet.paper(patch=8)
