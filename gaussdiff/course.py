@@ -59,7 +59,8 @@ CHAPTERS = (
     Chapter("05_transformer", "core", "the GaussianTransformer as described (FiLM) and an adaLN-Zero variant; "
             "its real size and FLOPs", ("04a",),
             smoke=0.5, cpu=0.5),
-    Chapter("06_unet", "core", "DDPM's U-Net, the pixel baseline; its size and FLOPs", ("04a",),
+    Chapter("06_unet", "core", "DDPM's U-Net, the pixel baseline; its size and FLOPs; 2×2 patches at a quarter of "
+            "the cost", ("04a",),
             smoke=0.5, cpu=0.7),
     Chapter("07_train", "core", "training: the bare loop (noise, loss, backward, step), then the trainer's "
             "LR schedule, EMA and exact resume", ("04", "05", "06"),
@@ -78,7 +79,8 @@ CHAPTERS = (
             "confident share, checked against torchmetrics",
             smoke=0.7, cpu=0.8),
     Chapter("09a_compare", "core", "the GIR ceiling and the equal-budget comparison: tables, quality-vs-training "
-            "curves, the paper's unconditional model, a pixel baseline sized for the budget", ("07b", "08", "09"),
+            "curves, the paper's unconditional model, pixel baselines sized for the budget (batch 8, 2×2 "
+            "patches)", ("07b", "08", "09"),
             smoke=5.3, cpu=93.4, cpu_note="beside 2–3 jobs, training adaLN-Zero; unconditional, sized runs cached"),
     Chapter("10_timing", "core", "FLOPs and time per step on any device; Table 2", ("05", "06", "08"),
             smoke=0.5, cpu=2.4),
