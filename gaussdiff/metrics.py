@@ -19,8 +19,8 @@ __all__ = ['CLASSIFIER_FORMAT', 'CLASSIFIER_PRESETS', 'MnistClassifier', 'classi
            'train_classifier', 'classifier_path', 'read_net_cache', 'get_classifier', 'check_mnist_like',
            'classifier_features', 'feature_stats', 'frechet_distance', 'fid_from_features', 'classifier_fid',
            'poly_kernel', 'mmd2_unbiased', 'kid_from_features', 'classifier_kid', 'pixel_kid', 'precision_recall',
-           'classifier_precision_recall', 'classifier_metrics', 'ClassifierFeatures', 'gaussian_blur', 'sanity_checks',
-           'inception_metrics']
+           'classifier_precision_recall', 'classifier_metrics', 'ClassifierFeatures', 'gaussian_blur', 'scramble_tiles',
+           'sanity_checks', 'inception_metrics']
 
 # %% ../nbs/09_metrics.ipynb #944bcfce
 CLASSIFIER_FORMAT = "gaussdiff-mnist-classifier-v2"
@@ -327,15 +327,29 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
     return F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
 
+def scramble_tiles(x: torch.Tensor, tile: int = 7, seed: int = 0) -> torch.Tensor:
+    "Cut images `[B,C,H,W]` into `tile`×`tile` tiles and shuffle them within each image (a permutation per image)."
+    B, C, H, W = x.shape
+    if tile < 1 or H % tile or W % tile:
+        raise ValueError(f"tile must divide the image size {H}×{W}, got {tile} (for 28×28 digits: 2, 4, 7 or 14)")
+    h, w = H // tile, W // tile
+    tiles = x.reshape(B, C, h, tile, w, tile).permute(0, 2, 4, 1, 3, 5).reshape(B, h * w, C, tile, tile)
+    g = torch.Generator().manual_seed(seed)
+    order = torch.stack([torch.randperm(h * w, generator=g) for _ in range(B)])
+    tiles = tiles[torch.arange(B)[:, None], order]
+    return tiles.reshape(B, h, w, C, tile, tile).permute(0, 3, 1, 4, 2, 5).reshape(B, C, H, W)
+
 def sanity_checks(real: torch.Tensor, classifier=None, seed: int = 0, k: int = 3) -> dict:
-    "Metrics of real half A against real half B, noise and blurred B, plus the FID asymmetry |FID(A,B) - FID(B,A)|."
+    """Metrics of real half A against real half B, noise, blurred and tile-scrambled B, plus the FID asymmetry
+    |FID(A,B) - FID(B,A)|."""
     clf = _as_classifier(classifier)
     real = check_mnist_like(real, "real")
     g = torch.Generator().manual_seed(seed)
     perm = torch.randperm(len(real), generator=g)
     a, b = real[perm[: len(real) // 2]], real[perm[len(real) // 2: 2 * (len(real) // 2)]]
     cases = {"real B": b, "uniform noise": torch.rand(b.shape, generator=g),
-             "blur σ=1": gaussian_blur(b, 1.0), "blur σ=2": gaussian_blur(b, 2.0)}
+             "blur σ=1": gaussian_blur(b, 1.0), "blur σ=2": gaussian_blur(b, 2.0),
+             "tiles scrambled": scramble_tiles(b, 7, seed)}
     # half-size subsets: a real std
     kid_kw = dict(kid_subsets=20, kid_subset_size=max(2, min(len(a) // 2, 1000)), seed=seed)
     out = {name: classifier_metrics(a, x, clf, k, **kid_kw) for name, x in cases.items()}

@@ -105,6 +105,9 @@ def test_sanity_real_halves_close_noise_and_blur_far(clf, digits):
         assert s[case]["fid"] > 3 * base, (case, s[case]["fid"], base)
         assert s[case]["kid"] > s["real B"]["kid"] + 0.05
     assert s["uniform noise"]["precision"] < 0.05 and s["real B"]["precision"] > 0.7
+    # the structured failure: strokes kept, digits gone
+    assert s["tiles scrambled"]["fid"] > 3 * base and s["tiles scrambled"]["kid"] > s["real B"]["kid"] + 0.05
+    assert s["tiles scrambled"]["precision"] < s["real B"]["precision"] - 0.3
     assert s["blur σ=2"]["fid"] > s["blur σ=1"]["fid"]  # more blur, farther
     assert s["fid_asymmetry"] < 1e-8 * max(1, base)
     assert M.sanity_checks(digits, clf, seed=0)["blur σ=1"] == s["blur σ=1"]  # seeded: identical numbers
@@ -232,3 +235,17 @@ def test_kid_refuses_subsets_of_fewer_than_two_samples(size):
     "Issue 27 (19): the unbiased MMD² needs two samples per subset; subset_size 0 or 1 returned (nan, nan)."
     f = torch.randn(20, 4, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="^subset_size must be an int >= 2"): M.kid_from_features(f, f + 1, subset_size=size)
+
+
+def test_scramble_tiles_moves_whole_tiles_within_each_image():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 2, 28, 28, generator=g)
+    y = M.scramble_tiles(x, 7, seed=3)
+    assert y.shape == x.shape and torch.equal(y, M.scramble_tiles(x, 7, seed=3)) and not torch.equal(y, x)
+    tiles = lambda z, i: {tuple(z[i, :, r:r + 7, c:c + 7].flatten().tolist()) for r in range(0, 28, 7)
+                          for c in range(0, 28, 7)}
+    for i in range(6):  # the same 16 tiles (all channels together), nothing from another image
+        assert tiles(y, i) == tiles(x, i)
+    moved = (y != x).flatten(1).any(1)
+    assert moved.all()  # 16! orders: each image is moved
+    with pytest.raises(ValueError, match="2, 4, 7 or 14"): M.scramble_tiles(torch.rand(1, 1, 28, 28), 5)
