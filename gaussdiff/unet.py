@@ -209,12 +209,14 @@ class PixelUNet(nn.Module):
         grey = x.shape[1] == 1 and self.channels == 3
         if grey: x = x.expand(-1, 3, -1, -1)
         temb = self.time(t) + label_vector(self.label, y, len(x))
-        h = self.conv_in(F.pixel_unshuffle(x, self.patch))  # [B, C·p², S/p, S/p]: each p×p block as channels
+        # [B, C·p², S/p, S/p]: each p×p block as channels (no copy when unpatched: this is every step's input)
+        h = self.conv_in(F.pixel_unshuffle(x, self.patch) if self.patch > 1 else x)
         skips = [h]
         for level in self.down: h = level(h, temb, skips)
         h = self.mid2(self.mid_attn(self.mid1(h, temb)), temb)
         for level in self.up: h = level(h, temb, skips)
-        out = F.pixel_shuffle(self.conv_out(F.silu(self.norm_out(h))), self.patch)  # the blocks back in place
+        out = self.conv_out(F.silu(self.norm_out(h)))
+        if self.patch > 1: out = F.pixel_shuffle(out, self.patch)  # the blocks back in place
         return out.mean(1, keepdim=True) if grey else out
 
 # %% ../nbs/06_unet.ipynb #37441415

@@ -167,7 +167,7 @@ def test_sized_pixel_recipe_buys_four_times_the_steps_with_the_same_network():
     assert s.cfg.budget_flops == r.cfg.budget_flops and s.snapshot_fracs == ()
 
 
-def test_patched_pixel_recipe_is_the_sized_one_on_2x2_patches(tmp_path):
+def test_patched_pixel_recipe_is_the_sized_one_on_2x2_patches():
     "The patched baseline changes only the U-Net's fold; a checkpoint of it loads back as a patched U-Net."
     from gaussdiff.compare import patched_pixel_recipe, sized_pixel_recipe
     from gaussdiff.recipes import make_model, recipe

@@ -146,3 +146,12 @@ def test_bad_patch_names_the_fix():
     with pytest.raises(ValueError, match="whole number >= 1"): PixelUNet.smoke(patch=0)
     with pytest.raises(ValueError, match="whole number >= 1"): PixelUNet.smoke(patch=1.5)
     with pytest.raises(ValueError, match="fewer mults or a smaller patch"): PixelUNet.paper(patch=8)
+
+
+def test_unpatched_unet_feeds_its_input_without_a_copy():
+    "patch=1 is every pixel model's hot path: no fold, so `conv_in` gets the caller's tensor itself."
+    m = PixelUNet.smoke(channels=1).eval()
+    x, seen = torch.randn(2, 1, 32, 32), {}
+    m.conv_in.register_forward_hook(lambda mod, inp, out: seen.update(inp=inp[0]))
+    with torch.no_grad(): m(x, _t(2))
+    assert seen["inp"].data_ptr() == x.data_ptr()
