@@ -8,9 +8,9 @@ import contextlib, csv, dataclasses, json, sys, time
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['VARIANTS', 'TABLE_COLUMNS', 'confident_share', 'gir_reconstructions', 'budget_of', 'evaluate_sampler',
+__all__ = ['VARIANTS', 'TABLE_COLUMNS', 'SIZED_PIXEL', 'confident_share', 'gir_reconstructions', 'budget_of', 'evaluate_sampler',
            'results_table', 'save_table_csv', 'unconditional_recipe', 'budget_to_reach', 'sized_pixel_recipe',
-           'patched_pixel_recipe', 'evaluate_file', 'cli']
+           'patched_pixel_recipe', 'load_sized_pixel', 'evaluate_file', 'cli']
 
 # %% ../nbs/09a_compare.ipynb #d583abdd
 import torch
@@ -21,7 +21,7 @@ from .commands import cli_command, make_parser
 from .core import atomic_path, check_images, cpu_threads, tf32
 from .data import load_mnist, load_sprites
 from .metrics import classifier_metrics, get_classifier, pixel_kid
-from .recipes import Recipe, recipe, training_data
+from .recipes import Recipe, load_or_train, recipe, run_dir, training_data
 from .train import BUDGETS
 from .sample import decode, generate, load_samples
 from .spritemetric import SPRITE_NET_PRESETS, get_sprite_net, sprite_metrics, sprite_split
@@ -137,6 +137,20 @@ def patched_pixel_recipe(r: Recipe, patch: int = 2) -> Recipe:
     each step costs about 1/patch² as much, so the same FLOPs buy that many more steps again."""
     s = sized_pixel_recipe(r)
     return dataclasses.replace(s, model_kw=dict(s.model_kw, patch=patch))
+
+SIZED_PIXEL = {"batch8": sized_pixel_recipe, "patch2-batch8": patched_pixel_recipe}  # run-folder tag -> recipe
+
+def load_sized_pixel(tag: str, dataset: str, profile: str, budget: dict, device="auto", progress: bool = False):
+    """The sized pixel baseline `tag` of `SIZED_PIXEL` (`(model, schedule, normalizer, RunInfo)`), trained for
+    `budget` (the GIR run's) when its folder `{dataset}-pixel-{tag}-{profile}` holds no matching run; a cpu-budget
+    baseline, so only the smoke and cpu profiles have one."""
+    if tag not in SIZED_PIXEL: raise ValueError(f"no sized pixel baseline {tag!r}: choose one of {sorted(SIZED_PIXEL)}")
+    if profile not in ("smoke", "cpu"):
+        raise ValueError(f"the sized pixel baselines belong to the cpu budget, not the {profile} profile, which "
+                         "compares against the paper's U-Net: use the recipe's pixel run there")
+    out = run_dir("pixel", dataset, profile).parent / f"{dataset}-pixel-{tag}-{profile}"
+    return load_or_train("pixel", dataset, profile, device=device, recipe_=SIZED_PIXEL[tag](recipe("pixel", dataset,
+                         profile)), budget=budget, progress=progress, out_dir=out)
 
 # %% ../nbs/09a_compare.ipynb #9a8b26f5
 def evaluate_file(path, dataset: str = "mnist", n_ref: int = 1000, seed: int = 0, classifier="default") -> dict:

@@ -12,7 +12,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 
 from .bench import PAPER, bench_model, example_inputs, time_calls
-from .compare import confident_share
+from .compare import budget_of, confident_share, load_sized_pixel
 from .commands import check_output_path, cli_command, make_parser
 from .core import by_profile, cpu_threads, get_device, resolve_profile, save_json, tf32
 from .data import load_mnist
@@ -22,10 +22,10 @@ from .recipes import load_or_train
 from .sample import balanced_labels, generate, model_output
 
 # %% auto #0
-__all__ = ['KID_TOLERANCE', 'FEW_CALLS', 'CONFIDENT_GAP', 'KID_RATIO', 'LEVER_TOLERANCE', 'example_call', 'call_ms', 'Point',
-           'reference_set', 'scorer', 'settings', 'measure_points', 'cheapest_within', 'equal_kid', 'few_step_check',
-           'time_settings', 'paper_call_ms', 'equal_quality_table', 'frontier_for', 'cpu_bf16_native', 'cpu_levers',
-           'batch_sweep', 'cli']
+__all__ = ['KID_TOLERANCE', 'FEW_CALLS', 'CONFIDENT_GAP', 'KID_RATIO', 'PIXEL_BASELINES', 'LEVER_TOLERANCE', 'example_call',
+           'call_ms', 'Point', 'reference_set', 'scorer', 'settings', 'measure_points', 'cheapest_within', 'equal_kid',
+           'few_step_check', 'time_settings', 'paper_call_ms', 'equal_quality_table', 'frontier_for', 'cpu_bf16_native',
+           'cpu_levers', 'batch_sweep', 'cli']
 
 # %% ../nbs/10a_frontier.ipynb #f28472c1
 def example_call(loaded, batch: int, device="cpu"):
@@ -203,12 +203,21 @@ def equal_quality_table(choice: dict, same: dict, end_to_end: dict, cost: dict, 
 
 # %% ../nbs/10a_frontier.ipynb #91250507
 def frontier_for(dataset: str = "mnist", profile: str = "auto", n: int | None = None, seed: int = 0, device="auto",
-                 train_budget: dict | None = None, paper_scale: bool = True, progress: bool = True) -> dict:
+                 train_budget: dict | None = None, paper_scale: bool = True, progress: bool = True,
+                 pixel: str = "recipe") -> dict:
     """Sections 1-5 for one data set: call costs, every setting's point, each space's cheapest setting near its best
-    and Table 2 at equal quality (JSON-ready), for the trained runs of chapter 07b (trained first when missing)."""
+    and Table 2 at equal quality (JSON-ready), for the trained runs of chapter 07b (trained first when missing).
+    `pixel="sized"` puts chapter 09a's pixel baseline sized for the cpu budget (2×2 patches, batch 8, trained for the
+    GIR run's budget) in place of the recipe's U-Net."""
     profile = resolve_profile(profile)
-    models = {s: load_or_train(s, dataset, profile, device=device, train_budget=train_budget, progress=progress)
-              for s in ("gir", "pixel")}
+    if pixel not in PIXEL_BASELINES: raise ValueError(f"pixel must be one of {PIXEL_BASELINES}, got {pixel!r}")
+    if pixel == "sized" and profile not in ("smoke", "cpu"):  # before any training
+        raise ValueError(f"the sized pixel baseline belongs to the cpu budget; the {profile} profile compares against "
+                         "the paper's U-Net: use the recipe's U-Net (--pixel recipe)")
+    gir = load_or_train("gir", dataset, profile, device=device, train_budget=train_budget, progress=progress)
+    models = {"gir": gir, "pixel": load_or_train("pixel", dataset, profile, device=device, train_budget=train_budget,
+                                                 progress=progress) if pixel == "recipe" else
+              load_sized_pixel("patch2-batch8", dataset, profile, budget_of(gir[3].config), device, progress)}
     batch = by_profile(profile, smoke=16, cpu=32, gpu=256, rehearsal=4)  # samples per denoiser call, everywhere
     cost = call_ms(models, batch=batch)
     n = n or by_profile(profile, smoke=16, cpu=256, gpu=250, rehearsal=4)  # as n_eval above
@@ -227,12 +236,20 @@ def frontier_for(dataset: str = "mnist", profile: str = "auto", n: int | None = 
                         batch_size=batch)
     paper_cost = paper_call_ms(preset=by_profile(profile, smoke="smoke", cpu="paper", gpu="paper", rehearsal="paper"),
                                batch=by_profile(profile, smoke=2, cpu=8, gpu=8, rehearsal=2)) if paper_scale else None
-    return dict(dataset=dataset, profile=profile, n=n, batch=batch, kid_tolerance=KID_TOLERANCE, call_ms=cost,
+    return dict(dataset=dataset, profile=profile, pixel=pixel, pixel_model=_describe(models["pixel"][3]), n=n,
+                batch=batch, kid_tolerance=KID_TOLERANCE, call_ms=cost,
                 reference=f"{len(reference)} real {'test digits' if dataset == 'mnist' else 'sprites (09c features)'}",
                 points={s: [asdict(p) for p in ps] for s, ps in points.items()},
                 chosen=_jsonable(choice), equal_kid=_jsonable(same),
                 few_steps={s: few_step_check(ps) for s, ps in points.items()},
                 table2=equal_quality_table(choice, same, e2e, cost, paper_cost))
+
+PIXEL_BASELINES = ("recipe", "sized")
+
+def _describe(meta) -> dict:
+    "What a Table 2 row's pixel model is: parameters, patch size, training steps and FLOPs."
+    return dict(params=meta.n_params, patch=meta.model_config.get("patch", 1), batch_size=meta.config["batch_size"],
+                train_steps=meta.step, train_tflops=meta.trained_flops() / 1e12)
 
 def _jsonable(picks: dict) -> dict:
     return {s: dict(best=asdict(c["best"]), cheapest=asdict(c["cheapest"]), bound=c["bound"]) for s, c in picks.items()}
@@ -328,6 +345,9 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=None, help="samples per setting (default: the profile's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--pixel", choices=PIXEL_BASELINES, default="recipe",
+                    help="the pixel model: the recipe's U-Net, or chapter 09a's baseline sized for the cpu budget "
+                         "(2×2 patches, batch 8; smoke and cpu profiles only)")
     ap.add_argument("--json", default=None, help="also write the JSON here (atomically)")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     a = ap.parse_args(argv)
@@ -337,7 +357,7 @@ def cli(argv: list[str] | None = None) -> int:
     get_device(a.device)   # an unavailable device fails here, before a missing run is announced or its folder made
     if a.json: check_output_path(a.json, (".json",), a.overwrite, "--json")  # before minutes of sampling
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON (training a missing run prints)
-        res = frontier_for(a.dataset, a.profile, a.n, a.seed, a.device)
+        res = frontier_for(a.dataset, a.profile, a.n, a.seed, a.device, pixel=a.pixel)
     if a.json: save_json(res, a.json)
     print(json.dumps(res, indent=1, default=float))
     return 0

@@ -182,3 +182,13 @@ def test_patched_pixel_recipe_is_the_sized_one_on_2x2_patches():
     from gaussdiff.checkpoint import build_model, class_path
     rebuilt = build_model({"model_class": class_path(patched), "model_config": patched.config})
     assert rebuilt.patch == 2 and rebuilt.conv_in.weight.shape == patched.conv_in.weight.shape
+
+
+def test_load_sized_pixel_refuses_an_unknown_baseline_or_a_non_cpu_profile_before_any_work(tmp_data):
+    from gaussdiff.compare import SIZED_PIXEL, load_sized_pixel
+    assert set(SIZED_PIXEL) == {"batch8", "patch2-batch8"}
+    with pytest.raises(ValueError, match="choose one of \\['batch8', 'patch2-batch8'\\]"):
+        load_sized_pixel("patch4", "mnist", "smoke", {})
+    with pytest.raises(ValueError, match="use the recipe's pixel run"):
+        load_sized_pixel("patch2-batch8", "mnist", "gpu", {})
+    assert list(tmp_data.iterdir()) == []  # no run folder made

@@ -148,6 +148,7 @@ def test_cli_prints_the_frontier_and_table2_as_json(tmp_path, capsys):
     res = json.loads(capsys.readouterr().out)
     assert res == json.loads(out.read_text())
     assert set(res["points"]) == {"gir", "pixel"} and res["n"] == 4
+    assert res["pixel"] == "recipe" and res["pixel_model"]["patch"] == 1  # the recipe's U-Net unless asked
     for space, pts in res["points"].items():
         assert {p["sampler"] for p in pts} == {"ddpm", "ddim", "dpmpp2m", "dpmpp2m-sde"}
         assert all(p["ms_per_image"] == pytest.approx(p["steps"] * res["call_ms"][space]) for p in pts)
@@ -160,10 +161,33 @@ def test_cli_prints_the_frontier_and_table2_as_json(tmp_path, capsys):
     assert res["equal_kid"]["gir"]["bound"] == res["equal_kid"]["pixel"]["bound"]
 
 
+def test_cli_frontier_against_the_sized_pixel_baseline(capsys):
+    "--pixel sized: chapter 09a's 2×2-patch, batch-8 U-Net, trained for the GIR run's budget, replaces the recipe's."
+    from gaussdiff.checkpoint import load_checkpoint
+    from gaussdiff.compare import budget_of
+    from gaussdiff.recipes import load_or_train, run_dir
+    assert cli(["--profile", "smoke", "--n", "4", "--pixel", "sized"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["pixel"] == "sized" and res["pixel_model"]["patch"] == 2 and res["pixel_model"]["batch_size"] == 8
+    assert {p["sampler"] for p in res["points"]["pixel"]} == {"ddpm", "ddim", "dpmpp2m", "dpmpp2m-sde"}
+    sized = load_checkpoint(run_dir("pixel", "mnist", "smoke").parent / "mnist-pixel-patch2-batch8-smoke" / "ckpt.pt")
+    gir = load_or_train("gir", "mnist", "smoke", progress=False)
+    assert sized[3].step == res["pixel_model"]["train_steps"] and sized[0].patch == 2
+    assert budget_of(sized[3].config) == budget_of(gir[3].config)  # the same budget as the GIR model it faces
+
+
+def test_sized_pixel_baseline_is_refused_outside_the_cpu_budget_before_any_work(capsys, monkeypatch):
+    import gaussdiff.frontier as F
+    monkeypatch.setattr(F, "load_or_train", lambda *a, **k: pytest.fail("loaded or trained a run"))
+    assert cli(["--profile", "gpu", "--pixel", "sized"]) == 2
+    assert "use the recipe's U-Net (--pixel recipe)" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="pixel must be one of"): F.frontier_for("mnist", "smoke", pixel="patched")
+
+
 def test_cli_stdout_is_only_json_when_the_work_prints(tmp_path, capsys, monkeypatch):
     "On a clean clone the smoke runs are trained on first use, which prints: that goes to stderr, not into the JSON."
     import gaussdiff.frontier as F
-    def noisy_frontier(*args):
+    def noisy_frontier(*args, **kw):
         print("[recipes] no cached gir run of mnist: TRAINING IT NOW")
         return {"n": 4}
     monkeypatch.setattr(F, "frontier_for", noisy_frontier)
