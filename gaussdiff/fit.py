@@ -8,9 +8,9 @@ import math, os, time
 from dataclasses import dataclass, field
 
 # %% auto #0
-__all__ = ['DEFAULT_LR', 'DEFAULT_LR_COLOUR', 'RELOCATE_AT', 'RELOCATE_FRAC', 'gaussian_window_matrix', 'SSIM', 'ssim', 'dssim',
-           'psnr', 'init_splats', 'naive_fit', 'default_lr', 'relocate_weak_splats', 'default_steps', 'default_chunk',
-           'FitResult', 'fit_splats', 'fit_memory', 'check_fit_size', 'benchmark']
+__all__ = ['DEFAULT_LR', 'DEFAULT_LR_COLOUR', 'RELOCATE_AT', 'RELOCATE_FRAC', 'MIN_EXTENT_PX', 'gaussian_window_matrix', 'SSIM',
+           'ssim', 'dssim', 'psnr', 'init_splats', 'naive_fit', 'default_lr', 'relocate_weak_splats', 'default_steps',
+           'default_chunk', 'FitResult', 'fit_splats', 'fit_memory', 'check_fit_size', 'benchmark']
 
 # %% ../nbs/03_fit.ipynb #331005cb
 import torch
@@ -111,6 +111,8 @@ DEFAULT_LR = {"position": 0.004, "log_scale": 0.2, "shear": 0.007, "colour": 0.2
 # colour, 300 steps (Sprites)
 DEFAULT_LR_COLOUR = {"position": 0.003, "log_scale": 0.08, "shear": 0.005, "colour": 0.08}
 RELOCATE_AT, RELOCATE_FRAC = (0.2, 0.4, 0.6), 0.15
+# the smallest splat a fit keeps: the Cholesky diagonal, in pixels (09d raises it so a model can draw the fits)
+MIN_EXTENT_PX = 0.2
 
 # %% ../nbs/03_fit.ipynb #bf905d12
 def default_lr(channels: int) -> dict: return dict(DEFAULT_LR if channels == 1 else DEFAULT_LR_COLOUR)
@@ -173,7 +175,7 @@ class FitResult:
     def images_per_s(self) -> float: return len(self.psnr) / max(self.seconds, 1e-9)
 
 # %% ../nbs/03_fit.ipynb #55c66997
-def _check_fit_args(n_splats, steps, chunk, lam):
+def _check_fit_args(n_splats, steps, chunk, lam, min_extent_px=MIN_EXTENT_PX):
     if isinstance(n_splats, bool) or not isinstance(n_splats, int) or n_splats < 1:
         raise ValueError(f"n_splats must be an int >= 1, got {n_splats!r}")
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 0):
@@ -181,6 +183,8 @@ def _check_fit_args(n_splats, steps, chunk, lam):
     if chunk is not None and (not isinstance(chunk, int) or chunk < 1):
         raise ValueError(f"chunk must be an int >= 1, got {chunk!r}")
     if not 0 <= lam <= 1: raise ValueError(f"lam (the DSSIM weight) must lie in [0, 1], got {lam!r}")
+    if isinstance(min_extent_px, bool) or not isinstance(min_extent_px, (int, float)) or not 0 < min_extent_px <= 4:
+        raise ValueError(f"min_extent_px (the smallest splat, in pixels) must lie in (0, 4], got {min_extent_px!r}")
 
 # %% ../nbs/03_fit.ipynb #2190f663
 def _fit_chunk(x, n_splats, steps, lr_vec, lam, seeds, phi, ssim_fn, min_log_scale, relocate_steps, relocate_frac,
@@ -238,12 +242,13 @@ def _fit_chunk_in_worker(args):
 def fit_splats(images: torch.Tensor, n_splats: int = 150, steps: int | None = None, lr: dict | None = None,
                lam: float = 0.2, chunk: int | None = None, seed: int = 0, device="auto", workers: int | None = None,
                relocate: tuple = RELOCATE_AT, relocate_frac: float = RELOCATE_FRAC, window: int | None = -1,
-               progress: bool = True) -> FitResult:
+               min_extent_px: float = MIN_EXTENT_PX, progress: bool = True) -> FitResult:
     """Fit `n_splats` splats to each image `[B,C,H,W]` in [0,1] with L1 + DSSIM; returns a `FitResult`.
     On CPU, chunks run in `workers` threads (default: torch's thread count) of one torch thread each. `window`:
-    evaluate splats on a local window of that many pixels (default -1: 7 for grey images on CPU; None: dense)."""
+    evaluate splats on a local window of that many pixels (default -1: 7 for grey images on CPU; None: dense).
+    `min_extent_px`: no splat's Cholesky diagonal gets smaller than this many pixels."""
     x_all = check_images(images)
-    _check_fit_args(n_splats, steps, chunk, lam)
+    _check_fit_args(n_splats, steps, chunk, lam, min_extent_px)
     b, c, h, w = x_all.shape
     dev = get_device(device)
     steps = default_steps(c) if steps is None else steps
@@ -258,10 +263,11 @@ def fit_splats(images: torch.Tensor, n_splats: int = 150, steps: int | None = No
     settings = dict(n_splats=n_splats, steps=steps, lr=lr, lam=lam, chunk=chunk, seed=seed,
                     init="intensity-sampled, sigma 0.8 px, colour x0.7", loss="(1-lam) L1 + lam DSSIM",
                     optimiser="Adam(0.9, 0.99), cosine to 5%", relocate=list(relocate), relocate_frac=relocate_frac,
-                    renderer=f"window {window}x{window}" if window else "dense (two matrix products)")
+                    renderer=f"window {window}x{window}" if window else "dense (two matrix products)",
+                    min_extent_px=min_extent_px)
     kw = dict(n_splats=n_splats, steps=steps, lr_vec=_lr_vector(lr).to(dev), lam=lam,
               phi=quadratic_features((h, w), dev),
-              ssim_fn=SSIM((h, w), dev), min_log_scale=(math.log(0.2 / h), math.log(0.2 / w)),
+              ssim_fn=SSIM((h, w), dev), min_log_scale=(math.log(min_extent_px / h), math.log(min_extent_px / w)),
               relocate_steps=relocate_steps, relocate_frac=relocate_frac, window=window)
     jobs = [(x_all[i * chunk:(i + 1) * chunk].to(dev), [seed * 1_000_003 + j
                                                         for j in range(i * chunk, min(b, (i + 1) * chunk))], kw)

@@ -251,3 +251,33 @@ def test_a_long_encode_says_its_expected_minutes_after_the_first_block(tmp_data,
     out = capsys.readouterr()
     line = [l for l in (out.out + out.err).splitlines() if l.startswith("[fit]")]
     assert len(line) == 1 and "images/s on cpu: expect" in line[0] and "for the other 4 images" in line[0]
+
+
+def test_a_raised_floor_keeps_every_splat_at_least_that_wide(digits):
+    "09d's lever: `min_extent_px` bounds the Cholesky diagonal of every fitted splat from below, in pixels."
+    x = digits[0][:4]
+    low, high = (fit_splats(x, 12, steps=20, seed=0, progress=False, min_extent_px=m) for m in (0.2, 0.7))
+    extent = lambda s: s[..., [2, 4]].exp() * 28   # the diagonal of L, in pixels of a 28×28 digit
+    assert extent(high.splats).min() >= 0.7 * (1 - 1e-4) and extent(low.splats).min() < 0.7
+    assert high.settings["min_extent_px"] == 0.7 and low.settings["min_extent_px"] == 0.2
+    for bad in (0, -1, 5, True, "1"):
+        with pytest.raises(ValueError, match="min_extent_px"): fit_splats(x, 4, steps=1, min_extent_px=bad)
+
+
+def test_a_raised_floor_has_its_own_cache_and_is_checked_on_load(tmp_data, capsys):
+    plain = encode_dataset("mnist", n=4, n_splats=6, steps=2, progress=False, verbose=False)
+    floored = encode_dataset("mnist", n=4, n_splats=6, steps=2, progress=False, verbose=False, min_extent_px=0.7)
+    assert floored.name == "mnist_train_n4_N6_s2_seed0_min0.7px.pt" and plain.name == "mnist_train_n4_N6_s2_seed0.pt"
+    assert load_gir(floored)["settings"]["min_extent_px"] == 0.7
+    got = load_gir("mnist", n=3, n_splats=6, steps=2, min_extent_px=0.7)
+    assert torch.equal(got["splats"], load_gir(floored)["splats"][:3])
+    assert not torch.equal(load_gir("mnist", n=3, n_splats=6, steps=2)["splats"], got["splats"])
+    with pytest.raises(FileNotFoundError, match="--min-extent-px 0.5"):
+        load_gir("mnist", n=4, n_splats=6, steps=2, min_extent_px=0.5)
+    floored.replace(plain)   # a floored cache under the plain name is refused, not served as plain fits
+    with pytest.raises(ValueError, match=r"min_extent_px 0.7 \(asked for 0.2\)"):
+        load_gir("mnist", n=4, n_splats=6, steps=2)
+    assert cli(["--dataset", "mnist", "--n", "4", "--n-splats", "6", "--steps", "2", "--min-extent-px", "0.5"]) == 0
+    assert json.loads(capsys.readouterr().out)["path"].endswith("mnist_train_n4_N6_s2_seed0_min0.5px.pt")
+    assert cli(["--dataset", "mnist", "--n", "4", "--min-extent-px", "0"]) == 2
+    assert "min_extent_px" in capsys.readouterr().err
