@@ -114,6 +114,7 @@ class DataInfo:
     gir_features: str | None = None
     n_splats: int | None = None
     fit_psnr: float | None = None               # mean PSNR of the training GIRs: the representation's ceiling
+    fit_min_extent_px: float | None = None      # the fitter's floor on splat size of those GIRs (None: its default)
     profile: str | None = None
     n_params: int | None = None
     n_classes: int = 0                          # > 0: a class-conditional model (labels 0..n_classes-1; 04a)

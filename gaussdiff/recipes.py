@@ -20,6 +20,7 @@ from .diffusion import (GIR_FEATURES, SAMPLING_STEPS, GIRNormalizer, Schedule, p
                                  to_shape_features)
 from .distributed import start_ranks, stop_ranks
 from .cache import encode_dataset, load_gir, profile_fit_kw
+from .fit import MIN_EXTENT_PX
 from .sample import generate
 from .train import BUDGETS, RESUMABLE_CHANGES, TrainConfig, TrainResult, train
 from .transformer import GaussianTransformer
@@ -65,6 +66,7 @@ class Recipe:
     min_snr_gamma: float | None = None  # min-SNR-γ loss weighting (None: Ho et al.'s unweighted loss)
     # classifier-free guidance scale of its samples (a model_kw n_classes > 0 trains on labels)
     guidance: float = 1.0
+    min_extent_px: float = MIN_EXTENT_PX  # GIRs: the fitter's floor on splat size, in pixels (09d raises it)
 
     def make_schedule(self) -> Schedule:
         "The noise schedule, prediction and loss weighting this recipe trains with."
@@ -143,20 +145,21 @@ def _data_range(x: torch.Tensor, margin: float = 0.1):
 
 # %% ../nbs/07b_recipes.ipynb #faeb40e7
 def training_data(space: str, dataset: str = "mnist", n: int | None = None, n_splats: int | None = None,
-                  profile: str = "auto", verbose: bool = True, gir_features: str = "cholesky"):
+                  profile: str = "auto", verbose: bool = True, gir_features: str = "cholesky",
+                  min_extent_px: float = MIN_EXTENT_PX):
     """Clean training examples for a space: `(x [M,...], normalizer or None, DataInfo)`. GIR: normalised splats from
     the fit chapter's cache, the covariance written as `gir_features` ('cholesky' or 'shape', chapter 04) before
     the normaliser is fitted; pixel: the same images in [-1,1], 28×28 ones padded to 32×32 (chapter 06)."""
-    return _examples(space, dataset, n, n_splats, profile, verbose, gir_features)[:3]
+    return _examples(space, dataset, n, n_splats, profile, verbose, gir_features, min_extent_px)[:3]
 
 # %% ../nbs/07b_recipes.ipynb #79ccdc4c
-def _examples(space, dataset, n, n_splats, profile, verbose, gir_features):
+def _examples(space, dataset, n, n_splats, profile, verbose, gir_features, min_extent_px=MIN_EXTENT_PX):
     "`training_data` and the examples' labels as loaded with them (None where the data set has none)."
     profile = resolve_profile(profile)
     if space == "gir":
         if gir_features not in GIR_FEATURES:
             raise ValueError(f"gir_features must be one of {GIR_FEATURES}, got {gir_features!r}")
-        gir = _load_or_encode_gir(dataset, n, n_splats or 150, profile, verbose)
+        gir = _load_or_encode_gir(dataset, n, n_splats or 150, profile, verbose, min_extent_px)
         splats = gir["splats"].float()
         if gir_features == "shape": splats = to_shape_features(splats)
         norm = GIRNormalizer.fit(splats)
@@ -165,7 +168,8 @@ def _examples(space, dataset, n, n_splats, profile, verbose, gir_features):
         meta = DataInfo("gir", dataset, (h, w), int(gir["channels"]), tuple(x.shape[1:]), len(x),
                         x0_clip=_data_range(x),
                         gir_features=gir_features, n_splats=int(x.shape[1]),
-                        fit_psnr=float(torch.as_tensor(gir["psnr"]).float().mean()))
+                        fit_psnr=float(torch.as_tensor(gir["psnr"]).float().mean()),
+                        fit_min_extent_px=min_extent_px)
         _check_scale(dataset, len(x), profile, n)
         return x, norm, meta, gir.get("labels")
     if space != "pixel": raise ValueError(f"space must be one of {SPACES}, got {space!r}")
@@ -186,14 +190,15 @@ def _check_scale(dataset: str, n_train: int, profile: str, n_asked: int | None =
                       "from this run are not paper-scale.", stacklevel=3)
 
 # %% ../nbs/07b_recipes.ipynb #bd9e318d
-def _load_or_encode_gir(dataset, n, n_splats, profile, verbose):
+def _load_or_encode_gir(dataset, n, n_splats, profile, verbose, min_extent_px=MIN_EXTENT_PX):
     """The first `n` GIRs from any cache of the fit chapter with the profile's fit settings (e.g. 03's), else fit them
     now."""
     steps = profile_fit_kw(profile, channels_of(dataset)).get("steps")
     if n is not None:
-        try: return load_gir(dataset, n=n, n_splats=n_splats, steps=steps)
+        try: return load_gir(dataset, n=n, n_splats=n_splats, steps=steps, min_extent_px=min_extent_px)
         except FileNotFoundError: pass
-    return load_gir(encode_dataset(dataset, n=n, n_splats=n_splats, steps=steps, progress=verbose, verbose=verbose))
+    return load_gir(encode_dataset(dataset, n=n, n_splats=n_splats, steps=steps, progress=verbose, verbose=verbose,
+                                   min_extent_px=min_extent_px))
 
 # %% ../nbs/07b_recipes.ipynb #17798559
 def run_dir(space: str, dataset: str = "mnist", profile: str = "auto", conditioning: str | None = None,
@@ -217,7 +222,7 @@ def recipe_data(r: Recipe, n: int | None = None, verbose: bool = True):
     examples' labels, loaded with them (the GIR cache's, or the images'): `(x, normalizer, DataInfo, labels or
     None)`."""
     x, norm, meta, y = _examples(r.space, r.dataset, n if n is not None else r.n, r.n_splats, r.profile, verbose,
-                                 r.gir_features or "cholesky")
+                                 r.gir_features or "cholesky", r.min_extent_px)
     if not r.model_kw.get("n_classes"): return x, norm, meta, None
     if y is None:
         raise ValueError(f"{r.dataset} has no class labels: train it with an unconditional recipe "
@@ -289,6 +294,9 @@ def run_differs(ck: dict, r: Recipe, cfg: TrainConfig, conditioning: str | None 
     m = ck.get("meta", {})
     data = [f"{k} {m[k]} != {v}" for k, v in (("n_train", r.n), ("n_splats", r.n_splats if r.space == "gir" else None))
             if v is not None and m.get(k) is not None and m[k] != v]
+    floor = m.get("fit_min_extent_px") or MIN_EXTENT_PX   # older checkpoints: the fitter's default
+    if r.space == "gir" and floor != r.min_extent_px:
+        data.append(f"fits' splat floor {floor:g} px != {r.min_extent_px:g} px")
     if data: return f"training data differs ({', '.join(data)})"
     return diffusion_differs(ck, r)
 

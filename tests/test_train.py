@@ -362,3 +362,22 @@ def test_the_gpu_session_scale_fits_a_t4_session_and_reaches_fig8s_epochs():
     assert 40 < t4_minutes <= 50  # 07b's training, leaving room for Fig 8's sampling in the hour
     assert recipe("gir", "mnist", "gpu", "paper").snapshot_epochs == (10, 20, 50)
     with pytest.raises(ValueError, match="scale"): recipe("gir", "mnist", "gpu", "colab")
+
+
+def test_a_recipe_with_a_raised_splat_floor_trains_on_its_own_fits_and_never_reuses_plain_ones(tmp_data):
+    "09d's lever as a recipe field: its GIRs come from a floored cache, and a run on plain fits is another run."
+    import dataclasses
+    from gaussdiff import recipes as R
+    from gaussdiff.cache import load_gir
+    from gaussdiff.checkpoint import CKPT_FORMAT
+    r = dataclasses.replace(R.recipe("gir", "mnist", "smoke"), n=8, min_extent_px=0.7)
+    x, norm, meta, _ = R.recipe_data(r, verbose=False)
+    assert meta.fit_min_extent_px == 0.7 and len(x) == 8
+    fits = load_gir("mnist", n=8, n_splats=r.n_splats, steps=15, min_extent_px=0.7)
+    assert (fits["splats"][..., [2, 4]].exp() * 28).min() >= 0.7 * (1 - 1e-4)
+    ck = {"format": CKPT_FORMAT, "finished": True, "config": dataclasses.asdict(r.cfg), "model_config": dict(r.model_kw),
+          "schedule": {"T": r.T, "kind": r.schedule}, "space": "gir", "meta": {"gir_features": r.gir_features}}
+    assert "fits' splat floor 0.2 px != 0.7 px" in R.run_differs(ck, r, r.cfg)   # a run from before the floor
+    assert R.run_differs({**ck, "meta": meta.as_dict()}, r, r.cfg) is None
+    plain = dataclasses.replace(r, min_extent_px=0.2)
+    assert "fits' splat floor 0.7 px != 0.2 px" in R.run_differs({**ck, "meta": meta.as_dict()}, plain, plain.cfg)
