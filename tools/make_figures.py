@@ -51,6 +51,7 @@ FIGURES = (
     FigureSpec("fig8_training", "08_sample_fig8", 1, cols=2),
     FigureSpec("fig7_dolls", "09d_fig7_dolls", 2),
     FigureSpec("fig8_dolls", "09d_fig8_dolls", 2, cols=3),
+    FigureSpec("dolls_splat_floor", "09d_splat_floor", 2, cols=2),
 )
 
 
@@ -68,6 +69,9 @@ def numbers_from(results: Path) -> dict:
         out["fig7_dolls"] = {"kid": {k: round(v["kid"], 2) for k, v in {**dolls["sanity"], **dolls["models"]}.items()},
                              "curve": [{k: round(p[k], 2) if isinstance(p[k], float) else p[k]
                                         for k in ("run", "step", "tflops", "kid")} for p in dolls["curve"]]}
+        if "splat_floor" in dolls:
+            out["dolls_splat_floor"] = [{k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}
+                                        for row in dolls["splat_floor"]]
     if (samp := load("08_sample")):
         out["fig5_samples"] = {k: samp.get(k) for k in ("n_samples", "fig5_sampler", "steps", "sampling_seconds")}
     return out
