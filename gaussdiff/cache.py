@@ -14,7 +14,7 @@ from .commands import check_writable_dir, cli_command, file_lock, make_parser
 from .core import data_dir, get_device, resolve_profile, save_torch_atomic
 from .data import DATASETS, channels_of, load_images
 from .distributed import current_ranks, start_ranks, stop_ranks
-from .fit import MIN_EXTENT_PX, _check_fit_args, benchmark, default_steps, fit_splats
+from .fit import MIN_EXTENT_PX, FitLimits, _check_fit_args, benchmark, default_steps, fit_splats
 from .splats import check_splats
 
 # %% auto #0
@@ -29,24 +29,24 @@ def profile_fit_kw(profile: str | None, channels: int) -> dict:
     return {"steps": 15 if channels == 1 else 60} if resolve_profile(profile) == "smoke" else {}
 
 def gir_path(name: str, n: int, n_splats: int = 150, split: str = "train", steps: int | None = None,
-             seed: int = 0, min_extent_px: float = MIN_EXTENT_PX) -> Path:
+             seed: int = 0, min_extent_px: float = MIN_EXTENT_PX, clamp_colours: bool = False) -> Path:
     "Where `encode_dataset` keeps the GIR cache of these settings."
     steps = default_steps(channels_of(name)) if steps is None else steps
-    return data_dir() / "gir" / f"{name}_{split}_n{n}_N{n_splats}_s{steps}_seed{seed}{_floor_tag(min_extent_px)}.pt"
+    tag = FitLimits(min_extent_px, clamp_colours).tag   # raised limits get a cache of their own
+    return data_dir() / "gir" / f"{name}_{split}_n{n}_N{n_splats}_s{steps}_seed{seed}{tag}.pt"
 
-def _floor_tag(min_extent_px: float) -> str:
-    "The cache name's mark of a raised splat-size floor (none for the fitter's default, so older caches keep theirs)."
-    return "" if min_extent_px == MIN_EXTENT_PX else f"_min{min_extent_px:g}px"
 
 def _settings_key(s: dict) -> dict:
     return {k: s[k] for k in ("n_splats", "steps", "lr", "lam", "seed")}
 
 # %% ../nbs/03a_cache.ipynb #fb79836e
 def _block_file(blocks_dir: Path, total: int, start: int, block: int, n_splats: int, steps: int,
-                seed: int, min_extent_px: float = MIN_EXTENT_PX) -> tuple[Path, dict]:
+                seed: int, limits: FitLimits = FitLimits()) -> tuple[Path, dict]:
     "Where the block of images `start:start+block` (of `total`) is kept, and the key its file must carry."
     return blocks_dir / f"{start:07d}.pt", dict(total=total, start=start, count=min(block, total - start),
-                                                n_splats=n_splats, steps=steps, seed=seed, min_extent_px=min_extent_px)
+                                                n_splats=n_splats, steps=steps, seed=seed,
+                                                min_extent_px=limits.min_extent_px,
+                                                clamp_colours=limits.clamp_colours)
 
 def _read_block(path: Path, key: dict):
     """A finished block's `(splats, psnr, seconds, fit settings)`, or None when it is missing, unreadable or of other
@@ -60,18 +60,18 @@ def _read_block(path: Path, key: dict):
         return None
 
 def _fit_blocks(x, blocks_dir: Path, starts: list[int], block: int, n_splats: int, steps: int, seed: int, dev,
-                progress: bool, desc: str, min_extent_px: float = MIN_EXTENT_PX) -> int:
+                progress: bool, desc: str, limits: FitLimits = FitLimits()) -> int:
     """Fit the blocks starting at `starts` that are not on disk yet, each into its own file; returns how many were
     resumed."""
-    files = {s: _block_file(blocks_dir, len(x), s, block, n_splats, steps, seed, min_extent_px) for s in starts}
+    files = {s: _block_file(blocks_dir, len(x), s, block, n_splats, steps, seed, limits) for s in starts}
     todo = [s for s in starts if _read_block(*files[s]) is None]
     bar = tqdm(total=sum(key["count"] for _, key in files.values()), desc=desc, disable=not progress)
     bar.update(sum(files[s][1]["count"] for s in starts if s not in todo))
     with bar:   # closed on Ctrl-C too, so the message that follows starts on a line of its own
         for s in todo:
             # seed per block: any split of the blocks gives the same fits
-            r = fit_splats(x[s:s + block], n_splats, steps, seed=seed + s, device=dev, min_extent_px=min_extent_px,
-                           progress=False)
+            r = fit_splats(x[s:s + block], n_splats, steps, seed=seed + s, device=dev, progress=False,
+                           min_extent_px=limits.min_extent_px, clamp_colours=limits.clamp_colours)
             path, key = files[s]
             save_torch_atomic(dict(key=key, splats=r.splats.float().cpu(), psnr=r.psnr.float().cpu(), seconds=r.seconds,
                                    settings=r.settings), path)
@@ -88,24 +88,26 @@ def _fit_blocks(x, blocks_dir: Path, starts: list[int], block: int, n_splats: in
 def encode_dataset(name: str, n: int | None = None, n_splats: int = 150, split: str = "train", steps: int | None = None,
                    seed: int = 0, device="auto", block: int | None = None, overwrite: bool = False,
                    profile: str | None = None, progress: bool = True, verbose: bool = True,
-                   min_extent_px: float = MIN_EXTENT_PX) -> Path:
+                   min_extent_px: float = MIN_EXTENT_PX, clamp_colours: bool = False) -> Path:
     """Fit `n` images of a course data set with `n_splats` splats each into a GIR cache file (atomic, resumable);
     returns its path. Under torchrun, rank k of K fits blocks k, k+K, ... and rank 0 assembles the same cache.
-    `min_extent_px` raises the fitter's floor on splat size (its own cache)."""
+    `min_extent_px` raises the fitter's floor on splat size, `clamp_colours` keeps colours in [0, 1] (either makes
+    a cache of its own)."""
     if name not in DATASETS: raise ValueError(f"unknown data set {name!r}: use one of {DATASETS}")
-    _check_fit_args(n_splats, steps, None, 0.2, min_extent_px)
+    _check_fit_args(n_splats, steps, None, 0.2)
+    limits = FitLimits(min_extent_px, clamp_colours)
     ranks = current_ranks()
     x, y = load_images(name, n, split, verbose and ranks.main)
     b, c, h, w = x.shape
     if steps is None: steps = profile_fit_kw(profile, c).get("steps", default_steps(c))
-    path = gir_path(name, b, n_splats, split, steps, seed, min_extent_px)
+    path = gir_path(name, b, n_splats, split, steps, seed, min_extent_px, clamp_colours)
     if path.exists() and not overwrite:
         try:
             load_gir(path)
             return path
         except (ValueError, FileNotFoundError) as e:
             if verbose: print(f"[fit] {path.name} is unreadable ({e}); re-encoding")
-    bigger = None if overwrite else _find_cache(name, b, n_splats, split, steps, seed, min_extent_px)
+    bigger = None if overwrite else _find_cache(name, b, n_splats, split, steps, seed, limits)
     if bigger is not None and bigger != path:      # the first b images of a larger cache of the same settings
         try:
             gir = load_gir(bigger, n=b)
@@ -123,7 +125,7 @@ def encode_dataset(name: str, n: int | None = None, n_splats: int = 150, split: 
         ranks.barrier()   # the other ranks wait while rank 0 waits for the lock
         if not overwrite and _readable(path): return path   # a concurrent encode finished it meanwhile
         return _encode(x, y, path, name, split, n_splats, steps, seed, dev, block, overwrite, progress, verbose,
-                       min_extent_px)
+                       limits)
 
 def _readable(path: Path) -> bool:
     try: load_gir(path)
@@ -131,7 +133,7 @@ def _readable(path: Path) -> bool:
     return True
 
 def _encode(x, y, path: Path, name, split, n_splats, steps, seed, dev, block, overwrite, progress, verbose,
-            min_extent_px=MIN_EXTENT_PX) -> Path:
+            limits: FitLimits = FitLimits()) -> Path:
     "Fit the blocks (this rank's share; those on disk are resumed), then rank 0 assembles the cache."
     ranks, b = current_ranks(), len(x)
     block = block or (1024 if dev.type == "cpu" else 16384)
@@ -142,20 +144,20 @@ def _encode(x, y, path: Path, name, split, n_splats, steps, seed, dev, block, ov
     desc = f"encode {name} ({b} images, N={n_splats})"
     if ranks.active: desc += f", rank {ranks.rank} of {ranks.world_size}"
     resumed = _fit_blocks(x, blocks_dir, starts, block, n_splats, steps, seed, dev, progress and ranks.main, desc,
-                          min_extent_px)
+                          limits)
     if resumed and verbose: print(f"[fit] {path.name}: {resumed} of {len(starts)} blocks were already fitted; resumed")
     ranks.barrier()   # every block is on disk
     if ranks.main:
         _assemble(path, blocks_dir, x, y, block, n_splats, steps, seed, dict(name=name, split=split, device=str(dev)),
-                  verbose, min_extent_px)
+                  verbose, limits)
     ranks.barrier()
     return path
 
 def _assemble(path: Path, blocks_dir: Path, x, y, block, n_splats, steps, seed, info: dict, verbose: bool,
-              min_extent_px: float = MIN_EXTENT_PX):
+              limits: FitLimits = FitLimits()):
     "Join the block files into one cache (written atomically), then remove them."
     b, c, h, w = x.shape
-    parts = [_read_block(*_block_file(blocks_dir, b, s, block, n_splats, steps, seed, min_extent_px))
+    parts = [_read_block(*_block_file(blocks_dir, b, s, block, n_splats, steps, seed, limits))
              for s in range(0, b, block)]
     if any(p is None for p in parts):
         raise RuntimeError(f"blocks of {path.name} are missing from {blocks_dir}; run the encode again to refit them")
@@ -170,11 +172,11 @@ def _assemble(path: Path, blocks_dir: Path, x, y, block, n_splats, steps, seed, 
         print(f"[fit] wrote {path} ({b} images, mean PSNR {gir['psnr'].mean():.2f} dB, {seconds:.1f} s fitting)")
 
 # %% ../nbs/03a_cache.ipynb #1edfe44e
-def _find_cache(name, n, n_splats, split, steps, seed, min_extent_px=MIN_EXTENT_PX):
+def _find_cache(name, n, n_splats, split, steps, seed, limits: FitLimits = FitLimits()):
     "An existing cache of these settings holding at least `n` images (the smallest such), else None."
     steps = default_steps(channels_of(name)) if steps is None else steps
     best = None
-    pattern = f"{name}_{split}_n*_N{n_splats}_s{steps}_seed{seed}{_floor_tag(min_extent_px)}.pt"
+    pattern = f"{name}_{split}_n*_N{n_splats}_s{steps}_seed{seed}{limits.tag}.pt"
     for p in (data_dir() / "gir").glob(pattern):
         try: count = int(p.name.split("_n")[1].split("_")[0])
         except ValueError: continue
@@ -183,11 +185,13 @@ def _find_cache(name, n, n_splats, split, steps, seed, min_extent_px=MIN_EXTENT_
     return None if best is None else best[1]
 
 def _check_request(gir: dict, path, name: str, n_splats: int, split: str, steps: int | None,
-                   min_extent_px: float = MIN_EXTENT_PX):
+                   limits: FitLimits = FitLimits()):
     "A cache found by name must hold what was asked for (a renamed or copied file may not)."
-    want = dict(name=name, channels=channels_of(name), n_splats=n_splats, split=split, min_extent_px=min_extent_px)
+    want = dict(name=name, channels=channels_of(name), n_splats=n_splats, split=split,
+                min_extent_px=limits.min_extent_px, clamp_colours=limits.clamp_colours)
     have = dict(name=gir.get("name"), channels=int(gir["channels"]), n_splats=int(gir["splats"].shape[1]),
-                split=gir.get("split"), min_extent_px=gir["settings"].get("min_extent_px", MIN_EXTENT_PX))
+                split=gir.get("split"), min_extent_px=gir["settings"].get("min_extent_px", MIN_EXTENT_PX),
+                clamp_colours=gir["settings"].get("clamp_colours", False))
     if steps is not None: want["steps"], have["steps"] = steps, gir["settings"].get("steps")
     bad = [f"{k} {have[k]!r} (asked for {want[k]!r})" for k in want if have[k] != want[k]]
     if bad:
@@ -195,18 +199,18 @@ def _check_request(gir: dict, path, name: str, n_splats: int, split: str, steps:
                          "delete it and encode again")
 
 def load_gir(path_or_name, n: int | None = None, n_splats: int = 150, split: str = "train", steps: int | None = None,
-             seed: int = 0, encode: bool = False, min_extent_px: float = MIN_EXTENT_PX, **encode_kw) -> dict:
+             seed: int = 0, encode: bool = False, min_extent_px: float = MIN_EXTENT_PX, clamp_colours: bool = False,
+             **encode_kw) -> dict:
     """A GIR cache as a dict (`splats [B,N,8]`, `psnr`, `labels`, `image_size`, `channels`, `settings`, ...), from
     a file path or a data set name ('mnist'/'sprites': the cache of these settings, the first `n` images of it;
     `encode=True` fits it when missing)."""
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise ValueError(f"n must be a positive int (or None for the whole cache), got {n!r}")
+    limits = FitLimits(min_extent_px, clamp_colours)
     name = path_or_name if isinstance(path_or_name, str) and path_or_name in DATASETS else None
     if name is not None:
-        path = _find_cache(path_or_name, n, n_splats, split, steps, seed, min_extent_px)
-        raised = min_extent_px != MIN_EXTENT_PX   # the floor is named in the advice below only when raised
-        kw = f", min_extent_px={min_extent_px:g}" if raised else ""
-        flag = f" --min-extent-px {min_extent_px:g}" if raised else ""
+        path = _find_cache(path_or_name, n, n_splats, split, steps, seed, limits)
+        kw, flag = limits.as_kwargs(), limits.as_flags()   # the advice below names only limits that were raised
         if path is None:
             if not encode:
                 raise FileNotFoundError(
@@ -215,6 +219,7 @@ def load_gir(path_or_name, n: int | None = None, n_splats: int = 150, split: str
                     f"n_splats={n_splats}{kw}) or `gaussdiff fit --dataset {path_or_name} --n {n or 'all'} "
                     f"--n-splats {n_splats}{flag}`, or pass encode=True")
             path = encode_dataset(path_or_name, n, n_splats, split, steps, seed, min_extent_px=min_extent_px,
+                                  clamp_colours=clamp_colours,
                                   **encode_kw)
     else:
         path = Path(path_or_name)
@@ -238,7 +243,7 @@ def load_gir(path_or_name, n: int | None = None, n_splats: int = 150, split: str
     if gir.get("version") != GIR_VERSION:
         raise ValueError(f"GIR cache {path} has version {gir.get('version')}, this library reads "
                          f"{GIR_VERSION}; encode again")
-    if name is not None: _check_request(gir, path, name, n_splats, split, steps, min_extent_px)
+    if name is not None: _check_request(gir, path, name, n_splats, split, steps, limits)
     if n is not None:
         if n > len(gir["splats"]): raise ValueError(f"asked for n={n} GIRs but {path.name} holds {len(gir['splats'])}")
         gir = dict(gir, splats=gir["splats"][:n], psnr=gir["psnr"][:n],
@@ -263,6 +268,8 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--min-extent-px", type=float, default=MIN_EXTENT_PX,
                     help=f"the smallest splat a fit keeps, in pixels (default {MIN_EXTENT_PX}; chapter 09d raises it)")
+    ap.add_argument("--clamp-colours", action="store_true",
+                    help="keep every splat's colour in [0, 1] (chapter 09d's Doll recipe)")
     ap.add_argument("--block", type=int, default=None,
                     help="images per block, the unit of resume and of sharing (default: 1024 on CPU)")
     ap.add_argument("--device", default="auto")
@@ -285,7 +292,7 @@ def cli(argv: list[str] | None = None) -> int:
     try:
         ranks = start_ranks(a.device)   # under torchrun: join the other ranks (each fits its share of the blocks)
         path = encode_dataset(a.dataset, a.n, a.n_splats, a.split, a.steps, a.seed, a.device, a.block,
-                              overwrite=a.overwrite, min_extent_px=a.min_extent_px,
+                              overwrite=a.overwrite, min_extent_px=a.min_extent_px, clamp_colours=a.clamp_colours,
                               verbose=False)   # stdout carries only the JSON; the progress bar goes to stderr
         gir = load_gir(path)
     except KeyboardInterrupt:

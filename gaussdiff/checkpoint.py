@@ -115,6 +115,7 @@ class DataInfo:
     n_splats: int | None = None
     fit_psnr: float | None = None               # mean PSNR of the training GIRs: the representation's ceiling
     fit_min_extent_px: float | None = None      # the fitter's floor on splat size of those GIRs (None: its default)
+    fit_clamp_colours: bool | None = None       # whether those fits kept colours in [0, 1] (None: no, its default)
     profile: str | None = None
     n_params: int | None = None
     n_classes: int = 0                          # > 0: a class-conditional model (labels 0..n_classes-1; 04a)
@@ -193,6 +194,13 @@ def build_normalizer(ck: dict) -> GIRNormalizer | None:
     if ck.get("normalizer") is None: return None
     return GIRNormalizer.from_state_dict(ck["normalizer"])
 
+def _snapshots_beside(snapshots: list[dict], path) -> list[dict]:
+    """The snapshot records of the checkpoint at `path`, each pointing at the file of that name in the snapshots
+    folder beside it when there is one: a run folder that was moved or copied (to Drive, say) keeps its Fig 8."""
+    here = Path(path).parent / "snapshots"
+    return [dict(s, path=str(here / Path(s["path"]).name)) if s.get("path") and (here / Path(s["path"]).name).exists()
+            else dict(s) for s in snapshots]
+
 def load_checkpoint(path, device="auto", ema: bool = True, space: str | None = None):
     """Load a checkpoint for sampling: `(model, schedule, normalizer, RunInfo)` with the model in eval mode on `device`.
     `ema=True` takes the EMA weights (what one samples from); `space` ('gir'/'pixel') is checked when given."""
@@ -205,7 +213,8 @@ def load_checkpoint(path, device="auto", ema: bool = True, space: str | None = N
     load_weights(model, weights, path)
     model = model.to(get_device(device)).eval()
     info = RunInfo.from_dict(ck["meta"], space=ck["space"], step=ck["step"], elapsed_s=ck["elapsed_s"],
-                             finished=bool(ck.get("finished")), snapshots=list(ck["meta"].get("_snapshots", [])),
+                             finished=bool(ck.get("finished")),
+                             snapshots=_snapshots_beside(ck["meta"].get("_snapshots", []), path),
                              config=ck["config"], model_class=ck["model_class"], model_config=ck["model_config"],
                              schedule=ck["schedule"], path=str(path))
     return model, build_schedule(ck), build_normalizer(ck), info

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 # %% auto #0
 __all__ = ['DEFAULT_LR', 'DEFAULT_LR_COLOUR', 'RELOCATE_AT', 'RELOCATE_FRAC', 'MIN_EXTENT_PX', 'gaussian_window_matrix', 'SSIM',
            'ssim', 'dssim', 'psnr', 'init_splats', 'naive_fit', 'default_lr', 'relocate_weak_splats', 'default_steps',
-           'default_chunk', 'FitResult', 'fit_splats', 'fit_memory', 'check_fit_size', 'benchmark']
+           'default_chunk', 'FitResult', 'FitLimits', 'fit_splats', 'fit_memory', 'check_fit_size', 'benchmark']
 
 # %% ../nbs/03_fit.ipynb #331005cb
 import torch
@@ -175,7 +175,7 @@ class FitResult:
     def images_per_s(self) -> float: return len(self.psnr) / max(self.seconds, 1e-9)
 
 # %% ../nbs/03_fit.ipynb #55c66997
-def _check_fit_args(n_splats, steps, chunk, lam, min_extent_px=MIN_EXTENT_PX):
+def _check_fit_args(n_splats, steps, chunk, lam, min_extent_px=MIN_EXTENT_PX, clamp_colours=False):
     if isinstance(n_splats, bool) or not isinstance(n_splats, int) or n_splats < 1:
         raise ValueError(f"n_splats must be an int >= 1, got {n_splats!r}")
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 0):
@@ -185,10 +185,36 @@ def _check_fit_args(n_splats, steps, chunk, lam, min_extent_px=MIN_EXTENT_PX):
     if not 0 <= lam <= 1: raise ValueError(f"lam (the DSSIM weight) must lie in [0, 1], got {lam!r}")
     if isinstance(min_extent_px, bool) or not isinstance(min_extent_px, (int, float)) or not 0 < min_extent_px <= 4:
         raise ValueError(f"min_extent_px (the smallest splat, in pixels) must lie in (0, 4], got {min_extent_px!r}")
+    if not isinstance(clamp_colours, bool):
+        raise ValueError(f"clamp_colours must be True or False, got {clamp_colours!r}")
+
+@dataclass(frozen=True)
+class FitLimits:
+    "What a fit may not do: keep a splat under `min_extent_px` pixels, or (`clamp_colours`) a colour outside [0, 1]."
+    min_extent_px: float = MIN_EXTENT_PX
+    clamp_colours: bool = False
+
+    def __post_init__(self): _check_fit_args(1, None, None, 0.2, self.min_extent_px, self.clamp_colours)
+
+    @property
+    def tag(self) -> str:
+        "A cache name's mark of these limits (none for the fitter's defaults, so older caches keep their names)."
+        return ("" if self.min_extent_px == MIN_EXTENT_PX else f"_min{self.min_extent_px:g}px") + \
+            ("_clamp" if self.clamp_colours else "")
+
+    def as_kwargs(self) -> str:
+        "The keyword arguments that ask for these limits (empty for the defaults), for messages."
+        return "".join([f", min_extent_px={self.min_extent_px:g}" if self.min_extent_px != MIN_EXTENT_PX else "",
+                        ", clamp_colours=True" if self.clamp_colours else ""])
+
+    def as_flags(self) -> str:
+        "The `gaussdiff fit` flags that ask for these limits (empty for the defaults), for messages."
+        return "".join([f" --min-extent-px {self.min_extent_px:g}" if self.min_extent_px != MIN_EXTENT_PX else "",
+                        " --clamp-colours" if self.clamp_colours else ""])
 
 # %% ../nbs/03_fit.ipynb #2190f663
 def _fit_chunk(x, n_splats, steps, lr_vec, lam, seeds, phi, ssim_fn, min_log_scale, relocate_steps, relocate_frac,
-               window=None):
+               window=None, clamp_colours=False):
     "Fit one chunk of images `x [b,C,H,W]` on its device; returns the best splats seen per image."
     b, c, h, w = x.shape
     def draw(p): return render_window(p, (h, w), c, window) if window else render_fast(p, (h, w), c, phi)
@@ -222,6 +248,7 @@ def _fit_chunk(x, n_splats, steps, lr_vec, lam, seeds, phi, ssim_fn, min_log_sca
             p -= (decay * lr_vec) * (m / (1 - 0.9 ** (k + 1))) / ((v / (1 - 0.99 ** (k + 1))).sqrt_() + 1e-8)
             p[..., 2].clamp_(min=min_log_scale[1])
             p[..., 4].clamp_(min=min_log_scale[0])
+            if clamp_colours: p[..., COL].clamp_(0, 1)   # no splat brighter than white or darker than black
             bad = ~torch.isfinite(p).all(-1).all(-1)
             if bad.any():                          # never let one image's blow-up poison the result
                 p[bad] = best[bad]
@@ -242,13 +269,14 @@ def _fit_chunk_in_worker(args):
 def fit_splats(images: torch.Tensor, n_splats: int = 150, steps: int | None = None, lr: dict | None = None,
                lam: float = 0.2, chunk: int | None = None, seed: int = 0, device="auto", workers: int | None = None,
                relocate: tuple = RELOCATE_AT, relocate_frac: float = RELOCATE_FRAC, window: int | None = -1,
-               min_extent_px: float = MIN_EXTENT_PX, progress: bool = True) -> FitResult:
+               min_extent_px: float = MIN_EXTENT_PX, clamp_colours: bool = False, progress: bool = True) -> FitResult:
     """Fit `n_splats` splats to each image `[B,C,H,W]` in [0,1] with L1 + DSSIM; returns a `FitResult`.
     On CPU, chunks run in `workers` threads (default: torch's thread count) of one torch thread each. `window`:
     evaluate splats on a local window of that many pixels (default -1: 7 for grey images on CPU; None: dense).
-    `min_extent_px`: no splat's Cholesky diagonal gets smaller than this many pixels."""
+    `min_extent_px`: no splat's Cholesky diagonal gets smaller than this many pixels. `clamp_colours`: every splat's
+    colour stays in [0, 1] (by default colours may overshoot and cancel where splats overlap)."""
     x_all = check_images(images)
-    _check_fit_args(n_splats, steps, chunk, lam, min_extent_px)
+    _check_fit_args(n_splats, steps, chunk, lam, min_extent_px, clamp_colours)
     b, c, h, w = x_all.shape
     dev = get_device(device)
     steps = default_steps(c) if steps is None else steps
@@ -264,11 +292,11 @@ def fit_splats(images: torch.Tensor, n_splats: int = 150, steps: int | None = No
                     init="intensity-sampled, sigma 0.8 px, colour x0.7", loss="(1-lam) L1 + lam DSSIM",
                     optimiser="Adam(0.9, 0.99), cosine to 5%", relocate=list(relocate), relocate_frac=relocate_frac,
                     renderer=f"window {window}x{window}" if window else "dense (two matrix products)",
-                    min_extent_px=min_extent_px)
+                    min_extent_px=min_extent_px, clamp_colours=clamp_colours)
     kw = dict(n_splats=n_splats, steps=steps, lr_vec=_lr_vector(lr).to(dev), lam=lam,
               phi=quadratic_features((h, w), dev),
               ssim_fn=SSIM((h, w), dev), min_log_scale=(math.log(min_extent_px / h), math.log(min_extent_px / w)),
-              relocate_steps=relocate_steps, relocate_frac=relocate_frac, window=window)
+              relocate_steps=relocate_steps, relocate_frac=relocate_frac, window=window, clamp_colours=clamp_colours)
     jobs = [(x_all[i * chunk:(i + 1) * chunk].to(dev), [seed * 1_000_003 + j
                                                         for j in range(i * chunk, min(b, (i + 1) * chunk))], kw)
             for i in range(n_chunks)]

@@ -20,16 +20,16 @@ from .diffusion import (GIR_FEATURES, SAMPLING_STEPS, GIRNormalizer, Schedule, p
                                  to_shape_features)
 from .distributed import start_ranks, stop_ranks
 from .cache import encode_dataset, load_gir, profile_fit_kw
-from .fit import MIN_EXTENT_PX
+from .fit import MIN_EXTENT_PX, FitLimits
 from .sample import generate
 from .train import BUDGETS, RESUMABLE_CHANGES, TrainConfig, TrainResult, train
 from .transformer import GaussianTransformer
 from .unet import PixelUNet, pad_to_32
 
 # %% auto #0
-__all__ = ['SPACES', 'CPU_BUDGET_FLOPS', 'CPU_GUIDANCE', 'GPU_SCALES', 'T4_TFLOPS', 'SESSION_BUDGET_FLOPS', 'PRESETS', 'Recipe',
-           'recipe', 'make_model', 'training_data', 'run_dir', 'recipe_data', 'training_labels', 'run',
-           'diffusion_differs', 'run_differs', 'load_or_train', 'cli']
+__all__ = ['SPACES', 'CPU_BUDGET_FLOPS', 'CPU_GUIDANCE', 'DOLL_FIT_LIMITS', 'GPU_SCALES', 'T4_TFLOPS', 'SESSION_BUDGET_FLOPS',
+           'PRESETS', 'Recipe', 'recipe', 'make_model', 'training_data', 'run_dir', 'recipe_data', 'training_labels',
+           'run', 'diffusion_differs', 'run_differs', 'load_or_train', 'cli']
 
 # %% ../nbs/07b_recipes.ipynb #48780964
 SPACES = ("gir", "pixel")
@@ -38,6 +38,9 @@ SPACES = ("gir", "pixel")
 # 1,000 steps of the pixel U-Net or 8,600 of the GaussianTransformer), whatever the machine and its load.
 CPU_BUDGET_FLOPS = 1.2e13
 CPU_GUIDANCE = 2.0  # the cpu profile's classifier-free guidance scale for class-conditional models
+# The Dolls' cpu (and smoke) GIRs: fits a model can draw, no splat under 0.7 px and colours in [0, 1] (09d measures
+# them against the fitter's defaults, whose pointillist fits the cpu budget cannot learn)
+DOLL_FIT_LIMITS = FitLimits(min_extent_px=0.7, clamp_colours=True)
 # The gpu profile at two scales. "session" (the default): each chapter fits one free Colab T4 session (about an hour):
 # both spaces get the same training FLOPs, sized by an assumed T4 rate (an estimate until someone measures one);
 # "paper": the paper's wall clock, 2 h per MNIST model (its 24 GPU-hours, scaled to the course's four runs).
@@ -67,6 +70,10 @@ class Recipe:
     # classifier-free guidance scale of its samples (a model_kw n_classes > 0 trains on labels)
     guidance: float = 1.0
     min_extent_px: float = MIN_EXTENT_PX  # GIRs: the fitter's floor on splat size, in pixels (09d raises it)
+    clamp_colours: bool = False           # GIRs: whether the fits keep every colour in [0, 1] (09d)
+
+    @property
+    def fit_limits(self) -> FitLimits: return FitLimits(self.min_extent_px, self.clamp_colours)
 
     def make_schedule(self) -> Schedule:
         "The noise schedule, prediction and loss weighting this recipe trains with."
@@ -106,7 +113,9 @@ def recipe(space: str, dataset: str = "mnist", profile: str = "auto", scale: str
     # cpu-profile GIR: cosine schedule + shape features (measured, see docs/lab-notes.md); gpu: paper-faithful
     schedule = by_profile(profile, smoke="linear", cpu="cosine", gpu="linear") if space == "gir" else "linear"
     gir_features = by_profile(profile, smoke="shape", cpu="shape", gpu="cholesky") if space == "gir" else None
+    limits = DOLL_FIT_LIMITS if space == "gir" and dataset == "dolls" and profile in ("cpu", "smoke") else FitLimits()
     return Recipe(space=space, dataset=dataset, profile=profile, T=SAMPLING_STEPS[space], schedule=schedule,
+                  min_extent_px=limits.min_extent_px, clamp_colours=limits.clamp_colours,
                   guidance=CPU_GUIDANCE if model_kw.get("n_classes") else 1.0,
                   gir_features=gir_features, model_kw=model_kw, n=by_profile(profile, smoke=32, cpu=1000, gpu=None,
                                                                              rehearsal=16),
@@ -146,20 +155,21 @@ def _data_range(x: torch.Tensor, margin: float = 0.1):
 # %% ../nbs/07b_recipes.ipynb #faeb40e7
 def training_data(space: str, dataset: str = "mnist", n: int | None = None, n_splats: int | None = None,
                   profile: str = "auto", verbose: bool = True, gir_features: str = "cholesky",
-                  min_extent_px: float = MIN_EXTENT_PX):
+                  min_extent_px: float = MIN_EXTENT_PX, clamp_colours: bool = False):
     """Clean training examples for a space: `(x [M,...], normalizer or None, DataInfo)`. GIR: normalised splats from
     the fit chapter's cache, the covariance written as `gir_features` ('cholesky' or 'shape', chapter 04) before
     the normaliser is fitted; pixel: the same images in [-1,1], 28×28 ones padded to 32×32 (chapter 06)."""
-    return _examples(space, dataset, n, n_splats, profile, verbose, gir_features, min_extent_px)[:3]
+    return _examples(space, dataset, n, n_splats, profile, verbose, gir_features,
+                     FitLimits(min_extent_px, clamp_colours))[:3]
 
 # %% ../nbs/07b_recipes.ipynb #79ccdc4c
-def _examples(space, dataset, n, n_splats, profile, verbose, gir_features, min_extent_px=MIN_EXTENT_PX):
+def _examples(space, dataset, n, n_splats, profile, verbose, gir_features, limits: FitLimits = FitLimits()):
     "`training_data` and the examples' labels as loaded with them (None where the data set has none)."
     profile = resolve_profile(profile)
     if space == "gir":
         if gir_features not in GIR_FEATURES:
             raise ValueError(f"gir_features must be one of {GIR_FEATURES}, got {gir_features!r}")
-        gir = _load_or_encode_gir(dataset, n, n_splats or 150, profile, verbose, min_extent_px)
+        gir = _load_or_encode_gir(dataset, n, n_splats or 150, profile, verbose, limits)
         splats = gir["splats"].float()
         if gir_features == "shape": splats = to_shape_features(splats)
         norm = GIRNormalizer.fit(splats)
@@ -169,7 +179,7 @@ def _examples(space, dataset, n, n_splats, profile, verbose, gir_features, min_e
                         x0_clip=_data_range(x),
                         gir_features=gir_features, n_splats=int(x.shape[1]),
                         fit_psnr=float(torch.as_tensor(gir["psnr"]).float().mean()),
-                        fit_min_extent_px=min_extent_px)
+                        fit_min_extent_px=limits.min_extent_px, fit_clamp_colours=limits.clamp_colours)
         _check_scale(dataset, len(x), profile, n)
         return x, norm, meta, gir.get("labels")
     if space != "pixel": raise ValueError(f"space must be one of {SPACES}, got {space!r}")
@@ -190,15 +200,16 @@ def _check_scale(dataset: str, n_train: int, profile: str, n_asked: int | None =
                       "from this run are not paper-scale.", stacklevel=3)
 
 # %% ../nbs/07b_recipes.ipynb #bd9e318d
-def _load_or_encode_gir(dataset, n, n_splats, profile, verbose, min_extent_px=MIN_EXTENT_PX):
+def _load_or_encode_gir(dataset, n, n_splats, profile, verbose, limits: FitLimits = FitLimits()):
     """The first `n` GIRs from any cache of the fit chapter with the profile's fit settings (e.g. 03's), else fit them
     now."""
     steps = profile_fit_kw(profile, channels_of(dataset)).get("steps")
     if n is not None:
-        try: return load_gir(dataset, n=n, n_splats=n_splats, steps=steps, min_extent_px=min_extent_px)
+        try: return load_gir(dataset, n=n, n_splats=n_splats, steps=steps, min_extent_px=limits.min_extent_px,
+                             clamp_colours=limits.clamp_colours)
         except FileNotFoundError: pass
     return load_gir(encode_dataset(dataset, n=n, n_splats=n_splats, steps=steps, progress=verbose, verbose=verbose,
-                                   min_extent_px=min_extent_px))
+                                   min_extent_px=limits.min_extent_px, clamp_colours=limits.clamp_colours))
 
 # %% ../nbs/07b_recipes.ipynb #17798559
 def run_dir(space: str, dataset: str = "mnist", profile: str = "auto", conditioning: str | None = None,
@@ -222,7 +233,7 @@ def recipe_data(r: Recipe, n: int | None = None, verbose: bool = True):
     examples' labels, loaded with them (the GIR cache's, or the images'): `(x, normalizer, DataInfo, labels or
     None)`."""
     x, norm, meta, y = _examples(r.space, r.dataset, n if n is not None else r.n, r.n_splats, r.profile, verbose,
-                                 r.gir_features or "cholesky", r.min_extent_px)
+                                 r.gir_features or "cholesky", r.fit_limits)
     if not r.model_kw.get("n_classes"): return x, norm, meta, None
     if y is None:
         raise ValueError(f"{r.dataset} has no class labels: train it with an unconditional recipe "
@@ -297,6 +308,9 @@ def run_differs(ck: dict, r: Recipe, cfg: TrainConfig, conditioning: str | None 
     floor = m.get("fit_min_extent_px") or MIN_EXTENT_PX   # older checkpoints: the fitter's default
     if r.space == "gir" and floor != r.min_extent_px:
         data.append(f"fits' splat floor {floor:g} px != {r.min_extent_px:g} px")
+    clamped = bool(m.get("fit_clamp_colours"))   # older checkpoints: colours were not clamped
+    if r.space == "gir" and clamped != r.clamp_colours:
+        data.append(f"fits' colours clamped to [0, 1]: {clamped} != {r.clamp_colours}")
     if data: return f"training data differs ({', '.join(data)})"
     return diffusion_differs(ck, r)
 

@@ -281,3 +281,37 @@ def test_a_raised_floor_has_its_own_cache_and_is_checked_on_load(tmp_data, capsy
     assert json.loads(capsys.readouterr().out)["path"].endswith("mnist_train_n4_N6_s2_seed0_min0.5px.pt")
     assert cli(["--dataset", "mnist", "--n", "4", "--min-extent-px", "0"]) == 2
     assert "min_extent_px" in capsys.readouterr().err
+
+
+def test_clamped_colours_stay_in_range_and_the_default_overshoots():
+    "09d's second limit: `clamp_colours` keeps every splat's colour in [0, 1]; the default lets colours cancel."
+    from gaussdiff.data import load_images
+    x, _ = load_images("dolls", 4, "train", verbose=False)
+    free, clamped = (fit_splats(x, 16, steps=40, seed=0, progress=False, clamp_colours=c) for c in (False, True))
+    col = lambda r: r.splats[..., 5:8]
+    assert col(clamped).min() >= 0 and col(clamped).max() <= 1
+    assert col(free).min() < -0.1 and col(free).max() > 1.1
+    assert clamped.settings["clamp_colours"] and not free.settings["clamp_colours"]
+    assert clamped.psnr.mean() > 18   # still a fit of the dolls
+    with pytest.raises(ValueError, match="clamp_colours"): fit_splats(x, 4, steps=1, clamp_colours=1)
+
+
+def test_fit_limits_name_their_cache_and_are_checked_on_load(tmp_data, capsys):
+    "Each set of limits is a cache of its own, found by asking for it, refused under another name."
+    from gaussdiff.fit import FitLimits
+    assert FitLimits().tag == "" and FitLimits(0.7, True).tag == "_min0.7px_clamp" and FitLimits(clamp_colours=True).tag == "_clamp"
+    with pytest.raises(ValueError, match="min_extent_px"): FitLimits(0)
+    floored = encode_dataset("mnist", n=4, n_splats=6, steps=2, progress=False, verbose=False, min_extent_px=0.7)
+    both = encode_dataset("mnist", n=4, n_splats=6, steps=2, progress=False, verbose=False, min_extent_px=0.7,
+                          clamp_colours=True)
+    assert both.name == "mnist_train_n4_N6_s2_seed0_min0.7px_clamp.pt"
+    assert load_gir(both)["settings"]["clamp_colours"] is True
+    got = load_gir("mnist", n=4, n_splats=6, steps=2, min_extent_px=0.7, clamp_colours=True)
+    assert torch.equal(got["splats"], load_gir(both)["splats"]) and got["splats"][..., 5:8].max() <= 1
+    with pytest.raises(FileNotFoundError, match="clamp_colours=True.*--clamp-colours"):
+        load_gir("mnist", n=4, n_splats=6, steps=3, min_extent_px=0.7, clamp_colours=True)
+    both.replace(floored)   # a clamped cache under the unclamped name is refused, not served as unclamped fits
+    with pytest.raises(ValueError, match=r"clamp_colours True \(asked for False\)"):
+        load_gir("mnist", n=4, n_splats=6, steps=2, min_extent_px=0.7)
+    assert cli(["--dataset", "mnist", "--n", "4", "--n-splats", "6", "--steps", "2", "--clamp-colours"]) == 0
+    assert json.loads(capsys.readouterr().out)["path"].endswith("mnist_train_n4_N6_s2_seed0_clamp.pt")

@@ -1,5 +1,6 @@
 "The model-agnostic trainer: exact resume, EMA against diffusers, LR schedule, checkpoints and bad input."
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -381,3 +382,38 @@ def test_a_recipe_with_a_raised_splat_floor_trains_on_its_own_fits_and_never_reu
     assert R.run_differs({**ck, "meta": meta.as_dict()}, r, r.cfg) is None
     plain = dataclasses.replace(r, min_extent_px=0.2)
     assert "fits' splat floor 0.7 px != 0.2 px" in R.run_differs({**ck, "meta": meta.as_dict()}, plain, plain.cfg)
+
+
+def test_a_moved_run_folder_keeps_its_snapshots(tmp_path):
+    "A run folder copied elsewhere (to Drive, another machine) loads its snapshots from beside its checkpoint."
+    import shutil
+    res = _run(tmp_path / "here", snapshot_fracs=(0.5, 1.0), meta=DataInfo("toy", "toy"))
+    shutil.move(tmp_path / "here", tmp_path / "there")
+    *_, info = load_checkpoint(tmp_path / "there" / "ckpt.pt", device="cpu")
+    assert [Path(s["path"]) for s in info.snapshots] == [tmp_path / "there" / "snapshots" / Path(s["path"]).name
+                                                        for s in res.snapshots]
+    snap, *_ = load_checkpoint(info.snapshots[-1]["path"], device="cpu")
+    assert _equal_states(snap, res.ema.model)
+
+
+def test_the_doll_recipe_trains_on_clamped_floored_fits_and_never_reuses_other_runs(tmp_data):
+    "09d: the Dolls' cpu and smoke GIR recipe fits with splats >= 0.7 px and colours in [0, 1]; other fits are other runs."
+    import dataclasses
+    from gaussdiff import recipes as R
+    from gaussdiff.cache import load_gir
+    from gaussdiff.checkpoint import CKPT_FORMAT
+    from gaussdiff.fit import FitLimits
+    for profile in ("smoke", "cpu"):
+        r = R.recipe("gir", "dolls", profile)
+        assert (r.min_extent_px, r.clamp_colours) == (0.7, True)
+    assert R.recipe("gir", "dolls", "gpu").fit_limits == R.recipe("gir", "sprites", "cpu").fit_limits == FitLimits()
+    r = dataclasses.replace(R.recipe("gir", "dolls", "smoke"), n=4)
+    x, norm, meta, _ = R.recipe_data(r, verbose=False)
+    assert meta.fit_clamp_colours is True and meta.fit_min_extent_px == 0.7
+    fits = load_gir("dolls", n=4, n_splats=r.n_splats, steps=60, min_extent_px=0.7, clamp_colours=True)
+    assert fits["splats"][..., 5:8].min() >= 0 and fits["splats"][..., 5:8].max() <= 1 and len(x) == 4
+    ck = {"format": CKPT_FORMAT, "finished": True, "config": dataclasses.asdict(r.cfg), "model_config": dict(r.model_kw),
+          "schedule": {"T": r.T, "kind": r.schedule}, "space": "gir",
+          "meta": {"gir_features": r.gir_features, "fit_min_extent_px": 0.7}}
+    assert "fits' colours clamped to [0, 1]: False != True" in R.run_differs(ck, r, r.cfg)   # a run from before the clamp
+    assert R.run_differs({**ck, "meta": meta.as_dict()}, r, r.cfg) is None
