@@ -110,10 +110,10 @@ CHAPTERS = (
             "of a network trained without labels, the tangle test, the course's sprite models scored", ("03", "09"),
             smoke=0.4, cpu=24.3, cpu_note="measured beside another chapter"),
     Chapter("09d_dolls", "research", "a regular sprite set like the paper's (Dungeon Crawl's paper dolls): both "
-            "models scored on held-out dolls, Fig 7 and Fig 8 for it, what the metric sees, the budget curve, a "
-            "floor on splat size", ("01a", "07b", "09c"),
-            smoke=0.3, cpu=42.0, cpu_note="from nothing: 28.6 before the splat floor, about 13 for its fits and three "
-            "runs; 5.6 cached"),
+            "models scored on held-out dolls, Fig 7 and Fig 8 for it, what the metric sees, the budget curve, fits "
+            "a model can draw", ("01a", "07b", "09c"),
+            smoke=0.3, cpu=40.0, cpu_note="from nothing, estimated: 20.5 with three of its six runs cached, beside "
+            "another job"),
     Chapter("10a_frontier", "research", "sample quality against sampling cost for every sampler of both "
             "spaces; Table 2 at equal quality", ("08", "09", "10"),
             smoke=2.7, cpu=94.0, cpu_note="MNIST 60 + Sprites 20, guided models, beside other jobs; + 14 for the "

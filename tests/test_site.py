@@ -131,9 +131,12 @@ def test_readme_quotes_the_committed_numbers():
     for space, name in (("pixel", "the U-Net"), ("gir", "the GIR model")):
         assert f"{name} at steps {' / '.join(str(s['step']) for s in fig8[space]['snapshots'])}" in readme
     assert all(round(fig8[s]["train_flops"] / 1e13, 1) == 1.2 for s in fig8) and "1.2 × 10¹³ training FLOPs" in readme
-    drawn = {(r["floor_px"], r["budget"]): r for r in numbers["dolls_splat_floor"] if r["row"].startswith("samples")}
-    pair = lambda px: " and ".join(f"{drawn[px, m]['kid']:.2f} / {drawn[px, m]['kid_halves']:.2f}" for m in (1, 4))
-    assert f"{pair(0.2)} (0.2 px, 1× and 4×)" in readme and f"{pair(0.7)} (0.7 px, 1× and 4×)" in readme
+    drawn = {(r["floor_px"], r["clamp_colours"], r["budget"]): r for r in numbers["dolls_splat_floor"]
+             if r["row"].startswith("samples")}
+    pair = lambda *fits: " and ".join(f"{drawn[*fits, m]['kid']:.2f} / {drawn[*fits, m]['kid_halves']:.2f}" for m in (1, 4))
+    readme_flat = readme.replace("\n", " ")
+    assert f"{pair(0.2, False)} (the fitter's defaults, 1× and 4×)" in readme_flat
+    assert f"{pair(0.7, True)} (the recipe's fits, 1× and 4×)" in readme_flat
 
 
 def test_make_figures_copies_a_runs_panels_and_redraws_them_exactly(tmp_path):
