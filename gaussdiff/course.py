@@ -108,7 +108,7 @@ CHAPTERS = (
             smoke=1.4, cpu=8.3, cpu_note="lab notes: partly loaded"),
     Chapter("09c_sprite_metric", "research", "a sprite metric that can see a figure: KID and recall in the features "
             "of a network trained without labels, the tangle test, the course's sprite models scored", ("03", "09"),
-            smoke=0.4, cpu=24.3, cpu_note="measured beside another chapter"),
+            smoke=0.4, cpu=32.0, cpu_note="measured beside another chapter; + about 8 for its 4× GIR run"),
     Chapter("09d_dolls", "research", "a regular sprite set like the paper's (Dungeon Crawl's paper dolls): both "
             "models scored on held-out dolls, Fig 7 and Fig 8 for it, what the metric sees, the budget curve, fits "
             "a model can draw", ("01a", "07b", "09c"),
