@@ -38,8 +38,7 @@ SPACES = ("gir", "pixel")
 # 1,000 steps of the pixel U-Net or 8,600 of the GaussianTransformer), whatever the machine and its load.
 CPU_BUDGET_FLOPS = 1.2e13
 CPU_GUIDANCE = 2.0  # the cpu profile's classifier-free guidance scale for class-conditional models
-# The Dolls' cpu (and smoke) GIRs: fits a model can draw, no splat under 0.7 px and colours in [0, 1] (09d measures
-# them against the fitter's defaults, whose pointillist fits the cpu budget cannot learn)
+# The Dolls' cpu and smoke GIRs: fits a model can draw (no splat under 0.7 px, colours in [0, 1]; 09d shows why)
 DOLL_FIT_LIMITS = FitLimits(min_extent_px=0.7, clamp_colours=True)
 # The gpu profile at two scales. "session" (the default): each chapter fits one free Colab T4 session (about an hour):
 # both spaces get the same training FLOPs, sized by an assumed T4 rate (an estimate until someone measures one);
@@ -69,11 +68,7 @@ class Recipe:
     min_snr_gamma: float | None = None  # min-SNR-γ loss weighting (None: Ho et al.'s unweighted loss)
     # classifier-free guidance scale of its samples (a model_kw n_classes > 0 trains on labels)
     guidance: float = 1.0
-    min_extent_px: float = MIN_EXTENT_PX  # GIRs: the fitter's floor on splat size, in pixels (09d raises it)
-    clamp_colours: bool = False           # GIRs: whether the fits keep every colour in [0, 1] (09d)
-
-    @property
-    def fit_limits(self) -> FitLimits: return FitLimits(self.min_extent_px, self.clamp_colours)
+    fit_limits: FitLimits = FitLimits()  # GIRs: what the fitter may not do (09d: a size floor, colours in [0, 1])
 
     def make_schedule(self) -> Schedule:
         "The noise schedule, prediction and loss weighting this recipe trains with."
@@ -93,8 +88,7 @@ def recipe(space: str, dataset: str = "mnist", profile: str = "auto", scale: str
         cpu=dict(budget_flops=CPU_BUDGET_FLOPS * (1 if grey else 0.5), batch_size=32, lr=1e-3, warmup_steps=100,
                  ema_decay=0.995, ckpt_every=500),
         # gpu, a session: equal FLOPs per space, ≈ 16 T4 minutes per MNIST model (Sprites: half); at scale "paper" the
-        # paper's
-        # 2 h per MNIST (or Fashion-MNIST) model, and half an hour per Sprites model (Fig 7, 09a's sprite rows)
+        # paper's 2 h per MNIST (or Fashion-MNIST) model, and half an hour per Sprites model (Fig 7, 09a's sprite rows)
         gpu=dict(**({"budget_minutes": 120.0 if grey else 30.0} if scale == "paper"
                     else {"budget_flops": SESSION_BUDGET_FLOPS * (1 if grey else 0.5)}),
                  batch_size=64, lr=2e-4, warmup_steps=1000, ema_decay=0.9999, ckpt_every=2000, sample_every=5000),
@@ -103,19 +97,17 @@ def recipe(space: str, dataset: str = "mnist", profile: str = "auto", scale: str
                        sample_every=8))
     # cpu profile: two ~0.3M-parameter models (comparable sizes, as in the paper) get through enough steps in minutes
     model_kw = by_profile(profile, smoke={}, gpu={}, cpu={"gir": dict(d_model=64, depth=3, n_heads=4, t_dim=64),
-                                                         # attention at 8×8 only: 20 % fewer FLOPs per step than at
-                                                         # 16×16
+                                                         # attention at 8×8 only: 20 % fewer FLOPs than 16×16
                                                          "pixel": dict(base=16, mults=(1, 2, 2),
                                                                        attn_resolutions=(8,))}[space])
-    # cpu (and smoke) profile, digits and clothes: both models learn the 10 classes and sample with guidance (09b
-    # measures it)
+    # cpu (and smoke) profile, digits and clothes: both models learn the 10 classes and sample with guidance (09b)
     if profile in ("cpu", "smoke") and grey: model_kw = dict(model_kw, n_classes=10)
     # cpu-profile GIR: cosine schedule + shape features (measured, see docs/lab-notes.md); gpu: paper-faithful
     schedule = by_profile(profile, smoke="linear", cpu="cosine", gpu="linear") if space == "gir" else "linear"
     gir_features = by_profile(profile, smoke="shape", cpu="shape", gpu="cholesky") if space == "gir" else None
     limits = DOLL_FIT_LIMITS if space == "gir" and dataset == "dolls" and profile in ("cpu", "smoke") else FitLimits()
     return Recipe(space=space, dataset=dataset, profile=profile, T=SAMPLING_STEPS[space], schedule=schedule,
-                  min_extent_px=limits.min_extent_px, clamp_colours=limits.clamp_colours,
+                  fit_limits=limits,
                   guidance=CPU_GUIDANCE if model_kw.get("n_classes") else 1.0,
                   gir_features=gir_features, model_kw=model_kw, n=by_profile(profile, smoke=32, cpu=1000, gpu=None,
                                                                              rehearsal=16),
@@ -124,8 +116,7 @@ def recipe(space: str, dataset: str = "mnist", profile: str = "auto", scale: str
                   n_splats=by_profile(profile, smoke=150, cpu=24 if grey else 64, gpu=150), cfg=TrainConfig(**cfg),
                   snapshot_fracs=by_profile(profile, smoke=(0.2, 0.4, 1.0), cpu=(0.2, 0.4, 1.0), gpu=(1.0,)),
                   # Fig 8's epochs 10, 20, 50 (the paper's); a session's ~5,000 steps of 64 are ~5 epochs of 60,000
-                  # digits
-                  # but ~100 of the 1,556 sprites, so its MNIST figure shows epochs 1, 2, 4
+                  # digits but ~100 of the 1,556 sprites, so its MNIST figure shows epochs 1, 2, 4
                   snapshot_epochs=by_profile(profile, smoke=(), cpu=(), rehearsal=(0.5, 1, 2),
                                              gpu=(1, 2, 4) if scale == "session" and grey else (10, 20, 50)))
 
@@ -306,11 +297,11 @@ def run_differs(ck: dict, r: Recipe, cfg: TrainConfig, conditioning: str | None 
     data = [f"{k} {m[k]} != {v}" for k, v in (("n_train", r.n), ("n_splats", r.n_splats if r.space == "gir" else None))
             if v is not None and m.get(k) is not None and m[k] != v]
     floor = m.get("fit_min_extent_px") or MIN_EXTENT_PX   # older checkpoints: the fitter's default
-    if r.space == "gir" and floor != r.min_extent_px:
-        data.append(f"fits' splat floor {floor:g} px != {r.min_extent_px:g} px")
+    if r.space == "gir" and floor != r.fit_limits.min_extent_px:
+        data.append(f"fits' splat floor {floor:g} px != {r.fit_limits.min_extent_px:g} px")
     clamped = bool(m.get("fit_clamp_colours"))   # older checkpoints: colours were not clamped
-    if r.space == "gir" and clamped != r.clamp_colours:
-        data.append(f"fits' colours clamped to [0, 1]: {clamped} != {r.clamp_colours}")
+    if r.space == "gir" and clamped != r.fit_limits.clamp_colours:
+        data.append(f"fits' colours clamped to [0, 1]: {clamped} != {r.fit_limits.clamp_colours}")
     if data: return f"training data differs ({', '.join(data)})"
     return diffusion_differs(ck, r)
 

@@ -371,7 +371,8 @@ def test_a_recipe_with_a_raised_splat_floor_trains_on_its_own_fits_and_never_reu
     from gaussdiff import recipes as R
     from gaussdiff.cache import load_gir
     from gaussdiff.checkpoint import CKPT_FORMAT
-    r = dataclasses.replace(R.recipe("gir", "mnist", "smoke"), n=8, min_extent_px=0.7)
+    from gaussdiff.fit import FitLimits
+    r = dataclasses.replace(R.recipe("gir", "mnist", "smoke"), n=8, fit_limits=FitLimits(0.7))
     x, norm, meta, _ = R.recipe_data(r, verbose=False)
     assert meta.fit_min_extent_px == 0.7 and len(x) == 8
     fits = load_gir("mnist", n=8, n_splats=r.n_splats, steps=15, min_extent_px=0.7)
@@ -380,7 +381,7 @@ def test_a_recipe_with_a_raised_splat_floor_trains_on_its_own_fits_and_never_reu
           "schedule": {"T": r.T, "kind": r.schedule}, "space": "gir", "meta": {"gir_features": r.gir_features}}
     assert "fits' splat floor 0.2 px != 0.7 px" in R.run_differs(ck, r, r.cfg)   # a run from before the floor
     assert R.run_differs({**ck, "meta": meta.as_dict()}, r, r.cfg) is None
-    plain = dataclasses.replace(r, min_extent_px=0.2)
+    plain = dataclasses.replace(r, fit_limits=FitLimits())
     assert "fits' splat floor 0.7 px != 0.2 px" in R.run_differs({**ck, "meta": meta.as_dict()}, plain, plain.cfg)
 
 
@@ -405,7 +406,7 @@ def test_the_doll_recipe_trains_on_clamped_floored_fits_and_never_reuses_other_r
     from gaussdiff.fit import FitLimits
     for profile in ("smoke", "cpu"):
         r = R.recipe("gir", "dolls", profile)
-        assert (r.min_extent_px, r.clamp_colours) == (0.7, True)
+        assert r.fit_limits == FitLimits(min_extent_px=0.7, clamp_colours=True) == R.DOLL_FIT_LIMITS
     assert R.recipe("gir", "dolls", "gpu").fit_limits == R.recipe("gir", "sprites", "cpu").fit_limits == FitLimits()
     r = dataclasses.replace(R.recipe("gir", "dolls", "smoke"), n=4)
     x, norm, meta, _ = R.recipe_data(r, verbose=False)

@@ -1,0 +1,82 @@
+"Chapter 09e: autoguidance, a denoiser guided by an earlier snapshot of its own run."
+
+import pytest
+import torch
+import torch.nn as nn
+
+from gaussdiff.autoguide import AutoGuided, load_autoguided
+from gaussdiff.checkpoint import DataInfo
+from gaussdiff.diffusion import Schedule
+from gaussdiff.layers import TinyDenoiser
+from gaussdiff.sample import SAMPLERS, sample
+from gaussdiff.train import TrainConfig, train
+from gaussdiff.transformer import GaussianTransformer
+
+
+class Counting(nn.Module):
+    "A denoiser that returns a constant and counts its calls (and the labels it was given)."
+    def __init__(self, value, n_classes=0):
+        super().__init__()
+        self.value, self.n_classes, self.calls, self.labels = value, n_classes, 0, []
+        self.p = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, t, labels=None):
+        self.calls += 1
+        self.labels.append(labels)
+        return torch.full_like(x, self.value)
+
+
+def test_autoguided_is_the_good_model_at_weight_one_and_extrapolates_above():
+    good, bad = Counting(3.0), Counting(1.0)
+    x, t = torch.randn(2, 5, 8), torch.tensor([3, 7])
+    assert torch.equal(AutoGuided(good, bad, 1)(x, t), torch.full_like(x, 3.0)) and bad.calls == 0  # one call
+    assert torch.equal(AutoGuided(good, bad, 2.5)(x, t), torch.full_like(x, 1.0 + 2.5 * 2.0))
+    assert torch.equal(AutoGuided(good, bad, 0)(x, t), torch.full_like(x, 1.0))   # weight 0: the weak model
+
+
+def test_autoguided_passes_the_labels_to_both_models_and_checks_its_inputs():
+    good, bad = Counting(1.0, n_classes=10), Counting(0.0, n_classes=10)
+    y = torch.tensor([4, 10])
+    AutoGuided(good, bad, 2)(torch.zeros(2, 3, 8), torch.tensor([1, 2]), y)
+    assert good.labels[-1] is y and bad.labels[-1] is y and AutoGuided(good, bad).n_classes == 10
+    for w in (-1, float("nan"), float("inf"), True, "2"):
+        with pytest.raises(ValueError, match="weight"): AutoGuided(good, bad, w)
+    with pytest.raises(ValueError, match="same labels"): AutoGuided(good, Counting(0.0), 2)
+    real = GaussianTransformer.smoke(n_classes=10).eval()
+    x, t = torch.randn(2, 7, 8), torch.tensor([5, 90])
+    with torch.no_grad():   # a real model guided by itself is itself, at any weight
+        assert torch.allclose(AutoGuided(real, real, 3)(x, t, y), real(x, t, y), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    data = torch.randn(64, 8)
+    cfg = TrainConfig(budget_steps=24, batch_size=8, lr=1e-3, warmup_steps=2, ema_decay=0.9, ckpt_every=12)
+    train(TinyDenoiser((8,)), data, Schedule(T=50), cfg, space="toy", meta=DataInfo("toy", "toy"), out_dir=out,
+          device="cpu", progress=False, snapshot_fracs=(0.25, 0.5, 1.0))
+    return out / "ckpt.pt"
+
+
+def test_load_autoguided_guides_the_final_weights_with_a_snapshot(run):
+    model, schedule, _, info = load_autoguided(run, bad=0, weight=2.0)
+    assert [s["step"] for s in info.snapshots] == [6, 12, 24] and model.weight == 2.0
+    x, t = torch.randn(3, 8), torch.tensor([1, 20, 40])
+    with torch.no_grad():
+        good, bad = model.good(x, t), model.bad(x, t)
+        assert not torch.allclose(good, bad) and torch.allclose(model(x, t), bad + 2 * (good - bad))
+        mid, *_ = load_autoguided(run, bad=0, good=1, weight=1.0)   # the 50 % snapshot as the good model
+        assert not torch.allclose(mid(x, t), good)
+    g = lambda: torch.Generator().manual_seed(0)
+    for sampler in SAMPLERS:   # every sampler takes it as a model
+        out = sample(model, schedule, (4, 8), steps=10, sampler=sampler, generator=g())
+        assert out.shape == (4, 8) and torch.isfinite(out).all()
+    plain, *_ = load_autoguided(run, bad=0, weight=1.0)   # weight 1: the run's own samples, bit for bit
+    assert torch.equal(sample(plain, schedule, (4, 8), steps=10, generator=g()),
+                       sample(plain.good, schedule, (4, 8), steps=10, generator=g()))
+
+
+def test_load_autoguided_names_the_snapshots_it_has(run):
+    with pytest.raises(ValueError, match=r"keeps 3 snapshots \(steps \[6, 12, 24\]\)"): load_autoguided(run, bad=3)
+    with pytest.raises(ValueError, match="earlier snapshot"): load_autoguided(run, bad=1, good=0)
+    with pytest.raises(ValueError, match="earlier snapshot"): load_autoguided(run, bad=2)   # step 24 is the final
