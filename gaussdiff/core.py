@@ -287,7 +287,7 @@ class ExpectedTime:
 COMMANDS = {  # subcommand -> module whose `cli(argv)` runs it (imported only when used)
     "course": None, "data": "gaussdiff.data", "fit": "gaussdiff.cache", "train": "gaussdiff.recipes",
     "sample": "gaussdiff.sample", "eval": "gaussdiff.compare", "bench": "gaussdiff.bench",
-    "frontier": "gaussdiff.frontier",
+    "frontier": "gaussdiff.frontier", "autoguide": "gaussdiff.autoguide",
 }
 
 USAGE = "usage: gaussdiff {" + ",".join(COMMANDS) + "} [options]   (gaussdiff CMD --help for details)"

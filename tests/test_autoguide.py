@@ -80,3 +80,33 @@ def test_load_autoguided_names_the_snapshots_it_has(run):
     with pytest.raises(ValueError, match=r"keeps 3 snapshots \(steps \[6, 12, 24\]\)"): load_autoguided(run, bad=3)
     with pytest.raises(ValueError, match="earlier snapshot"): load_autoguided(run, bad=1, good=0)
     with pytest.raises(ValueError, match="earlier snapshot"): load_autoguided(run, bad=2)   # step 24 is the final
+
+
+def _pixel_run(out):
+    "A toy pixel run with two snapshots, decodable into 6×6 images (as test_sample's)."
+    from gaussdiff.checkpoint import DataInfo
+    meta = DataInfo("pixel", "toy", image_size=(6, 6), sample_shape=(1, 8, 8), x0_clip=1.0)
+    train(TinyDenoiser(shape=(1, 8, 8), hidden=32, t_dim=16), torch.rand(32, 1, 8, 8) * 2 - 1, Schedule(T=20),
+          TrainConfig(budget_steps=6), space="pixel", out_dir=out, meta=meta, device="cpu", progress=False,
+          snapshot_fracs=(0.5, 1.0))
+    return out / "ckpt.pt"
+
+
+def test_autoguide_cli_writes_samples_for_eval_and_refuses_bad_input(tmp_path, capsys):
+    import json
+    import numpy as np
+    from gaussdiff.autoguide import cli
+    from gaussdiff.core import COMMANDS
+    assert COMMANDS["autoguide"] == "gaussdiff.autoguide"
+    ck = _pixel_run(tmp_path / "run")
+    out = tmp_path / "s.npz"
+    assert cli(["--ckpt", str(ck), "--weight", "3", "--n", "5", "--steps", "4", "--out", str(out), "--device", "cpu"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["bad_step"] == 3 and report["weight"] == 3.0 and report["n"] == 5
+    with np.load(out) as z: assert z["arr_0"].shape == (5, 6, 6, 1) and z["arr_0"].dtype == np.uint8
+    assert cli(["--ckpt", str(ck), "--bad", "2", "--out", str(tmp_path / "t.png")]) == 2
+    assert "keeps 2 snapshots" in capsys.readouterr().err
+    assert cli(["--ckpt", str(ck), "--weight", "-1", "--out", str(tmp_path / "t.png")]) == 2
+    assert "weight" in capsys.readouterr().err
+    assert cli(["--ckpt", str(ck), "--out", str(out)]) == 2   # an existing file is kept unless --overwrite
+    assert "--overwrite" in capsys.readouterr().err and out.exists()
