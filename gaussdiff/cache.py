@@ -5,6 +5,7 @@
 # %% ../nbs/03a_cache.ipynb #3e79bfaf
 from __future__ import annotations
 import contextlib, json, shutil, sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -14,11 +15,11 @@ from .commands import check_writable_dir, cli_command, file_lock, make_parser
 from .core import data_dir, get_device, resolve_profile, save_torch_atomic
 from .data import DATASETS, channels_of, load_images
 from .distributed import current_ranks, start_ranks, stop_ranks
-from .fit import MIN_EXTENT_PX, FitLimits, _check_fit_args, benchmark, default_steps, fit_splats
+from .fit import MIN_EXTENT_PX, _check_fit_args, benchmark, default_steps, fit_splats
 from .splats import check_splats
 
 # %% auto #0
-__all__ = ['GIR_VERSION', 'profile_fit_kw', 'gir_path', 'encode_dataset', 'load_gir', 'cli']
+__all__ = ['GIR_VERSION', 'profile_fit_kw', 'FitLimits', 'gir_path', 'encode_dataset', 'load_gir', 'cli']
 
 # %% ../nbs/03a_cache.ipynb #d319edc5
 GIR_VERSION = 1
@@ -28,13 +29,36 @@ def profile_fit_kw(profile: str | None, channels: int) -> dict:
     if profile is None: return {}
     return {"steps": 15 if channels == 1 else 60} if resolve_profile(profile) == "smoke" else {}
 
+@dataclass(frozen=True)
+class FitLimits:
+    "What a fit may not do: keep a splat under `min_extent_px` pixels, or (`clamp_colours`) a colour outside [0, 1]."
+    min_extent_px: float = MIN_EXTENT_PX
+    clamp_colours: bool = False
+
+    def __post_init__(self): _check_fit_args(1, None, None, 0.2, self.min_extent_px, self.clamp_colours)
+
+    @property
+    def tag(self) -> str:
+        "A cache name's mark of these limits (none for the fitter's defaults, so older caches keep their names)."
+        return ("" if self.min_extent_px == MIN_EXTENT_PX else f"_min{self.min_extent_px:g}px") + \
+            ("_clamp" if self.clamp_colours else "")
+
+    def as_kwargs(self) -> str:
+        "The keyword arguments that ask for these limits (empty for the defaults), for messages."
+        return "".join([f", min_extent_px={self.min_extent_px:g}" if self.min_extent_px != MIN_EXTENT_PX else "",
+                        ", clamp_colours=True" if self.clamp_colours else ""])
+
+    def as_flags(self) -> str:
+        "The `gaussdiff fit` flags that ask for these limits (empty for the defaults), for messages."
+        return "".join([f" --min-extent-px {self.min_extent_px:g}" if self.min_extent_px != MIN_EXTENT_PX else "",
+                        " --clamp-colours" if self.clamp_colours else ""])
+
 def gir_path(name: str, n: int, n_splats: int = 150, split: str = "train", steps: int | None = None,
              seed: int = 0, min_extent_px: float = MIN_EXTENT_PX, clamp_colours: bool = False) -> Path:
     "Where `encode_dataset` keeps the GIR cache of these settings."
     steps = default_steps(channels_of(name)) if steps is None else steps
     tag = FitLimits(min_extent_px, clamp_colours).tag   # raised limits get a cache of their own
     return data_dir() / "gir" / f"{name}_{split}_n{n}_N{n_splats}_s{steps}_seed{seed}{tag}.pt"
-
 
 def _settings_key(s: dict) -> dict:
     return {k: s[k] for k in ("n_splats", "steps", "lr", "lam", "seed")}

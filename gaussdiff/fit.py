@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 # %% auto #0
 __all__ = ['DEFAULT_LR', 'DEFAULT_LR_COLOUR', 'RELOCATE_AT', 'RELOCATE_FRAC', 'MIN_EXTENT_PX', 'gaussian_window_matrix', 'SSIM',
            'ssim', 'dssim', 'psnr', 'init_splats', 'naive_fit', 'default_lr', 'relocate_weak_splats', 'default_steps',
-           'default_chunk', 'FitResult', 'FitLimits', 'fit_splats', 'fit_memory', 'check_fit_size', 'benchmark']
+           'default_chunk', 'FitResult', 'fit_splats', 'fit_memory', 'check_fit_size', 'benchmark']
 
 # %% ../nbs/03_fit.ipynb #331005cb
 import torch
@@ -188,29 +188,6 @@ def _check_fit_args(n_splats, steps, chunk, lam, min_extent_px=MIN_EXTENT_PX, cl
     if not isinstance(clamp_colours, bool):
         raise ValueError(f"clamp_colours must be True or False, got {clamp_colours!r}")
 
-@dataclass(frozen=True)
-class FitLimits:
-    "What a fit may not do: keep a splat under `min_extent_px` pixels, or (`clamp_colours`) a colour outside [0, 1]."
-    min_extent_px: float = MIN_EXTENT_PX
-    clamp_colours: bool = False
-
-    def __post_init__(self): _check_fit_args(1, None, None, 0.2, self.min_extent_px, self.clamp_colours)
-
-    @property
-    def tag(self) -> str:
-        "A cache name's mark of these limits (none for the fitter's defaults, so older caches keep their names)."
-        return ("" if self.min_extent_px == MIN_EXTENT_PX else f"_min{self.min_extent_px:g}px") + \
-            ("_clamp" if self.clamp_colours else "")
-
-    def as_kwargs(self) -> str:
-        "The keyword arguments that ask for these limits (empty for the defaults), for messages."
-        return "".join([f", min_extent_px={self.min_extent_px:g}" if self.min_extent_px != MIN_EXTENT_PX else "",
-                        ", clamp_colours=True" if self.clamp_colours else ""])
-
-    def as_flags(self) -> str:
-        "The `gaussdiff fit` flags that ask for these limits (empty for the defaults), for messages."
-        return "".join([f" --min-extent-px {self.min_extent_px:g}" if self.min_extent_px != MIN_EXTENT_PX else "",
-                        " --clamp-colours" if self.clamp_colours else ""])
 
 # %% ../nbs/03_fit.ipynb #2190f663
 def _fit_chunk(x, n_splats, steps, lr_vec, lam, seeds, phi, ssim_fn, min_log_scale, relocate_steps, relocate_frac,

@@ -19,8 +19,8 @@ from .data import DATASETS, channels_of, load_images
 from .diffusion import (GIR_FEATURES, SAMPLING_STEPS, GIRNormalizer, Schedule, pixels_to_model,
                                  to_shape_features)
 from .distributed import start_ranks, stop_ranks
-from .cache import encode_dataset, load_gir, profile_fit_kw
-from .fit import MIN_EXTENT_PX, FitLimits
+from .cache import FitLimits, encode_dataset, load_gir, profile_fit_kw
+from .fit import MIN_EXTENT_PX
 from .sample import generate
 from .train import BUDGETS, RESUMABLE_CHANGES, TrainConfig, TrainResult, train
 from .transformer import GaussianTransformer

@@ -298,7 +298,7 @@ def test_clamped_colours_stay_in_range_and_the_default_overshoots():
 
 def test_fit_limits_name_their_cache_and_are_checked_on_load(tmp_data, capsys):
     "Each set of limits is a cache of its own, found by asking for it, refused under another name."
-    from gaussdiff.fit import FitLimits
+    from gaussdiff.cache import FitLimits
     assert FitLimits().tag == "" and FitLimits(0.7, True).tag == "_min0.7px_clamp" and FitLimits(clamp_colours=True).tag == "_clamp"
     with pytest.raises(ValueError, match="min_extent_px"): FitLimits(0)
     floored = encode_dataset("mnist", n=4, n_splats=6, steps=2, progress=False, verbose=False, min_extent_px=0.7)

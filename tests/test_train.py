@@ -371,7 +371,7 @@ def test_a_recipe_with_a_raised_splat_floor_trains_on_its_own_fits_and_never_reu
     from gaussdiff import recipes as R
     from gaussdiff.cache import load_gir
     from gaussdiff.checkpoint import CKPT_FORMAT
-    from gaussdiff.fit import FitLimits
+    from gaussdiff.cache import FitLimits
     r = dataclasses.replace(R.recipe("gir", "mnist", "smoke"), n=8, fit_limits=FitLimits(0.7))
     x, norm, meta, _ = R.recipe_data(r, verbose=False)
     assert meta.fit_min_extent_px == 0.7 and len(x) == 8
@@ -403,7 +403,7 @@ def test_the_doll_recipe_trains_on_clamped_floored_fits_and_never_reuses_other_r
     from gaussdiff import recipes as R
     from gaussdiff.cache import load_gir
     from gaussdiff.checkpoint import CKPT_FORMAT
-    from gaussdiff.fit import FitLimits
+    from gaussdiff.cache import FitLimits
     for profile in ("smoke", "cpu"):
         r = R.recipe("gir", "dolls", profile)
         assert r.fit_limits == FitLimits(min_extent_px=0.7, clamp_colours=True) == R.DOLL_FIT_LIMITS
