@@ -11,7 +11,7 @@ import torch.nn as nn
 from .checkpoint import load_checkpoint
 from .commands import check_output_path, cli_command, make_parser
 from .core import get_device
-from .sample import MAX_SAMPLES, SAMPLE_FORMATS, SAMPLERS, generate, save_samples, timesteps_for
+from .sample import SAMPLE_FORMATS, SAMPLERS, check_sample_request, generate, save_samples, timesteps_for
 
 # %% auto #0
 __all__ = ['AutoGuided', 'load_autoguided', 'cli']
@@ -73,10 +73,7 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     a = ap.parse_args(argv)
-    if not 1 <= a.n <= MAX_SAMPLES: raise ValueError(f"--n must be in 1..{MAX_SAMPLES}, got {a.n}")
-    if a.seed < 0: raise ValueError(f"--seed must be >= 0, got {a.seed}")
-    if not (math.isfinite(a.label_guidance) and a.label_guidance >= 0):
-        raise ValueError(f"--label-guidance must be a finite number >= 0 (1: none), got {a.label_guidance}")
+    check_sample_request(a.n, a.seed, a.label_guidance, "--label-guidance")
     check_output_path(a.out, SAMPLE_FORMATS, a.overwrite, "--out", inputs=[a.ckpt])
     model, schedule, norm, meta = load_autoguided(a.ckpt, a.bad, a.weight, a.good, get_device(a.device))
     timesteps_for(schedule.T, a.steps)   # validate before any work

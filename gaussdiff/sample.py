@@ -21,7 +21,7 @@ from .unet import crop_from_32
 __all__ = ['SAMPLERS', 'MAX_SAMPLES', 'SAMPLE_FORMATS', 'timesteps_for', 'clip_x0', 'predict_x0', 'ddpm_step', 'ddim_step',
            'half_log_snr', 'dpmpp2m_step', 'model_output', 'sample', 'gaussian_ode_demo', 'default_clip', 'decode',
            'gir_splats', 'balanced_labels', 'sample_labels', 'generate', 'trajectory_frames', 'save_gif',
-           'check_sample_path', 'save_samples', 'load_samples', 'cli']
+           'check_sample_path', 'save_samples', 'load_samples', 'check_sample_request', 'cli']
 
 # %% ../nbs/08_sample.ipynb #7b979a2b
 def timesteps_for(T: int, steps: int | None = None, spacing: str = "trailing") -> list[int]:
@@ -324,6 +324,15 @@ def load_samples(path) -> torch.Tensor:
     return torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 255
 
 # %% ../nbs/08_sample.ipynb #cba839f7
+def check_sample_request(n: int, seed: int, guidance: float | None, guidance_flag: str = "--guidance"):
+    "A sampling command's checks on the sample count, the seed and a guidance scale, before any work."
+    if not 1 <= n <= MAX_SAMPLES:
+        raise ValueError(f"--n must be in 1..{MAX_SAMPLES}, got {n}: draw more in several calls "
+                         "with other --seed values")
+    if seed < 0: raise ValueError(f"--seed must be >= 0, got {seed}")
+    if guidance is not None and not (math.isfinite(guidance) and guidance >= 0):
+        raise ValueError(f"{guidance_flag} must be a finite number >= 0 (1: none), got {guidance}")
+
 @cli_command("gaussdiff sample")
 def cli(argv: list[str] | None = None) -> int:
     """`gaussdiff sample`: draw samples from a checkpoint into a PNG grid or an .npz (and optionally a materialisation
@@ -346,12 +355,7 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing --out or --gif file")
     a = ap.parse_args(argv)
-    if not 1 <= a.n <= MAX_SAMPLES:
-        raise ValueError(f"--n must be in 1..{MAX_SAMPLES}, got {a.n}: draw more in several calls "
-                         "with other --seed values")
-    if a.seed < 0: raise ValueError(f"--seed must be >= 0, got {a.seed}")
-    if a.guidance is not None and not (math.isfinite(a.guidance) and a.guidance >= 0):
-        raise ValueError(f"--guidance must be a finite number >= 0 (1: none), got {a.guidance}")
+    check_sample_request(a.n, a.seed, a.guidance)
     check_output_path(a.out, SAMPLE_FORMATS, a.overwrite, "--out", inputs=[a.ckpt])
     if a.gif: check_output_path(a.gif, (".gif",), a.overwrite, "--gif", inputs=[a.ckpt, a.out])
     model, schedule, norm, meta = load_checkpoint(a.ckpt, a.device, ema=not a.raw_weights)
