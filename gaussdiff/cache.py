@@ -43,12 +43,12 @@ class FitLimits:
         return ("" if self.min_extent_px == MIN_EXTENT_PX else f"_min{self.min_extent_px:g}px") + \
             ("_clamp" if self.clamp_colours else "")
 
-    def as_kwargs(self) -> str:
+    def kwargs_text(self) -> str:
         "The keyword arguments that ask for these limits (empty for the defaults), for messages."
         return "".join([f", min_extent_px={self.min_extent_px:g}" if self.min_extent_px != MIN_EXTENT_PX else "",
                         ", clamp_colours=True" if self.clamp_colours else ""])
 
-    def as_flags(self) -> str:
+    def flags_text(self) -> str:
         "The `gaussdiff fit` flags that ask for these limits (empty for the defaults), for messages."
         return "".join([f" --min-extent-px {self.min_extent_px:g}" if self.min_extent_px != MIN_EXTENT_PX else "",
                         " --clamp-colours" if self.clamp_colours else ""])
@@ -234,7 +234,7 @@ def load_gir(path_or_name, n: int | None = None, n_splats: int = 150, split: str
     name = path_or_name if isinstance(path_or_name, str) and path_or_name in DATASETS else None
     if name is not None:
         path = _find_cache(path_or_name, n, n_splats, split, steps, seed, limits)
-        kw, flag = limits.as_kwargs(), limits.as_flags()   # the advice below names only limits that were raised
+        kw, flag = limits.kwargs_text(), limits.flags_text()   # the advice below names only limits that were raised
         if path is None:
             if not encode:
                 raise FileNotFoundError(

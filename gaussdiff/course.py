@@ -115,9 +115,10 @@ CHAPTERS = (
             smoke=0.3, cpu=40.0, cpu_note="from nothing, estimated: 20.5 with three of its six runs cached, beside "
             "another job"),
     Chapter("09e_autoguidance", "research", "autoguidance: the paper's unconditional model guided by an earlier "
-            "snapshot of its own run, past 70 % confident digits; the labelled model without label guidance",
-            ("07b", "08", "09"), smoke=0.3, cpu=7.4, cpu_note="with its runs cached; 14 more to train the "
-            "unconditional run"),
+            "snapshot of its own run, past 70 % confident digits; the labelled model without label guidance, and "
+            "with 09b's levers; the pixel baseline and the Dolls autoguided", ("07b", "08", "09", "09d"),
+            smoke=0.3, cpu=14.4, cpu_note="with its runs cached; 14 more to train the unconditional run, 7 the "
+            "levered one, 8 the pixel baseline"),
     Chapter("10a_frontier", "research", "sample quality against sampling cost for every sampler of both "
             "spaces; Table 2 at equal quality", ("08", "09", "10"),
             smoke=2.7, cpu=94.0, cpu_note="MNIST 60 + Sprites 20, guided models, beside other jobs; + 14 for the "

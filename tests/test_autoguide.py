@@ -48,6 +48,29 @@ def test_autoguided_passes_the_labels_to_both_models_and_checks_its_inputs():
         assert torch.allclose(AutoGuided(real, real, 3)(x, t, y), real(x, t, y), atol=1e-5)
 
 
+class ByLabel(nn.Module):
+    "A denoiser that returns `labelled` for a labelled row and `unlabelled` for the no-label class (n_classes)."
+    def __init__(self, labelled, unlabelled, n_classes=10):
+        super().__init__()
+        self.labelled, self.unlabelled, self.n_classes = labelled, unlabelled, n_classes
+        self.p = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, t, labels):
+        out = torch.where(labels == self.n_classes, self.unlabelled, self.labelled).float()
+        return out.view(-1, *[1] * (x.dim() - 1)).expand_as(x)
+
+
+def test_label_guidance_on_top_of_autoguidance_guides_the_autoguided_predictions():
+    "09e's section 5: CFG at scale g over the two autoguided predictions, with and without the label."
+    from gaussdiff.sample import model_output
+    model = AutoGuided(ByLabel(3.0, 2.0), ByLabel(1.0, 0.5), 2.0)
+    x, t, y = torch.zeros(2, 5, 8), torch.tensor([3, 7]), torch.tensor([4, 9])
+    with_label, without = 1.0 + 2.0 * (3.0 - 1.0), 0.5 + 2.0 * (2.0 - 0.5)   # 5.0 and 3.5
+    out = model_output(model, x, t, y, guidance=1.25)
+    assert torch.allclose(out, torch.full_like(x, without + 1.25 * (with_label - without)))   # 5.375
+    assert torch.allclose(model_output(model, x, t, y, guidance=1.0), torch.full_like(x, with_label))
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
